@@ -1,0 +1,5 @@
+import sys
+
+from edgeiqa.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,28 @@
+"""Small helpers every subcommand uses: JSON on stdout, input-size parsing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from edgeiqa.errors import EdgeIQAError
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """'720x1280' -> (720, 1280); '384' -> (384, 384). Height first, as in the profiles."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise EdgeIQAError(f"bad input size {text!r}: expected HxW such as 720x1280") from None
+    if len(nums) == 1:
+        nums = nums * 2
+    if len(nums) != 2 or min(nums) < 16:
+        raise EdgeIQAError(f"bad input size {text!r}: expected HxW with both sides >= 16")
+    return nums[0], nums[1]

@@ -1,0 +1,124 @@
+"""Reading images: any file a user points at becomes an RGB uint8 array or an ImageLoadError naming it.
+
+Every stage (sample building, training, calibration, the runtime) reads pixels through `load_image`,
+so EXIF orientation, mode conversion and the size guards are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edgeiqa.errors import EdgeIQAError, ImageLoadError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+# A 4K photo is 8.3 MP and a 108 MP phone sensor is the largest thing a user plausibly scores.
+# Anything larger is refused *before* decoding so a decompression bomb cannot exhaust memory.
+MAX_PIXELS = 120_000_000
+# Below this a quality score means nothing (a 1x1 image has no blur, noise or exposure to judge).
+MIN_SIDE = 16
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale integer/float arrays of any depth to uint8 (16-bit PNG/TIFF, 32-bit 'I', float 'F')."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        hi = float(np.nanmax(arr)) if arr.size else 1.0
+        scale = 255.0 if hi <= 1.0 else 255.0 / max(hi, 1e-12)
+        return np.clip(np.nan_to_num(arr) * scale, 0, 255).round().astype(np.uint8)
+    hi = int(arr.max()) if arr.size else 0
+    if hi <= 255:
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    # 16-bit data (the common case) maps 65535 -> 255; wider integers are scaled by their maximum.
+    top = 65535 if hi <= 65535 else hi
+    return (arr.astype(np.float64) * (255.0 / top)).round().astype(np.uint8)
+
+
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert a PIL image of any mode (L, LA, P, RGBA, CMYK, I;16, I, F, YCbCr, ...) to HxWx3 uint8."""
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        # Composite transparent pixels on white: what a viewer shows, and deterministic.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray = _to_uint8(np.asarray(img))
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "RGB":
+        return np.asarray(img)
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype != np.uint8:  # e.g. 16-bit RGB
+        return _to_uint8(arr)
+    return np.asarray(img.convert("RGB"))
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Read `path` as an RGB uint8 array (H, W, 3) with EXIF orientation applied.
+
+    Raises ImageLoadError (naming the file and the reason) for missing, empty, truncated, corrupt,
+    non-image, too small or too large files.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageLoadError(p, "file not found")
+    if p.is_dir():
+        raise ImageLoadError(p, "is a folder, not an image")
+    if p.stat().st_size == 0:
+        raise ImageLoadError(p, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageLoadError(
+                        p, f"too large ({w}x{h} = {w * h / 1e6:.0f} MP > {max_pixels / 1e6:.0f} MP limit); refused before decoding"
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb = pil_to_rgb(img)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(p, "not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(p, f"refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower():
+            raise ImageLoadError(p, "truncated image data (file is cut short)") from None
+        raise ImageLoadError(p, f"corrupt or unreadable image: {msg}") from None
+    if min(rgb.shape[:2]) < min_side:
+        raise ImageLoadError(p, f"too small ({rgb.shape[1]}x{rgb.shape[0]}); at least {min_side} px per side is needed")
+    return np.ascontiguousarray(rgb)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def iter_image_files(paths: Iterable[str | os.PathLike], recursive: bool = True) -> Iterator[Path]:
+    """Expand files and folders into image paths, sorted so every run sees the same order.
+
+    Files named explicitly are yielded whatever their extension (so a bad one gets its error row);
+    folders contribute files with an image extension.
+    """
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            yield from sorted(f for f in p.glob(pattern) if f.is_file() and is_image_file(f))
+        elif p.exists():
+            yield p
+        else:
+            raise EdgeIQAError(f"{p}: no such file or folder")

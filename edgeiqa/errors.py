@@ -1,0 +1,26 @@
+"""Errors a user can cause and fix. The CLI prints them without a traceback."""
+
+
+class EdgeIQAError(Exception):
+    """A user-facing error: bad input, missing file, impossible request."""
+
+    exit_code = 2
+
+
+class ImageLoadError(EdgeIQAError):
+    """One image could not be read. Batch code records it and goes on with the rest."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DatasetError(EdgeIQAError):
+    """A dataset spec, file, column or row is wrong."""
+
+
+class BudgetExceeded(EdgeIQAError):
+    """The model costs more GMACs than the budget allows."""
+
+    exit_code = 3
