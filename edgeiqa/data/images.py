@@ -51,7 +51,13 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        # The mode itself says 16 bits: always map 0..65535 -> 0..255, even for a dark image whose
+        # values all happen to be <= 255 (guessing from the maximum would brighten it 257-fold).
+        gray16 = np.asarray(img).astype(np.float64)
+        gray = np.clip(np.round(gray16 / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("I", "F"):
         gray = _to_uint8(np.asarray(img))
         return np.repeat(gray[..., None], 3, axis=2)
     if mode == "RGB":
@@ -92,12 +98,15 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: 
     except UnidentifiedImageError:
         raise ImageLoadError(p, "not an image (unrecognised format)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(p, f"refused as a decompression bomb: {exc}") from None
+        # Pillow's own guard fires in Image.open() for sizes above 2x its limit; same wording as ours.
+        raise ImageLoadError(p, f"too large; refused before decoding as a possible decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         msg = str(exc)
         if "truncated" in msg.lower():
             raise ImageLoadError(p, "truncated image data (file is cut short)") from None
         raise ImageLoadError(p, f"corrupt or unreadable image: {msg}") from None
+    except Exception as exc:  # noqa: BLE001 - malformed files trip odd errors deep in decoders (struct.error, ...)
+        raise ImageLoadError(p, f"corrupt or unreadable image: {type(exc).__name__}: {exc}") from None
     if min(rgb.shape[:2]) < min_side:
         raise ImageLoadError(p, f"too small ({rgb.shape[1]}x{rgb.shape[0]}); at least {min_side} px per side is needed")
     return np.ascontiguousarray(rgb)

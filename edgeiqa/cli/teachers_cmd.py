@@ -1,0 +1,195 @@
+"""`edgeiqa teachers train|pretrain|label|list`: teacher training, ranking pre-training, LabelSets."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from edgeiqa.cli.common import print_json
+
+
+def _log(args):
+    return (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else (lambda msg: None)
+
+
+def _parse_weights(text: str | None) -> dict | None:
+    if not text:
+        return None
+    from edgeiqa.errors import EdgeIQAError
+
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise EdgeIQAError(f"bad --ensemble-weights entry {part!r}: expected NAME=NUMBER") from None
+    return out
+
+
+def cmd_train(args) -> int:
+    from edgeiqa.data.datasets import load_dataset
+    from edgeiqa.losses import parse_loss_spec
+    from edgeiqa.profiles import load_profile
+    from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, self_train, teacher_config, train_members
+
+    log = _log(args)
+    profile = load_profile(args.profile)
+    dataset = load_dataset(args.data or profile.get("data", "sample"))
+    names = resolve_members(args.teacher, profile)
+    cfg = teacher_config(profile, args.seed)
+    if args.epochs:
+        cfg.epochs = args.epochs
+    if args.losses:
+        cfg.losses = parse_loss_spec(args.losses)
+    out = Path(args.out)
+    weights = {n: args.weights for n in names} if args.weights else None
+    t0 = time.time()
+    results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
+                            resume=args.resume, progress=not args.quiet, log=log)
+    ens, card = build_ensemble(results, dataset, out, _parse_weights(args.ensemble_weights), seconds=round(time.time() - t0, 1))
+    if args.self_train:
+        pool = [r for r in dataset.records if r.split == "pool"]
+        if not pool:
+            pool = [r for r in dataset.records if r.score is None]
+        card["self_train"] = self_train(names, dataset, pool, out, cfg, progress=not args.quiet, log=log)
+        (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    card["seconds"] = round(time.time() - t0, 1)
+    (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    if args.json:
+        print_json(card)
+    else:
+        _print_card(card)
+    return 0
+
+
+def _fmt(v):
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _print_card(card: dict) -> None:
+    print(f"teachers: {', '.join(card['members'])}  weights ({card['weights_fitted_on']}): "
+          + ", ".join(f"{k}={v:.2f}" for k, v in card["weights"].items()))
+    print(f"{'model':<16} {'split':<6} {'SRCC med':>9} {'SRCC mean':>10} {'worst kind':>18} {'SRCC':>7} {'PLCC':>7}")
+    for model, per_split in card["metrics"].items():
+        for split in ("val", "test"):
+            m = per_split.get(split)
+            if not m:
+                continue
+            worst = f"{m.get('worst_kind') or '-'} {_fmt(m.get('srcc_kind_worst'))}"
+            print(f"{model:<16} {split:<6} {_fmt(m.get('srcc_scene_median')):>9} {_fmt(m.get('srcc_scene_mean')):>10} "
+                  f"{worst:>18} {_fmt(m.get('srcc')):>7} {_fmt(m.get('plcc')):>7}")
+    print(f"GMACs: {card['gmacs']['total']} (members: {card['gmacs']['members']})  time: {card.get('seconds')} s")
+
+
+def cmd_pretrain(args) -> int:
+    from edgeiqa.data.datasets import load_dataset
+    from edgeiqa.teachers.pretrain import ranking_pretrain
+
+    dataset = load_dataset(args.data)
+    report = ranking_pretrain(args.teacher, dataset, Path(args.out), steps=args.steps, batch_pairs=args.batch,
+                              lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet)
+    if args.json:
+        print_json(report)
+    else:
+        print(f"ranking pre-training of {args.teacher}: {report['steps']} steps, pair accuracy "
+              f"{report['pair_accuracy_before']:.3f} -> {report['pair_accuracy_after']:.3f}; weights: {report['weights']}")
+    return 0
+
+
+def cmd_label(args) -> int:
+    from edgeiqa.data.datasets import load_dataset
+    from edgeiqa.teachers.labelset import LabelSet, build_labelset
+
+    dataset = load_dataset(args.data)
+    if args.split:
+        dataset = dataset.subset(args.split.split(","))
+    out = build_labelset(Path(args.teachers), dataset, Path(args.out), progress=not args.quiet, reuse=not args.force)
+    ls = LabelSet(out)
+    summary = {"labelset": str(out), "n_images": ls.manifest["n_images"], "skipped": ls.manifest["skipped"],
+               "features": ls.manifest["features"], "teachers": [t["name"] for t in ls.manifest["teachers"]]}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"LabelSet {out}: {summary['n_images']} images, {len(summary['skipped'])} skipped, features {summary['features']['ensemble']}")
+        for s in summary["skipped"]:
+            print(f"  skipped {s['image']}: {s['reason']}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from edgeiqa.teachers import get_teacher_entry, list_teachers
+
+    rows = []
+    for n in list_teachers():
+        e = get_teacher_entry(n)
+        rows.append({"name": n, "timm": e.timm_name, "views": [f"{v.kind}@{v.size[0]}x{v.size[1]}" for v in e.views], "description": e.description})
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:<18} {r['timm']:<32} {','.join(r['views']):<40} {r['description']}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("teachers", help="train IQA teachers, ranking pre-training, write LabelSets",
+                       description="Teachers: big IQA models (Swin/ViT/EfficientNet-Lite) whose scores and opinion features the students learn from.")
+    tsub = p.add_subparsers(dest="teachers_command", metavar="ACTION")
+
+    tr = tsub.add_parser("train", help="train teachers (or the ensemble) on the labelled split",
+                         description="Train one teacher, a list (a,b,c) or the profile's ensemble on the train split; pick the "
+                         "best epoch by per-scene SRCC on val; fit ensemble weights on val and a 4-parameter logistic calibration; "
+                         "write OUT/card.json with every member's val/test metrics beside the ensemble's.")
+    tr.add_argument("--teacher", default="ensemble", help="NAME, a,b,c, or 'ensemble' (the profile's list; default)")
+    tr.add_argument("--data", help="dataset spec (default: the profile's data, 'sample' for the sample profile)")
+    tr.add_argument("--out", default="runs/teachers", help="teachers directory (default runs/teachers)")
+    tr.add_argument("--profile", default="sample", help="built-in profile name or a .toml file (default sample)")
+    tr.add_argument("--epochs", type=int, help="override the profile's teacher epochs")
+    tr.add_argument("--losses", help="e.g. mse=1,plcc=1,fidelity=1 (mse, l1, plcc, fidelity, rank)")
+    tr.add_argument("--finetune", action="store_true", help="train backbones end to end (slow on CPU); default: frozen backbone, head only")
+    tr.add_argument("--pretrained", action="store_true", help="start from timm's hub weights (needs a network)")
+    tr.add_argument("--weights", help="local checkpoint (teacher.pt or a backbone state dict) to start from")
+    tr.add_argument("--ensemble-weights", help="fixed member weights, e.g. lite2_mv=0.7,vit_s=0.3 (default: fitted on val)")
+    tr.add_argument("--self-train", action="store_true", help="after training, one self-training round on the pool with pseudo-labels")
+    tr.add_argument("--seed", type=int, help="random seed (default: the profile's)")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted member from its last epoch checkpoint")
+    tr.add_argument("--json", action="store_true", help="print the teachers card as JSON")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    tr.set_defaults(func=cmd_train)
+
+    pt = tsub.add_parser("pretrain", help="label-free ranking pre-training on synthetic degradations",
+                         description="RankIQA-style pre-training: for unlabelled images, degraded copies at increasing "
+                         "amounts must score lower. Writes OUT/pretrained.pt (usable as --weights for train).")
+    pt.add_argument("--teacher", required=True, help="teacher name (see `edgeiqa teachers list`)")
+    pt.add_argument("--data", required=True, help="folder:DIR or any dataset spec (labels are ignored)")
+    pt.add_argument("--out", default="runs/pretrain", help="output directory")
+    pt.add_argument("--steps", type=int, default=100, help="optimisation steps (default 100)")
+    pt.add_argument("--batch", type=int, default=4, help="source images per step; each gives 3 degraded copies")
+    pt.add_argument("--lr", type=float, default=1e-4)
+    pt.add_argument("--seed", type=int)
+    pt.add_argument("--resume", action="store_true")
+    pt.add_argument("--json", action="store_true")
+    pt.add_argument("--quiet", action="store_true")
+    pt.set_defaults(func=cmd_pretrain)
+
+    lb = tsub.add_parser("label", help="score images with trained teachers into a cached LabelSet",
+                         description="Write a LabelSet (scores.csv, features.safetensors, manifest.json) for the images of a "
+                         "dataset: every member's raw and calibrated score, the ensemble's, and opinion features. Written "
+                         "atomically; reused when images and checkpoints are unchanged.")
+    lb.add_argument("--teacher", default="ensemble", help="only 'ensemble' (the teachers directory's ensemble.json)")
+    lb.add_argument("--teachers", default="runs/teachers", help="teachers directory from `teachers train`")
+    lb.add_argument("--data", required=True, help="dataset spec whose images are labelled")
+    lb.add_argument("--split", help="only these splits, e.g. pool")
+    lb.add_argument("--out", required=True, help="LabelSet directory")
+    lb.add_argument("--force", action="store_true", help="rebuild even when a matching LabelSet exists")
+    lb.add_argument("--json", action="store_true")
+    lb.add_argument("--quiet", action="store_true")
+    lb.set_defaults(func=cmd_label)
+
+    ls = tsub.add_parser("list", help="registered teachers")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

@@ -1,0 +1,166 @@
+"""`edgeiqa data check`: list everything wrong with a dataset instead of stopping at the first fault.
+
+Reported problem kinds (each with the CSV line when there is one):
+    bad_row       non-numeric score, empty image column, unknown split, wrong field count ...
+    missing_file  the image a row names does not exist
+    unreadable    the image exists but cannot be read (header check; full decode with `decode=True`)
+    duplicate     the same image listed on several rows
+    dataset       the dataset could not be read at all (missing CSV or column): nothing else is checked
+
+A bad spec (unknown dataset name, unknown option) is a user error and raises DatasetError.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+
+from PIL import Image
+
+from edgeiqa.data.images import MAX_PIXELS, MIN_SIDE, load_image
+from edgeiqa.data.loading import Problem
+from edgeiqa.errors import DatasetError, EdgeIQAError, ImageLoadError
+
+PROBLEM_KINDS = ("dataset", "bad_row", "missing_file", "unreadable", "duplicate")
+
+
+def header_check(path: Path) -> str | None:
+    """Cheap readability check: the format is recognised and the size is sane. None = fine."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+    except Image.DecompressionBombError:
+        return "too large; refused as a possible decompression bomb"
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the header is the finding itself
+        name = type(exc).__name__
+        return "not an image (unrecognised format)" if name == "UnidentifiedImageError" else f"unreadable header: {exc}"
+    if w * h > MAX_PIXELS:
+        return f"too large ({w}x{h})"
+    if min(w, h) < MIN_SIDE:
+        return f"too small ({w}x{h}); at least {MIN_SIDE} px per side is needed"
+    return None
+
+
+def check_dataset(spec: str, decode: bool = False) -> dict:
+    """Check a dataset; never raises for bad rows or files. Returns a JSON-ready report.
+
+    Keys: spec, ok, decode, n_records, n_labelled, splits, checked_images, counts (kind -> n),
+    problems (list of {kind, line, source, path, message}).
+    """
+    from edgeiqa.data.datasets import load_with_problems, parse_spec
+
+    parse_spec(spec)  # a malformed spec is a user error, raised (exit code 2), not a finding
+    problems: list[Problem] = []
+    records = []
+    source = None
+    try:
+        dataset, ctx = load_with_problems(spec, check_files=True)
+        problems.extend(ctx.problems)
+        records = dataset.records
+        source = dataset.info.get("csv")
+        if isinstance(source, list):
+            source = None
+    except DatasetError as exc:
+        problems.append(Problem(kind="dataset", message=str(exc)))
+        dataset = None
+
+    missing = {p.path for p in problems if p.kind == "missing_file"}
+
+    # duplicates: the same file on several rows
+    first_line: dict[Path, int | None] = {}
+    seen: Counter = Counter()
+    for rec in records:
+        key = _key(rec.path)
+        seen[key] += 1
+        if seen[key] == 1:
+            first_line[key] = rec.line
+            continue
+        where = f" (first on line {first_line[key]})" if first_line[key] is not None else ""
+        problems.append(Problem(kind="duplicate", message=f"duplicate of an earlier row{where}: {rec.path}",
+                                line=rec.line, source=source, path=str(rec.path)))
+
+    # readability of every distinct existing file
+    checked = 0
+    done: set[Path] = set()
+    for rec in records:
+        key = _key(rec.path)
+        if key in done or str(rec.path) in missing:
+            continue
+        done.add(key)
+        if not rec.path.is_file():  # loaders report missing files; this catches any that did not
+            problems.append(Problem(kind="missing_file", message=f"image not found: {rec.path}", line=rec.line,
+                                    source=source, path=str(rec.path)))
+            continue
+        checked += 1
+        reason = None
+        if decode:
+            try:
+                load_image(rec.path)
+            except ImageLoadError as exc:
+                reason = exc.reason
+            except EdgeIQAError as exc:
+                reason = str(exc)
+        else:
+            reason = header_check(rec.path)
+        if reason:
+            problems.append(Problem(kind="unreadable", message=f"{rec.path}: {reason}", line=rec.line,
+                                    source=source, path=str(rec.path)))
+
+    # file order: what a user fixing the CSV top to bottom wants; a whole-dataset fault first
+    problems.sort(key=lambda p: (p.kind != "dataset", p.source or "", p.line if p.line is not None else 1 << 30))
+    counts = {k: 0 for k in PROBLEM_KINDS}
+    for p in problems:
+        counts[p.kind] = counts.get(p.kind, 0) + 1
+    splits: dict[str, int] = {}
+    for rec in records:
+        splits[rec.split or "-"] = splits.get(rec.split or "-", 0) + 1
+    return {
+        "spec": spec,
+        "ok": not problems,
+        "decode": decode,
+        "n_records": len(records),
+        "n_labelled": sum(1 for r in records if r.score is not None),
+        "splits": splits,
+        "checked_images": checked,
+        "counts": counts,
+        "problems": [p.as_dict() for p in problems],
+    }
+
+
+def _key(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path
+
+
+def format_report(report: dict, limit: int = 50) -> str:
+    """Human-readable report: a summary line, then one line per problem (the first `limit`)."""
+    lines = []
+    n = len(report["problems"])
+    head = f"{report['spec']}: {report['n_records']} records, {report['checked_images']} images checked"
+    head += " (decoded)" if report["decode"] else " (headers; --decode reads every pixel)"
+    lines.append(head)
+    if report["ok"]:
+        lines.append("no problems found")
+        return "\n".join(lines)
+    summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report["counts"].items() if v)
+    lines.append(f"{n} problem(s): {summary}")
+    for p in report["problems"][:limit]:
+        lines.append(f"  {_where(p)}[{p['kind']}] {p['message']}")
+    if n > limit:
+        lines.append(f"  ... and {n - limit} more (use --json for the full list)")
+    return "\n".join(lines)
+
+
+def _where(p: dict) -> str:
+    if p["line"] is None:
+        return ""
+    if p["source"]:
+        return f"{Path(p['source']).name} line {p['line']}: "
+    return f"line {p['line']}: "

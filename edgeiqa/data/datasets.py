@@ -1,0 +1,275 @@
+"""Datasets behind one spec string.
+
+Spec syntax
+-----------
+``NAME`` or ``NAME:TARGET`` optionally followed by ``?key=value&key=value`` options::
+
+    sample                                  the embedded sample set (built once into the cache)
+    csv:labels.csv                          image,score[,scene,split,kind]; paths relative to the CSV
+    piq23:/data/PIQ2023?attr=details&split=device
+    uhd-iqa:/data/UHD-IQA
+    koniq:/data/koniq10k
+    gfiqa:/data/GFIQA
+    folder:/photos                          every image below the folder, unlabelled
+
+A bare path is accepted as a shortcut: an existing ``*.csv`` file means ``csv:PATH`` and an existing
+folder means ``folder:PATH``. ``~`` and ``$VARS`` in paths are expanded. Option names and values are
+case-insensitive; an unknown name or option is an error that lists what is accepted (and the closest
+known name). The options each loader takes are in ``LOADERS`` (``edgeiqa data info --help`` lists them).
+
+Every loader returns a `Dataset` of `ImageRecord`s; `Dataset.info` carries facts for cards and
+manifests (``source``, ``root``/``csv``, ``score_name``, ``score_range``, ``n_images``, ``n_labelled``...).
+Row-level faults are collected (see `edgeiqa.data.loading`) and raised together as one DatasetError
+that names the file and line; `edgeiqa.data.check.check_dataset` reports them instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qsl
+
+from edgeiqa.data.images import IMAGE_EXTENSIONS, iter_image_files
+from edgeiqa.data.loading import (
+    LoadContext,
+    Table,
+    expand_path,
+    image_path,
+    make_dataset,
+    parse_score,
+    parse_split,
+    require_dir,
+)
+from edgeiqa.data.records import Dataset, ImageRecord
+from edgeiqa.errors import DatasetError
+
+Loader = Callable[["DatasetSpec", LoadContext], Dataset]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str  # registry key: sample, csv, piq23, ...
+    target: str  # path after the colon ('' for sample)
+    options: dict = field(default_factory=dict)
+    text: str = ""  # the spec as the user typed it
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class LoaderInfo:
+    name: str
+    load: Loader
+    usage: str
+    help: str
+    needs_target: bool = True
+    options: dict = field(default_factory=dict)  # option -> allowed values (tuple) or a description (str)
+
+
+LOADERS: dict[str, LoaderInfo] = {}
+
+
+def register_loader(info: LoaderInfo) -> LoaderInfo:
+    LOADERS[info.name] = info
+    return info
+
+
+_OPTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=[^&]*(&[A-Za-z_][A-Za-z0-9_-]*=[^&]*)*$")
+
+
+def _known() -> str:
+    return ", ".join(info.usage for info in LOADERS.values())
+
+
+def _unknown(name: str, spec: str) -> DatasetError:
+    close = difflib.get_close_matches(name.lower(), list(LOADERS), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r} ({LOADERS[close[0]].usage})?" if close else ""
+    return DatasetError(f"unknown dataset {name!r} in spec {spec!r}{hint} Known: {_known()}")
+
+
+def parse_spec(spec: str) -> DatasetSpec:
+    """Split a spec string into name, target and options; validate the name and the options."""
+    text = (spec or "").strip()
+    if not text:
+        raise DatasetError(f"empty dataset spec. Known: {_known()}")
+    options: dict[str, str] = {}
+    body = text
+    if "?" in text:
+        head, _, query = text.rpartition("?")
+        if _OPTION_RE.match(query):
+            body = head
+            for key, value in parse_qsl(query, keep_blank_values=True):
+                options[key.strip().lower()] = value.strip()
+    name, sep, target = body.partition(":")
+    # 'C:\data\x.csv' is a Windows path, not a dataset named 'c'.
+    if sep and len(name) == 1 and target[:1] in ("\\", "/"):
+        name, sep, target = body, "", ""
+    if not sep:
+        key = name.strip().lower()
+        if key in LOADERS and not LOADERS[key].needs_target:
+            return _validated(DatasetSpec(key, "", options, text))
+        p = expand_path(body)
+        if p.is_file() and p.suffix.lower() == ".csv":
+            return _validated(DatasetSpec("csv", body, options, text))
+        if p.is_dir():
+            return _validated(DatasetSpec("folder", body, options, text))
+        if key in LOADERS:
+            raise DatasetError(f"dataset {key!r} needs a path: {LOADERS[key].usage}")
+        if any(c in body for c in "/\\.") and not p.exists():
+            raise DatasetError(f"dataset spec {text!r}: no such file or folder: {p}. Known: {_known()}")
+        raise _unknown(name, text)
+    key = name.strip().lower()
+    if key not in LOADERS:
+        raise _unknown(name, text)
+    info = LOADERS[key]
+    target = target.strip()
+    if info.needs_target and not target:
+        raise DatasetError(f"dataset {key!r} needs a path: {info.usage}")
+    return _validated(DatasetSpec(key, target, options, text))
+
+
+def _validated(spec: DatasetSpec) -> DatasetSpec:
+    allowed = LOADERS[spec.name].options
+    for key, value in spec.options.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            accepted = ", ".join(allowed) if allowed else "none"
+            raise DatasetError(f"dataset {spec.name!r}: unknown option {key!r}{hint} (accepted: {accepted})")
+        choices = allowed[key]
+        if isinstance(choices, tuple) and value.lower() not in choices:
+            raise DatasetError(
+                f"dataset {spec.name!r}: option {key}={value!r} must be one of {', '.join(choices)}"
+            )
+    return spec
+
+
+def load_dataset(spec: str, check_files: bool = True) -> Dataset:
+    """Load a dataset from its spec string.
+
+    With `check_files` every image path must exist (a missing one is an error naming it and its CSV
+    line). Bad rows are collected and raised together as one DatasetError.
+    """
+    dataset, ctx = load_with_problems(spec, check_files=check_files)
+    if ctx.problems:
+        shown = "\n  ".join(str(p) for p in ctx.problems[:5])
+        more = len(ctx.problems) - 5
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        raise DatasetError(
+            f"dataset {spec!r}: {len(ctx.problems)} problem(s):\n  {shown}{tail}\n"
+            f"(`edgeiqa data check {spec}` lists them all)"
+        )
+    return dataset
+
+
+def load_with_problems(spec: str, check_files: bool = True) -> tuple[Dataset, LoadContext]:
+    """Load without raising on bad rows or missing images: they are returned in `ctx.problems`.
+
+    Raises DatasetError only for faults that stop loading altogether (bad spec, missing CSV or column).
+    """
+    parsed = parse_spec(spec)
+    ctx = LoadContext(spec=parsed.text, check_files=check_files)
+    dataset = LOADERS[parsed.name].load(parsed, ctx)
+    return dataset, ctx
+
+
+# ----------------------------------------------------------------------------------------------------
+# csv:PATH
+
+
+def load_csv(path: str | Path, spec: str | None = None, ctx: LoadContext | None = None) -> Dataset:
+    """Read a labels CSV: `image,score` required; `scene`, `split`, `kind` optional; other columns ignored.
+
+    Image paths are relative to the CSV's folder (absolute paths and Windows separators allowed).
+    An empty score means unlabelled (score None). Split must be train/val/test/pool (training and
+    validation are accepted as aliases). Does not check that images exist (`load_dataset` does).
+    """
+    strict = ctx is None
+    ctx = ctx or LoadContext(spec=spec or f"csv:{path}", check_files=False)
+    csv_path = expand_path(str(path))
+    table = Table(csv_path, "csv")
+    table.require("image", "score")
+    base = csv_path.parent
+    records: list[ImageRecord] = []
+    for line, row in table.rows(ctx):
+        cell = row.get("image", "")
+        if not cell:
+            ctx.problem("empty image column", line=line, source=csv_path)
+            continue
+        ok_score, score = parse_score(row.get("score", ""), ctx, line, csv_path)
+        ok_split, split = parse_split(row.get("split", ""), ctx, line, csv_path)
+        if not (ok_score and ok_split):
+            continue
+        path = image_path(cell, base)
+        ctx.check_image(path, line, csv_path)
+        records.append(
+            ImageRecord(
+                path=path,
+                score=score,
+                scene=row.get("scene") or None,
+                split=split,
+                kind=row.get("kind") or None,
+                line=line,
+            )
+        )
+    if strict and ctx.problems:
+        raise DatasetError(f"{csv_path}: " + "; ".join(str(p) for p in ctx.problems[:5]))
+    return make_dataset(spec or f"csv:{path}", records, {"source": "csv", "csv": str(csv_path), "root": str(base)})
+
+
+def _load_csv_spec(spec: DatasetSpec, ctx: LoadContext) -> Dataset:
+    return load_csv(spec.target, spec=spec.text, ctx=ctx)
+
+
+# ----------------------------------------------------------------------------------------------------
+# folder:DIR
+
+
+def _load_folder(spec: DatasetSpec, ctx: LoadContext) -> Dataset:
+    root = require_dir(spec.target, "folder")
+    records = [ImageRecord(path=p) for p in iter_image_files([root], recursive=True)]
+    if not records:
+        raise DatasetError(f"folder: no image files ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+    return make_dataset(spec.text, records, {"source": "folder", "root": str(root)})
+
+
+# ----------------------------------------------------------------------------------------------------
+# sample
+
+
+def _load_sample(spec: DatasetSpec, ctx: LoadContext) -> Dataset:
+    try:
+        from edgeiqa.data.sample import build_sample
+    except ImportError as exc:  # pragma: no cover - only while the sample builder is missing
+        raise DatasetError(f"the sample set builder is not available: {exc}") from None
+    csv_path = build_sample(progress=sys.stderr.isatty())
+    ds = load_csv(csv_path, spec=spec.text, ctx=ctx)
+    ds.info.update({"source": "sample", "score_name": "severity-derived quality (higher is better)"})
+    return ds
+
+
+# ----------------------------------------------------------------------------------------------------
+# registry
+# (piq23/public import only edgeiqa.data.loading, so registering them here makes no import cycle)
+
+from edgeiqa.data import piq23, public  # noqa: E402
+
+register_loader(LoaderInfo("sample", _load_sample, "sample", "the embedded sample set (offline, built once, cached)",
+                           needs_target=False))
+register_loader(LoaderInfo("csv", _load_csv_spec, "csv:PATH", "a CSV with image,score[,scene,split,kind]"))
+register_loader(LoaderInfo("piq23", piq23.load_piq23, "piq23:ROOT[?attr=overall|details|exposure&split=scene|device]",
+                           "PIQ23 portraits with the official scene or device split", options=piq23.OPTIONS))
+register_loader(LoaderInfo("uhd-iqa", public.load_uhd_iqa, "uhd-iqa:ROOT", "UHD-IQA (4K photos, MOS in [0, 1])"))
+register_loader(LoaderInfo("koniq", public.load_koniq, "koniq:ROOT[?res=1024x768|512x384]", "KonIQ-10k (MOS 1-5)",
+                           options=public.KONIQ_OPTIONS))
+register_loader(LoaderInfo("gfiqa", public.load_gfiqa, "gfiqa:ROOT", "GFIQA face images (MOS)"))
+register_loader(LoaderInfo("folder", _load_folder, "folder:DIR", "every image under DIR, unlabelled"))
+
+
+def known_datasets() -> dict[str, LoaderInfo]:
+    return dict(LOADERS)

@@ -1,0 +1,297 @@
+"""The embedded `sample` dataset: real photos shipped inside dependency wheels, degraded by a ladder.
+
+Nothing is downloaded. The source photos are files inside installed packages (scikit-image's
+`skimage/data`, matplotlib's `mpl-data/sample_data`, scikit-learn's `datasets/images`), read straight from
+the package folders; the packages are located with `importlib.util.find_spec`, never imported, and
+`skimage.data` functions (which may fetch with pooch) are never called.
+
+Each photo is shrunk so its longer side is at most 512 px (never enlarged: upscaling would soften the
+reference), then centre-cropped so both sides are multiples of 32. For every photo x distortion kind there
+is one *scene*: the original plus severities 1..6 of that kind (7 rows). The original is written once per
+photo (`images/<photo>/original.png`) and referenced by every scene of that photo, so the CSV has more
+rows than unique files. Scores come from the severity on a MOS-like scale, `score = 5 - 4 * severity / 6`
+(original 5.0, worst 1.0); as in PIQ23 only the order within a scene is meaningful.
+
+Splits are by photo and fixed in the table below, so test scenes show photos no model has seen:
+test (3 photos, one a portrait), val (2), pool (2; the unlabelled pool that teachers pseudo-label: its
+true scores stay in the CSV so the pseudo-labels can be checked, loaders drop them) and train (the rest).
+
+Build guarantees:
+- deterministic: every degraded image uses a seed derived from (photo, kind, severity) and is written as
+  PNG; two builds give byte-identical files, recorded with their sha256 in `manifest.json`;
+- cached: a root whose `labels.csv` and `manifest.json` (same BUILDER_VERSION) exist is returned at once;
+- atomic: the set is built in `<root>.tmp-<pid>` and renamed into place, so an interrupted build never
+  leaves a partial set (leftover temp folders of dead processes are removed by the next build).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edgeiqa.data import distortions
+from edgeiqa.data.images import load_image
+from edgeiqa.errors import DatasetError
+
+BUILDER_VERSION = "sample-v1.0"
+SAMPLE_DIRNAME = "sample-v1"
+MAX_SIDE = 512
+MULTIPLE = 32
+SEED = 20240611
+KINDS = ("blur", "noise", "jpeg", "overexposure", "underexposure", "pixelate", "mixed", "contrast", "color")
+SEVERITIES = tuple(range(1, distortions.SEVERITIES + 1))
+COLUMNS = ("image", "score", "scene", "split", "kind", "photo", "severity")
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    package: str  # the installed package that ships the file
+    relpath: str  # path inside that package's folder
+    split: str
+    portrait: bool
+    content: str
+
+
+# Fixed split by photo. test: a portrait, a close-up still life, a landscape with architecture.
+# val: a (greyscale) person outdoors and an outdoor scene. pool: an animal and a flower close-up.
+PHOTOS: tuple[Photo, ...] = (
+    Photo("astronaut", "skimage", "data/astronaut.png", "train", True, "portrait, studio flag background"),
+    Photo("motorcycle_left", "skimage", "data/motorcycle_left.png", "train", False, "motorbike, indoor product shot"),
+    Photo("hubble_deep_field", "skimage", "data/hubble_deep_field.jpg", "train", False, "astronomy, dark sky"),
+    Photo("grass", "skimage", "data/grass.png", "train", False, "grass texture, greyscale"),
+    Photo("brick", "skimage", "data/brick.png", "train", False, "brick wall texture, greyscale"),
+    Photo("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "test", True, "portrait, uniform"),
+    Photo("coffee", "skimage", "data/coffee.png", "test", False, "cup of coffee, still life"),
+    Photo("china", "sklearn", "datasets/images/china.jpg", "test", False, "temple and landscape"),
+    Photo("camera", "skimage", "data/camera.png", "val", True, "cameraman outdoors, greyscale"),
+    Photo("rocket", "skimage", "data/rocket.jpg", "val", False, "rocket launch pad, outdoor"),
+    Photo("chelsea", "skimage", "data/chelsea.png", "pool", False, "cat, close-up"),
+    Photo("flower", "sklearn", "datasets/images/flower.jpg", "pool", False, "flower close-up"),
+)
+
+
+def score_for(severity: int) -> float:
+    """MOS-like score from the ladder position: 5.0 for the original down to 1.0 at severity 6."""
+    return round(5.0 - 4.0 * severity / distortions.SEVERITIES, 4)
+
+
+def sample_root() -> Path:
+    """`$EDGEIQA_CACHE/sample-v1`, default `~/.cache/edgeiqa/sample-v1`."""
+    cache = os.environ.get("EDGEIQA_CACHE")
+    base = Path(cache).expanduser() if cache else Path.home() / ".cache" / "edgeiqa"
+    return base / SAMPLE_DIRNAME
+
+
+def photo_source(photo: Photo) -> Path:
+    """Where the installed package keeps the photo; DatasetError naming the file if it is missing."""
+    spec = find_spec(photo.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError(f"sample photo {photo.name!r}: package {photo.package!r} is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / photo.relpath
+    if not path.is_file():
+        raise DatasetError(f"sample photo {photo.name!r}: {path} is missing from the installed {photo.package!r}")
+    return path
+
+
+def prepare_photo(path: Path) -> np.ndarray:
+    """RGB uint8, longer side at most MAX_SIDE (Lanczos, never enlarged), sides cropped to a multiple of 32."""
+    img = load_image(path)
+    h, w = img.shape[:2]
+    scale = min(1.0, MAX_SIDE / max(h, w))
+    if scale < 1.0:
+        size = (max(MULTIPLE, int(round(w * scale))), max(MULTIPLE, int(round(h * scale))))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS))
+        h, w = img.shape[:2]
+    ch, cw = max(MULTIPLE, h // MULTIPLE * MULTIPLE), max(MULTIPLE, w // MULTIPLE * MULTIPLE)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(img[top : top + ch, left : left + cw])
+
+
+def item_seed(photo: str, kind: str, severity: int) -> int:
+    digest = hashlib.sha256(f"{SEED}/{photo}/{kind}/{severity}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _write(dest: Path, rel: str, data: bytes, hashes: dict[str, str]) -> None:
+    path = dest / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    hashes[rel] = hashlib.sha256(data).hexdigest()
+
+
+def build_photo(photo: Photo, dest: Path, kinds=KINDS, on_image=None) -> tuple[list[dict], dict[str, str]]:
+    """Write one photo's original and its degraded ladder under `dest`; return (CSV rows, {relpath: sha256})."""
+    img = prepare_photo(photo_source(photo))
+    hashes: dict[str, str] = {}
+    original = f"images/{photo.name}/original.png"
+    _write(dest, original, _png_bytes(img), hashes)
+    if on_image:
+        on_image()
+    rows = []
+    for kind in kinds:
+        scene = f"{photo.name}-{kind}"
+        base = {"scene": scene, "split": photo.split, "kind": kind, "photo": photo.name}
+        rows.append({"image": original, "score": score_for(0), **base, "severity": 0})
+        for sev in SEVERITIES:
+            out = distortions.apply(img, kind, sev, np.random.default_rng(item_seed(photo.name, kind, sev)))
+            rel = f"images/{photo.name}/{kind}_{sev}.png"
+            _write(dest, rel, _png_bytes(out), hashes)
+            rows.append({"image": rel, "score": score_for(sev), **base, "severity": sev})
+            if on_image:
+                on_image()
+    return rows, hashes
+
+
+def _manifest(photos, rows, hashes) -> dict:
+    return {
+        "builder_version": BUILDER_VERSION,
+        "score": "5 - 4 * severity / 6 (original 5.0, severity 6 -> 1.0); order within a scene is what counts",
+        "scene": "<photo>-<kind>: the original plus severities 1..6",
+        "kinds": list(KINDS),
+        "severities": list(SEVERITIES),
+        "photos": [
+            {"name": p.name, "source": f"{p.package}/{p.relpath}", "split": p.split, "portrait": p.portrait, "content": p.content}
+            for p in photos
+        ],
+        "n_rows": len(rows),
+        "files": dict(sorted(hashes.items())),
+    }
+
+
+def _is_complete(root: Path) -> bool:
+    csv_path, man_path = root / "labels.csv", root / "manifest.json"
+    if not (csv_path.is_file() and man_path.is_file()):
+        return False
+    try:
+        manifest = json.loads(man_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if manifest.get("builder_version") != BUILDER_VERSION:
+        return False
+    return all((root / rel).is_file() for rel in manifest.get("files", {}))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(root: Path) -> None:
+    for tmp in root.parent.glob(f"{root.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_sample(root: Path | None = None, force: bool = False, progress: bool = True) -> Path:
+    """Build (or reuse) the sample set under `root` (default `sample_root()`); return its `labels.csv`."""
+    root = Path(root) if root is not None else sample_root()
+    if not force and _is_complete(root):
+        return root / "labels.csv"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(root)
+    tmp = root.parent / f"{root.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    photos = PHOTOS
+    for p in photos:  # fail before any work if a source photo is missing
+        photo_source(p)
+    per_photo = 1 + len(KINDS) * len(SEVERITIES)
+    try:
+        tmp.mkdir(parents=True)
+        rows: list[dict] = []
+        hashes: dict[str, str] = {}
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(photos) * per_photo, desc="building sample set", unit="img", disable=not progress) as bar:
+            for photo in photos:
+                bar.set_postfix_str(photo.name, refresh=False)
+                photo_rows, photo_hashes = build_photo(photo, tmp, on_image=lambda: bar.update(1))
+                rows += photo_rows
+                hashes.update(photo_hashes)
+        with open(tmp / "labels.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        (tmp / "manifest.json").write_text(json.dumps(_manifest(photos, rows, hashes), indent=1) + "\n")
+        _install(tmp, root, replace=force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root / "labels.csv"
+
+
+def _install(tmp: Path, root: Path, replace: bool) -> None:
+    """Move the finished build into place; an existing (stale or forced-out) set is swapped out first."""
+    if not replace and _is_complete(root):
+        # A concurrent build of the same version finished first: its files are identical, keep them.
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = None
+    if root.exists():
+        old = root.parent / f"{root.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(root, old)
+    try:
+        os.rename(tmp, root)
+    except OSError:
+        # Another process installed a set between our rename and this one: keep theirs if it is complete.
+        if _is_complete(root):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def describe_sample(csv_path: Path | str) -> dict:
+    """Counts of a sample labels.csv: images (unique files), rows, photos, scenes, per split, kinds."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path}: sample labels file not found (build it with build_sample())")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise DatasetError(f"{csv_path}: missing column(s) {', '.join(missing)}")
+    splits: dict[str, dict[str, set]] = {}
+    kinds: list[str] = []
+    for r in rows:
+        s = splits.setdefault(r["split"], {"images": set(), "scenes": set(), "photos": set()})
+        s["images"].add(r["image"])
+        s["scenes"].add(r["scene"])
+        s["photos"].add(r["photo"])
+        if r["kind"] not in kinds:
+            kinds.append(r["kind"])
+    photos = {r["photo"] for r in rows}
+    return {
+        "n_images": len({r["image"] for r in rows}),
+        "n_rows": len(rows),
+        "n_photos": len(photos),
+        "n_scenes": len({r["scene"] for r in rows}),
+        "splits": {k: {n: len(v) for n, v in s.items()} for k, s in splits.items()},
+        "kinds": kinds,
+        "portraits": [p.name for p in PHOTOS if p.portrait and p.name in photos],
+        "root": str(csv_path.parent),
+    }

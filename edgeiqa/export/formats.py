@@ -1,0 +1,143 @@
+"""The formats table: one row per deployable format. Export, the runtime, bench and every "unsupported"
+message read it, so a format is added (or a flag allowed) in exactly one place.
+
+Import-light on purpose (no torch, no onnx): the runtime reads this table to pick a backend by suffix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeiqa.errors import EdgeIQAError
+
+# Every export flag, with the CLI spelling and what it means (used for help text and error messages).
+FLAGS: dict[str, tuple[str, str]] = {
+    "dynamic_batch": ("--dynamic-batch", "batch dimension left dynamic (default: fixed batch of 1)"),
+    "calib": ("--calib SPEC", "dataset spec of real images for calibration and the parity check"),
+    "imgs": ("--imgs N", "how many calibration/parity images to use"),
+    "opset": ("--opset N", "ONNX opset version"),
+    "exporter": ("--exporter E", "torch exporter: auto (dynamo, falling back to torchscript), dynamo or torchscript"),
+    "fp16": ("--fp16", "let TensorRT use fp16 kernels"),
+    "int8": ("--int8", "let TensorRT use int8 kernels (entropy calibration with a cache file)"),
+    "workspace": ("--workspace GB", "TensorRT builder workspace (memory pool) limit in GiB"),
+    "max_batch": ("--max-batch N", "largest batch of the TensorRT optimisation profile (with --dynamic-batch)"),
+}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str  # file suffix of the artefact; the runtime picks its backend by it
+    filename: str  # default artefact name inside RUN/export/
+    device: str  # "CPU/GPU" or "GPU"
+    flags: tuple[str, ...]  # keys of FLAGS this format accepts
+    backend: str  # runtime backend: torch | onnxruntime | tensorrt
+    description: str
+    # Parity bar against torch on real images: an absolute bound on |score diff| or a minimum SRCC.
+    parity_max_abs: float | None = None
+    parity_min_srcc: float | None = None
+    requires: tuple[str, ...] = ()  # importable modules the export needs beyond the base install
+
+    @property
+    def sidecar_suffix(self) -> str:
+        return ".json"
+
+    def cli_flags(self) -> str:
+        return " ".join(FLAGS[f][0] for f in self.flags) or "(none)"
+
+
+_ONNX_FLAGS = ("dynamic_batch", "calib", "imgs", "opset", "exporter")
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("torch", ".pt", "student-torch.pt", "CPU/GPU", (), "torch",
+               "the deployable PyTorch checkpoint (no training heads) + .json metadata", parity_max_abs=0.0),
+        Format("onnx", ".onnx", "student.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
+               "float32 ONNX, checked and parity-tested against torch", parity_max_abs=1e-4),
+        Format("onnx-fp16", ".onnx", "student-fp16.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
+               "ONNX with float16 weights and compute; inputs and output stay float32", parity_min_srcc=0.99),
+        Format("onnx-int8", ".onnx", "student-int8.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
+               "onnxruntime static int8 quantisation (QDQ, per-channel weights, head kept in float), "
+               "calibrated on real images", parity_min_srcc=0.98),
+        Format("tensorrt", ".engine", "student-trt.engine", "GPU",
+               _ONNX_FLAGS + ("fp16", "int8", "workspace", "max_batch"), "tensorrt",
+               "TensorRT 10 engine (fp32, --fp16 or --int8 with a calibration cache) + .json sidecar",
+               parity_max_abs=1e-3, requires=("tensorrt",)),
+    )
+}
+
+# Precision-dependent parity bars for TensorRT (its row holds the fp32 one).
+TENSORRT_PARITY = {"fp32": {"max_abs": 1e-3}, "fp16": {"min_srcc": 0.99}, "int8": {"min_srcc": 0.98}}
+
+
+def format_names() -> list[str]:
+    return list(FORMATS)
+
+
+def get_format(name: str) -> Format:
+    """The table row for `name`; a misspelt name is an error that suggests the closest one."""
+    key = (name or "").strip().lower()
+    if key in FORMATS:
+        return FORMATS[key]
+    near = difflib.get_close_matches(key, list(FORMATS), n=1, cutoff=0.4)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise EdgeIQAError(f"unknown export format {name!r}{hint} (formats: {', '.join(FORMATS)})")
+
+
+def check_flags(fmt: Format, flags: dict) -> None:
+    """Refuse a flag the format does not take (flags given as None/False count as not given)."""
+    for key, value in flags.items():
+        if value is None or value is False:
+            continue
+        if key not in FLAGS:
+            raise EdgeIQAError(f"unknown export option {key!r} (known: {', '.join(FLAGS)})")
+        if key not in fmt.flags:
+            takers = [f.name for f in FORMATS.values() if key in f.flags]
+            where = f"; formats that take it: {', '.join(takers)}" if takers else ""
+            hint = ""
+            if fmt.name.startswith("onnx") and key in ("fp16", "int8"):
+                hint = f" (use --format onnx-{key} for a {key} ONNX model)"
+            raise EdgeIQAError(
+                f"format {fmt.name!r} does not take {FLAGS[key][0].split()[0]}{hint}{where}. "
+                f"{fmt.name} takes: {fmt.cli_flags()}"
+            )
+
+
+def formats_for_suffix(suffix: str) -> list[Format]:
+    return [f for f in FORMATS.values() if f.suffix == suffix.lower()]
+
+
+def backend_for_path(path: str | Path) -> str:
+    """The runtime backend for a model path: by suffix from the table; a folder is a run dir (torch)."""
+    p = Path(path)
+    if p.is_dir():
+        return "torch"
+    found = formats_for_suffix(p.suffix)
+    if not found:
+        suffixes = sorted({f.suffix for f in FORMATS.values()})
+        raise EdgeIQAError(
+            f"{p}: cannot tell the model format from suffix {p.suffix!r} (known: {', '.join(suffixes)}, "
+            "or a run folder holding student.pt)"
+        )
+    return found[0].backend
+
+
+def formats_table() -> list[dict]:
+    """The table as plain rows (for `edgeiqa export --list-formats`, bench and docs)."""
+    return [
+        {"format": f.name, "suffix": f.suffix, "device": f.device, "backend": f.backend,
+         "flags": f.cli_flags(), "description": f.description}
+        for f in FORMATS.values()
+    ]
+
+
+def render_table() -> str:
+    rows = formats_table()
+    cols = ("format", "suffix", "device", "backend", "flags")
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)

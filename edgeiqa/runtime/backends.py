@@ -1,0 +1,203 @@
+"""Inference backends behind one small interface: `run({input name: float32 NCHW}) -> (N,) float32`.
+
+- `OnnxBackend`  onnxruntime with an explicit provider list; after the session is created the provider
+                 actually running must be the one asked for, else EdgeIQAError (onnxruntime otherwise
+                 falls back to CPU silently).
+- `TorchBackend` a student checkpoint (`student.pt`, a run folder, or an exported `.pt`).
+- `TensorRTBackend` a TensorRT 10 engine with its `.json` sidecar (needs `tensorrt` and a CUDA GPU).
+
+Only `TorchBackend` (and the TensorRT one, for device buffers) import torch, and only when constructed:
+scoring with an ONNX model never loads torch, timm or the training code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgeiqa.errors import EdgeIQAError
+
+METADATA_KEY = "edgeiqa"
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+}
+
+
+def _sidecar(path: Path) -> dict | None:
+    side = path.with_suffix(".json")
+    if side.exists():
+        try:
+            return json.loads(side.read_text())
+        except json.JSONDecodeError as exc:
+            raise EdgeIQAError(f"{side}: metadata sidecar is not valid JSON: {exc}") from None
+    return None
+
+
+def resolve_providers(providers, device: str | None) -> list:
+    """Explicit onnxruntime provider list from `providers` (names or aliases) or a device name."""
+    if providers is None:
+        dev = (device or "cpu").lower()
+        if dev.startswith("cuda") or dev == "gpu":
+            opts = {"device_id": int(dev.split(":")[1])} if ":" in dev else {}
+            return [("CUDAExecutionProvider", opts) if opts else "CUDAExecutionProvider", "CPUExecutionProvider"]
+        if dev != "cpu":
+            raise EdgeIQAError(f"unknown device {device!r} for onnxruntime (use cpu, cuda or cuda:N, or give providers)")
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, (str, tuple)):
+        providers = [providers]
+    out = []
+    for p in providers:
+        if isinstance(p, tuple):
+            out.append((PROVIDER_ALIASES.get(p[0].lower(), p[0]), p[1]))
+        else:
+            out.append(PROVIDER_ALIASES.get(str(p).lower(), str(p)))
+    if not out:
+        raise EdgeIQAError("empty provider list")
+    return out
+
+
+def _provider_name(p) -> str:
+    return p[0] if isinstance(p, tuple) else p
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers=None, device: str | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EdgeIQAError(f"model not found: {self.path}")
+        wanted = resolve_providers(providers, device)
+        available = ort.get_available_providers()
+        known = ort.get_all_providers()
+        for p in wanted:
+            name = _provider_name(p)
+            if name not in available:
+                near = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near and near[0] != name else ""
+                extra = " (install onnxruntime-gpu for CUDA)" if name == "CUDAExecutionProvider" else ""
+                raise EdgeIQAError(
+                    f"onnxruntime provider {name!r} is not available in this onnxruntime build{extra}{hint}; "
+                    f"available: {', '.join(available)}"
+                )
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=wanted)
+        except Exception as exc:  # noqa: BLE001 - a corrupt model or an unsupported op
+            raise EdgeIQAError(f"onnxruntime cannot load {self.path}: {exc}") from None
+        running = self.session.get_providers()
+        self.provider = running[0]
+        if running[0] != _provider_name(wanted[0]):
+            raise EdgeIQAError(
+                f"asked onnxruntime for {_provider_name(wanted[0])} but the session runs on {running[0]} "
+                f"(providers in use: {', '.join(running)}); refusing to run silently on the wrong device"
+            )
+        self.device = "cpu" if self.provider == "CPUExecutionProvider" else self.provider.replace("ExecutionProvider", "").lower()
+        inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        batch_dims = {i.shape[0] for i in inputs}
+        self.fixed_batch = next(iter(batch_dims)) if len(batch_dims) == 1 and isinstance(next(iter(batch_dims)), int) else None
+        self.output_name = self.session.get_outputs()[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        self.metadata = json.loads(meta) if meta else _sidecar(self.path)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.session.run([self.output_name], {n: feeds[n] for n in self.input_names})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+        import torch
+
+        from edgeiqa.students import load_student
+
+        self.path = Path(path)
+        dev = (device or "cpu").lower()
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise EdgeIQAError(f"device {device!r} asked for but torch sees no CUDA GPU")
+        if threads:
+            torch.set_num_threads(int(threads))
+        model, payload = load_student(self.path)
+        if hasattr(model, "drop_training_heads"):
+            model.drop_training_heads()
+        self.torch = torch
+        self.model = model.eval().to(dev)
+        self.device = dev
+        self.provider = f"torch-{dev}"
+        self.input_names = list(model.view_names)
+        self.fixed_batch = None
+        meta = dict(payload.get("meta") or {})
+        self.metadata = {
+            "views": payload["views"],
+            "logistic": meta.get("logistic"),
+            "profile": meta.get("profile"),
+            "student": payload.get("student"),
+            "score_range": meta.get("score_range"),
+            "format": "torch",
+        }
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
+            out = self.model(*args)
+        return out.float().cpu().numpy().reshape(-1)
+
+
+class TensorRTBackend:
+    """A TensorRT engine + its `.json` sidecar; the engine runner lives with the TensorRT export code."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, device: str | None = None):
+        from edgeiqa.export.tensorrt_export import EngineRunner
+
+        self.path = Path(path)
+        self.metadata = _sidecar(self.path)
+        order = (self.metadata or {}).get("input_order")
+        self.runner = EngineRunner(self.path, device=device, input_order=order)
+        self.device = self.runner.device
+        self.provider = "TensorRT"
+        self.input_names = self.runner.input_names
+        self.fixed_batch = self.runner.fixed_batch
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.run(feeds)
+
+
+def open_backend(path: str | Path, providers=None, device: str | None = None, threads: int | None = None):
+    """The backend for `path`, chosen by suffix from the formats table."""
+    from edgeiqa.export.formats import backend_for_path
+
+    p = Path(path)
+    if not p.exists():
+        raise EdgeIQAError(f"model not found: {p}")
+    backend = backend_for_path(p)
+    if backend == "onnxruntime":
+        return OnnxBackend(p, providers=providers, device=device, threads=threads)
+    if providers is not None:
+        raise EdgeIQAError(f"providers are an onnxruntime option; {p.name} runs on the {backend} backend")
+    if backend == "tensorrt":
+        return TensorRTBackend(p, device=device)
+    return TorchBackend(p, device=device, threads=threads)

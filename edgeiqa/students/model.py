@@ -1,0 +1,45 @@
+"""IQAStudent: a timm backbone, pooled multi-level features of every view, an MLP that scores.
+
+Each view goes through the same backbone (weights shared, so the parameter count does not grow with
+views). From the last feature levels we keep the spatial mean (content, exposure) and standard deviation
+(texture energy: noise, blur, blocking), concatenate across levels and views, and regress one score.
+`projection` maps the embedding to the teachers' opinion-feature size for feature distillation; it is
+used only in training and is not part of the exported graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgeiqa.backbones import pool_mean_std
+from edgeiqa.data.views import ViewSpec
+
+
+class IQAStudent(nn.Module):
+    def __init__(self, backbone: nn.Module, channels: list[int], views: list[ViewSpec], hidden: int = 256, feature_dim: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.view_names = [v.name for v in views]
+        in_dim = 2 * sum(channels) * len(views)
+        self.embed = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU())
+        self.score = nn.Linear(hidden, 1)
+        self.projection = nn.Linear(hidden, feature_dim) if feature_dim else None
+
+    def embedding(self, *views: torch.Tensor) -> torch.Tensor:
+        pooled = [pool_mean_std(f) for x in views for f in self.backbone(x)]
+        return self.embed(torch.cat(pooled, dim=1))
+
+    def forward(self, *views: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) for one batch per view, in the order of `view_names`."""
+        return self.score(self.embedding(*views)).squeeze(1)
+
+    def forward_train(self, *views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        emb = self.embedding(*views)
+        proj = self.projection(emb) if self.projection is not None else None
+        return self.score(emb).squeeze(1), proj
+
+    def drop_training_heads(self) -> "IQAStudent":
+        """The deployable model: no projection head (export and GMAC counting use this)."""
+        self.projection = None
+        return self

@@ -1,0 +1,123 @@
+"""Ensembles: members' scores z-normalised on the labelled training images, combined with weights fitted
+on the val split (or given), then mapped to the label scale by a 4-parameter logistic (Efficient-FIQA).
+
+Weights are searched on the simplex (step 0.1, every member >= 0) to maximise the val model-selection
+metric (per-scene mean SRCC when scenes exist): a weak member gets weight 0 and cannot drag the ensemble
+down. With more than 4 members the search falls back to non-negative least squares on z-scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import nnls
+
+from edgeiqa import metrics
+from edgeiqa.data.records import Dataset
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.teachers.train import MemberResult, split_metrics, val_key
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass
+class Ensemble:
+    members: list[str]
+    weights: dict[str, float]
+    znorm: dict[str, list[float]]  # member -> [mean, std] over labelled train images
+    calibration: dict  # logistic4 params: ensemble raw -> label scale
+    member_calibration: dict[str, dict]
+    weights_fitted_on: str  # "val" / "given" / "uniform"
+
+    def zscore(self, name: str, scores: np.ndarray) -> np.ndarray:
+        m, s = self.znorm[name]
+        return (np.asarray(scores, dtype=np.float64) - m) / s
+
+    def raw(self, member_scores: dict[str, np.ndarray]) -> np.ndarray:
+        return sum(self.weights[n] * self.zscore(n, member_scores[n]) for n in self.members)
+
+    def calibrated(self, member_scores: dict[str, np.ndarray]) -> np.ndarray:
+        return metrics.logistic4(self.raw(member_scores), self.calibration)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "Ensemble":
+        if not path.exists():
+            raise EdgeIQAError(f"no ensemble in {path.parent} ({path.name} missing); run `edgeiqa teachers train --teacher ensemble` first")
+        return cls(**json.loads(path.read_text()))
+
+
+def _rows(dataset: Dataset, split: str | tuple, score_of: dict[str, float]):
+    splits = (split,) if isinstance(split, str) else split
+    return [r for r in dataset.records if r.split in splits and r.score is not None and np.isfinite(score_of.get(str(r.path), np.nan))]
+
+
+def _simplex(n: int, step: float = 0.1):
+    k = int(round(1 / step))
+    for combo in itertools.product(range(k + 1), repeat=n):
+        if sum(combo) == k:
+            yield np.asarray(combo, dtype=np.float64) / k
+
+
+def fit_ensemble(results: list[MemberResult], dataset: Dataset, weights: dict[str, float] | None = None) -> Ensemble:
+    names = [r.name for r in results]
+    score_of = {r.name: dict(zip(r.paths, r.scores)) for r in results}
+    ok_paths = set.intersection(*[{p for p, s in zip(r.paths, r.scores) if np.isfinite(s)} for r in results])
+    common = {p: 0.0 for p in ok_paths}
+    train = _rows(dataset, "train", common)
+    if len(train) < 3:
+        raise EdgeIQAError("the ensemble needs labelled training images scored by every member")
+    znorm = {}
+    for n in names:
+        t = np.array([score_of[n][str(r.path)] for r in train])
+        znorm[n] = [float(t.mean()), float(max(t.std(), 1e-8))]
+    ens = Ensemble(names, {n: 1.0 / len(names) for n in names}, znorm, {}, {}, "uniform")
+    val = _rows(dataset, "val", common)
+    if weights:
+        unknown = set(weights) - set(names)
+        if unknown:
+            raise EdgeIQAError(f"weights given for teachers not in the ensemble: {sorted(unknown)}")
+        total = sum(weights.values())
+        ens.weights = {n: float(weights.get(n, 0.0)) / total for n in names}
+        ens.weights_fitted_on = "given"
+    elif len(val) >= 3:
+        z = np.stack([ens.zscore(n, [score_of[n][str(r.path)] for r in val]) for n in names], axis=1)
+        target = np.array([r.score for r in val])
+        scenes = [r.scene for r in val] if any(r.scene for r in val) else None
+        if len(names) <= 4:
+            best, best_w = -np.inf, None
+            for w in _simplex(len(names)):
+                m = metrics.evaluate(z @ w, target, scenes=scenes)
+                v = val_key(m)
+                if v > best + 1e-9:
+                    best, best_w = v, w
+        else:
+            tz = (target - target.mean()) / max(target.std(), 1e-8)
+            best_w, _ = nnls(z, tz)
+            best_w = best_w / best_w.sum() if best_w.sum() > 0 else np.full(len(names), 1 / len(names))
+        ens.weights = {n: round(float(w), 4) for n, w in zip(names, best_w)}
+        ens.weights_fitted_on = "val"
+    # Calibration on every labelled image of train + val (Efficient-FIQA maps pseudo-labels to the MOS scale).
+    lab = _rows(dataset, ("train", "val"), common)
+    member_scores = {n: np.array([score_of[n][str(r.path)] for r in lab]) for n in names}
+    target = np.array([r.score for r in lab])
+    ens.calibration = metrics.fit_logistic4(ens.raw(member_scores), target)
+    ens.member_calibration = {n: metrics.fit_logistic4(member_scores[n], target) for n in names}
+    return ens
+
+
+def ensemble_metrics(ens: Ensemble, results: list[MemberResult], dataset: Dataset) -> dict:
+    """Per split: the ensemble's metrics (calibrated scores) and every member's own, side by side."""
+    paths = results[0].paths
+    member_scores = {r.name: np.asarray([dict(zip(r.paths, r.scores)).get(p, np.nan) for p in paths]) for r in results}
+    cal = ens.calibrated(member_scores)
+    out = {"ensemble": split_metrics(dataset.records, dict(zip(paths, cal)))}
+    for r in results:
+        out[r.name] = r.metrics
+    return out

@@ -1,0 +1,170 @@
+"""The LabelSet: what the teachers say about a set of images, cached on disk.
+
+A LabelSet directory holds
+- `scores.csv`: one row per image that could be scored: image, split, scene, kind, ground truth (if any),
+  every member's raw and calibrated score, the ensemble's raw and calibrated score;
+- `features.safetensors`: opinion features, row-aligned with scores.csv: `ensemble` (members' features,
+  each L2-normalised and scaled by sqrt(weight), concatenated; members with weight 0 are left out) and
+  one tensor per member;
+- `manifest.json`: teachers, checkpoint hashes, views, weights, calibration, dataset spec, feature shapes,
+  skipped images with their reason, package versions, and `inputs_hash`.
+
+It is written into a temporary folder and renamed into place, so a killed run leaves nothing half
+written; a second run with the same inputs (same images, same checkpoints) reuses it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from edgeiqa import metrics
+from edgeiqa.data.records import Dataset
+from edgeiqa.data.torchdata import ImageCache
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble
+from edgeiqa.teachers.train import file_sha256, load_member, predict_images, unique_paths
+
+LABELSET_FORMAT = "edgeiqa-labelset/1"
+
+
+def versions() -> dict:
+    import onnxruntime  # noqa: F401  (recorded, not used)
+    import timm
+
+    import edgeiqa
+
+    return {"edgeiqa": edgeiqa.__version__, "torch": torch.__version__, "timm": timm.__version__, "numpy": np.__version__}
+
+
+def inputs_hash(teachers_dir: Path, ens: Ensemble, dataset: Dataset) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(ens.__dict__, sort_keys=True).encode())
+    for name in ens.members:
+        h.update(file_sha256(teachers_dir / name / "teacher.pt").encode())
+    for p in unique_paths(dataset):
+        st = os.stat(p) if os.path.exists(p) else None
+        h.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
+    return h.hexdigest()
+
+
+def _member_outputs(teachers_dir: Path, name: str, paths: list[str], cache: ImageCache, progress: bool):
+    """A member's scores/opinions for `paths`: from its stored predictions when they cover them, else recomputed."""
+    member = load_member(teachers_dir / name)
+    index = {p: i for i, p in enumerate(member.paths)}
+    if all(p in index for p in paths):
+        rows = [index[p] for p in paths]
+        failed = {p: member.failed[p] for p in paths if p in member.failed}
+        return member.scores[rows], member.opinions[rows], failed
+    scores, opinions = predict_images(teachers_dir / name, paths, cache, progress=progress)
+    return scores, opinions, {p: cache.failed[p] for p in paths if p in cache.failed}
+
+
+def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress: bool = True, reuse: bool = True,
+                   _after_member=None) -> Path:
+    teachers_dir, out = Path(teachers_dir), Path(out)
+    ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
+    digest = inputs_hash(teachers_dir, ens, dataset)
+    manifest_path = out / "manifest.json"
+    if reuse and manifest_path.exists():
+        try:
+            if json.loads(manifest_path.read_text()).get("inputs_hash") == digest:
+                return out
+        except json.JSONDecodeError:
+            pass
+    t0 = time.time()
+    paths = unique_paths(dataset)
+    cache = ImageCache()
+    raw, opinions, failed = {}, {}, {}
+    for name in ens.members:
+        raw[name], opinions[name], f = _member_outputs(teachers_dir, name, paths, cache, progress)
+        failed.update(f)
+        if _after_member is not None:  # test hook: simulate a kill between members
+            _after_member(name)
+    ok = np.all(np.stack([np.isfinite(raw[n]) for n in ens.members]), axis=0)
+    for p, good in zip(paths, ok):
+        if not good and p not in failed:
+            failed[p] = "not scored by every teacher"
+    keep = np.flatnonzero(ok)
+    kept_paths = [paths[i] for i in keep]
+    member_scores = {n: raw[n][keep] for n in ens.members}
+    ens_raw = ens.raw(member_scores)
+    ens_cal = metrics.logistic4(ens_raw, ens.calibration)
+    rec_of = {}
+    for r in dataset.records:
+        rec_of.setdefault(str(r.path), r)
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "scores.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        cols = ["image", "split", "scene", "kind", "gt_score", "ensemble_raw", "ensemble"]
+        for n in ens.members:
+            cols += [f"{n}_raw", f"{n}_cal"]
+        w.writerow(cols)
+        for k, p in enumerate(kept_paths):
+            r = rec_of[p]
+            row = [p, r.split or "", r.scene or "", r.kind or "", "" if r.score is None else f"{r.score:.6f}",
+                   f"{ens_raw[k]:.8f}", f"{ens_cal[k]:.8f}"]
+            for n in ens.members:
+                row += [f"{member_scores[n][k]:.8f}", f"{float(metrics.logistic4(member_scores[n][k:k+1], ens.member_calibration[n])[0]):.8f}"]
+            w.writerow(row)
+    tensors = {}
+    parts = []
+    for n in ens.members:
+        o = torch.from_numpy(np.ascontiguousarray(opinions[n][keep])).float()
+        tensors[f"member.{n}"] = o
+        if ens.weights[n] > 0:
+            parts.append(torch.nn.functional.normalize(o, dim=1) * float(np.sqrt(ens.weights[n])))
+    tensors["ensemble"] = torch.cat(parts, dim=1).contiguous()
+    save_file(tensors, str(tmp / "features.safetensors"))
+    manifest = {
+        "format": LABELSET_FORMAT,
+        "dataset": dataset.spec,
+        "n_images": len(kept_paths),
+        "teachers": [{"name": n, "weight": ens.weights[n], "checkpoint": str(teachers_dir / n / "teacher.pt"),
+                      "sha256": file_sha256(teachers_dir / n / "teacher.pt"),
+                      "views": json.loads((teachers_dir / n / "member.json").read_text()).get("views", [])} for n in ens.members],
+        "weights_fitted_on": ens.weights_fitted_on,
+        "calibration": ens.calibration,
+        "features": {k: list(v.shape) for k, v in tensors.items()},
+        "score_range": [float(ens_cal.min()), float(ens_cal.max())] if len(ens_cal) else None,
+        "skipped": [{"image": p, "reason": failed[p]} for p in sorted(failed)],
+        "inputs_hash": digest,
+        "versions": versions(),
+        "seconds": round(time.time() - t0, 1),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+class LabelSet:
+    """A LabelSet read back: rows (dicts from scores.csv), features and manifest."""
+
+    def __init__(self, root: Path):
+        root = Path(root)
+        if not (root / "manifest.json").exists():
+            raise EdgeIQAError(f"{root} is not a LabelSet (manifest.json missing)")
+        self.root = root
+        self.manifest = json.loads((root / "manifest.json").read_text())
+        with open(root / "scores.csv", newline="") as f:
+            self.rows = list(csv.DictReader(f))
+        self.features = load_file(str(root / "features.safetensors"))
+
+    def score_of(self) -> dict[str, float]:
+        return {r["image"]: float(r["ensemble"]) for r in self.rows}

@@ -1,0 +1,140 @@
+"""Train a set of teachers, fit the ensemble, self-train: what `edgeiqa teachers train` and `distill` run.
+
+Layout of a teachers directory:
+    TEACHERS/<member>/{teacher.pt, member.json, predictions.csv, opinions.safetensors, ckpt/}
+    TEACHERS/ensemble.json      weights, z-norm statistics, calibration
+    TEACHERS/card.json          every member's val/test metrics beside the ensemble's, GMACs, time
+A member whose member.json records the same dataset and settings is reused, not retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeiqa.data.records import Dataset
+from edgeiqa.data.torchdata import ImageCache
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.teachers import create_teacher, get_teacher_entry
+from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble, ensemble_metrics, fit_ensemble
+from edgeiqa.teachers.train import MemberResult, load_member, train_teacher, unique_paths
+from edgeiqa.training import TrainConfig
+
+
+def resolve_members(spec: str, profile: dict) -> list[str]:
+    """'ensemble' -> the profile's list; 'a,b' -> those; 'a' -> one member. Every name is checked."""
+    names = list(profile["teacher"]["ensemble"]) if spec == "ensemble" else [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise EdgeIQAError("no teachers named")
+    for n in names:
+        get_teacher_entry(n)
+    return names
+
+
+def teacher_config(profile: dict, seed: int | None = None) -> TrainConfig:
+    t = profile["teacher"]
+    return TrainConfig(epochs=int(t.get("epochs", 6)), lr=float(t.get("lr", 3e-4)), batch_size=int(t.get("batch_size", 12)),
+                       seed=int(profile.get("seed", 0) if seed is None else seed), losses=dict(t.get("losses", {"mse": 1.0})))
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    h = hashlib.sha256()
+    for r in dataset.records:
+        h.update(f"{r.path}|{r.score}|{r.scene}|{r.split}".encode())
+    return h.hexdigest()[:16]
+
+
+def teacher_gmacs(name: str) -> float:
+    """fvcore GMACs of one teacher at its own views (all views, the whole model)."""
+    from edgeiqa.budget import count_gmacs
+
+    teacher = create_teacher(name).eval()
+    inputs = tuple(torch.zeros(1, 3, *v.size) for v in teacher.entry.views)
+    return round(count_gmacs(teacher, inputs, name=name, cross_check=False).total_gmacs, 3)
+
+
+def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainConfig, *, finetune: bool = False,
+                  pretrained: bool = False, weights: dict[str, str] | None = None, resume: bool = False,
+                  progress: bool = True, log=print) -> list[MemberResult]:
+    out_dir = Path(out_dir)
+    fingerprint = dataset_fingerprint(dataset)
+    cache = ImageCache()
+    results = []
+    for name in names:
+        mdir = out_dir / name
+        info_path = mdir / "member.json"
+        settings = {"dataset": fingerprint, "config": asdict(cfg), "finetune": finetune, "pretrained": pretrained,
+                    "weights": (weights or {}).get(name)}
+        if info_path.exists() and json.loads(info_path.read_text()).get("settings") == settings:
+            log(f"teacher {name}: reusing {mdir}")
+            results.append(load_member(mdir))
+            continue
+        t0 = time.time()
+        log(f"teacher {name}: training ({'fine-tune' if finetune else 'frozen backbone, head only'})")
+        res = train_teacher(name, dataset, mdir, cfg, finetune=finetune, pretrained=pretrained,
+                            weights=(weights or {}).get(name), resume=resume, progress=progress, cache=cache)
+        info = json.loads(info_path.read_text())
+        info["settings"] = settings
+        info["gmacs"] = teacher_gmacs(name)
+        info_path.write_text(json.dumps(info, indent=2, default=str))
+        log(f"teacher {name}: done in {time.time() - t0:.0f}s, val {res.metrics.get('val', {}).get('srcc_scene_mean')}")
+        results.append(res)
+    return results
+
+
+def build_ensemble(results: list[MemberResult], dataset: Dataset, out_dir: Path, weights: dict | None = None,
+                   seconds: float | None = None) -> tuple[Ensemble, dict]:
+    out_dir = Path(out_dir)
+    ens = fit_ensemble(results, dataset, weights)
+    ens.save(out_dir / ENSEMBLE_FILE)
+    gmacs = {r.name: json.loads((out_dir / r.name / "member.json").read_text()).get("gmacs") for r in results}
+    card = {
+        "members": [r.name for r in results],
+        "weights": ens.weights,
+        "weights_fitted_on": ens.weights_fitted_on,
+        "weights_source": {r.name: r.weights_source for r in results},
+        "gmacs": {"members": gmacs, "total": round(sum(g for g in gmacs.values() if g), 3)},
+        "metrics": ensemble_metrics(ens, results, dataset),
+        "dataset": dataset.spec,
+        "seconds": seconds,
+    }
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    return ens, card
+
+
+def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cfg: TrainConfig, *,
+               pseudo_weight: float = 0.5, progress: bool = True, log=print) -> dict:
+    """Efficient-FIQA's self-training round: each member retrains on labelled + ensemble-pseudo-labelled pool
+    images (into OUT/selftrain/<member>), and the ensemble is refitted. Returns val metrics before/after."""
+    out_dir = Path(out_dir)
+    ens = Ensemble.load(out_dir / ENSEMBLE_FILE)
+    members = {n: load_member(out_dir / n) for n in names}
+    paths = [str(r.path) for r in pool]
+    scores = {n: np.asarray([dict(zip(m.paths, m.scores)).get(p, np.nan) for p in paths]) for n, m in members.items()}
+    pseudo = ens.calibrated(scores)
+    extra = [(r, float(s), pseudo_weight) for r, s in zip(pool, pseudo) if np.isfinite(s)]
+    st_dir = out_dir / "selftrain"
+    cache = ImageCache()
+    before = {n: m.metrics.get("val", {}) for n, m in members.items()}
+    results = []
+    for n in names:
+        log(f"self-training {n} on {len(extra)} pseudo-labelled images")
+        results.append(train_teacher(n, dataset, st_dir / n, cfg, extra=extra, progress=progress, cache=cache))
+        info = json.loads((out_dir / n / "member.json").read_text())
+        sinfo = json.loads((st_dir / n / "member.json").read_text())
+        sinfo["gmacs"] = info.get("gmacs")
+        (st_dir / n / "member.json").write_text(json.dumps(sinfo, indent=2, default=str))
+    _, card = build_ensemble(results, dataset, st_dir)
+    after = {r.name: r.metrics.get("val", {}) for r in results}
+    report = {n: {"before": before[n], "after": after[n]} for n in names}
+    (st_dir / "selftrain.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+__all__ = ["resolve_members", "teacher_config", "train_members", "build_ensemble", "self_train", "unique_paths"]

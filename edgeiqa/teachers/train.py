@@ -1,0 +1,271 @@
+"""Train (or fine-tune) one teacher on the labelled split; validate by per-scene SRCC; keep the best.
+
+Two modes:
+- frozen backbone (`finetune=False`, the CPU default): backbone features are computed once (with a few
+  augmented variants for training images) and only the head is trained. Minutes become seconds, and a
+  pretrained backbone (EfficientNet-Lite's shipped ImageNet weights) already carries most of the signal.
+- `finetune=True`: the whole teacher is trained end to end through the shared views (GPU territory).
+
+Either way the member directory gets `teacher.pt` (weights + metrics), `predictions.csv` (score for every
+image of the dataset) and `opinions.safetensors` (opinion features), reused by the ensemble and LabelSet.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from edgeiqa import metrics
+from edgeiqa.data.records import Dataset, ImageRecord
+from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.losses import LossBatch
+from edgeiqa.teachers import create_teacher
+from edgeiqa.teachers.features import extract_features, head_outputs, view_tensors
+from edgeiqa.training import TrainConfig, Trainer
+
+TEACHER_FORMAT = "edgeiqa-teacher/1"
+
+
+@dataclass
+class MemberResult:
+    name: str
+    dir: Path
+    paths: list[str]  # every image of the dataset, in dataset order (unique)
+    scores: np.ndarray  # raw teacher score per path (NaN where the image failed)
+    opinions: np.ndarray  # (N, hidden)
+    failed: dict[str, str]
+    metrics: dict = field(default_factory=dict)  # split -> evaluate() dict
+    weights_source: str = ""
+    gmacs: float | None = None
+
+
+def unique_paths(dataset: Dataset) -> list[str]:
+    seen, out = set(), []
+    for r in dataset.records:
+        key = str(r.path)
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out
+
+
+def split_metrics(records: list[ImageRecord], score_of: dict[str, float]) -> dict:
+    """evaluate() per split over labelled records whose image was scored."""
+    out = {}
+    for split in sorted({r.split for r in records if r.score is not None and r.split}):
+        rows = [r for r in records if r.split == split and r.score is not None and np.isfinite(score_of.get(str(r.path), np.nan))]
+        if len(rows) < 3:
+            continue
+        pred = [score_of[str(r.path)] for r in rows]
+        has_scene = any(r.scene for r in rows)
+        out[split] = metrics.evaluate(pred, [r.score for r in rows], scenes=[r.scene for r in rows] if has_scene else None,
+                                      kinds=[r.kind for r in rows] if any(r.kind for r in rows) else None)
+        out[split].pop("per_scene", None)
+    return out
+
+
+def val_key(m: dict) -> float:
+    """Model selection: per-scene mean SRCC when scenes exist (the median saturates), else SRCC."""
+    v = m.get("srcc_scene_mean", m.get("srcc"))
+    return float(v) if v is not None else -1.0
+
+
+def training_items(records: list[ImageRecord], extra: list[tuple[ImageRecord, float, float]] = ()) -> list[TrainItem]:
+    """Labelled records (+ (record, pseudo_score, weight) extras) as TrainItems with integer scene ids."""
+    rows = [(r, r.score, 1.0) for r in records if r.score is not None] + list(extra)
+    ids = scene_ids([r.scene for r, _, _ in rows])
+    return [TrainItem(str(r.path), float(s), sid, w) for (r, s, w), sid in zip(rows, ids)]
+
+
+class CachedFeatureDataset(torch.utils.data.Dataset):
+    """Training items over cached backbone features; each epoch picks one augmented variant per item."""
+
+    def __init__(self, items: list[TrainItem], index_of: dict[str, int], feats: dict, seed: int):
+        self.items = [it for it in items if feats["ok"][index_of[it.path]]]
+        self.rows = [index_of[it.path] for it in self.items]
+        self.feats = feats
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        it, row = self.items[i], self.rows[i]
+        n_aug = 0 if self.feats["aug"] is None else self.feats["aug"].shape[0]
+        variant = int(np.random.default_rng([self.seed, self.epoch, i]).integers(0, n_aug + 1))
+        x = self.feats["eval"][row] if variant == 0 else self.feats["aug"][variant - 1, row]
+        return [x], it.target, it.scene, it.weight, it.feat_row
+
+
+def _labelled_step(forward):
+    def step(model, batch) -> LossBatch:
+        views, target, scene, weight, _ = batch
+        return LossBatch(pred=forward(model, views), target=target, scene=scene, weight=weight)
+
+    return step
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def train_teacher(
+    name: str,
+    dataset: Dataset,
+    out_dir: Path,
+    cfg: TrainConfig,
+    *,
+    finetune: bool = False,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    extra: list[tuple[ImageRecord, float, float]] = (),
+    resume: bool = False,
+    progress: bool = True,
+    cache: ImageCache | None = None,
+    n_aug: int = 2,
+) -> MemberResult:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    teacher = create_teacher(name, pretrained=pretrained)
+    if weights is not None:
+        load_teacher_weights(teacher, weights)
+        teacher.weights_source = f"file:{Path(weights).name}"
+    cache = cache or ImageCache()
+    paths = unique_paths(dataset)
+    cache.preload(paths, progress=progress)
+    index_of = {p: i for i, p in enumerate(paths)}
+    train_recs = [r for r in dataset.records if r.split == "train"]
+    val_recs = [r for r in dataset.records if r.split == "val" and r.score is not None]
+    items = training_items(train_recs, extra)
+    if len(items) < 4:
+        raise EdgeIQAError(f"{dataset.spec}: {len(items)} labelled training images; a teacher needs at least 4 (split=train rows)")
+
+    if finetune:
+        ds = ViewDataset(items, list(teacher.entry.views), cache, train=True, seed=cfg.seed)
+        loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
+        forward = lambda model, views: model(*views)[0]  # noqa: E731
+
+        def eval_fn(model):
+            feats = extract_features(model, [str(r.path) for r in val_recs], cache, progress=False)
+            s, _ = head_outputs(model, feats["eval"])
+            return _val_record(val_recs, dict(zip([str(r.path) for r in val_recs], s)))
+
+        trainer = Trainer(teacher, _labelled_step(forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name)
+        trainer.fit(loader, resume=resume, progress=progress)
+        feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{name} features")
+    else:
+        for p in teacher.backbones.parameters():
+            p.requires_grad_(False)
+        feats = extract_features(teacher, paths, cache, n_aug=n_aug, seed=cfg.seed, progress=progress, desc=f"{name} features",
+                                 aug_paths=[it.path for it in items])
+        ds = CachedFeatureDataset(items, index_of, feats, cfg.seed)
+        loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
+        val_rows = [index_of[str(r.path)] for r in val_recs]
+
+        def eval_fn(_head):
+            s, _ = head_outputs(teacher, feats["eval"][val_rows])
+            return _val_record(val_recs, dict(zip([str(r.path) for r in val_recs], s)))
+
+        # Only the head trains, so only the head is checkpointed (a Swin-T x3 backbone would be 330 MB per epoch).
+        head_forward = lambda head, views: head(views[0])[0]  # noqa: E731
+        trainer = Trainer(teacher.head, _labelled_step(head_forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name)
+        trainer.fit(loader, resume=resume, progress=progress)
+
+    scores, opinions = head_outputs(teacher, feats["eval"])
+    scores[~feats["ok"].numpy()] = np.nan
+    result = MemberResult(name, out_dir, paths, scores, opinions, dict(cache.failed), weights_source=teacher.weights_source)
+    result.metrics = split_metrics(dataset.records, dict(zip(paths, scores)))
+    save_member(teacher, result, cfg, finetune, time.time() - t0)
+    return result
+
+
+def _val_record(val_recs, score_of) -> dict:
+    m = split_metrics(val_recs, score_of).get("val", {})
+    out = {"val": round(val_key(m), 5)} if m else {"val": -1.0}
+    if m.get("srcc_scene_median") is not None:
+        out["val_srcc_scene_median"] = round(m["srcc_scene_median"], 4)
+    return out
+
+
+def save_member(teacher, result: MemberResult, cfg: TrainConfig, finetune: bool, seconds: float) -> None:
+    d = result.dir
+    torch.save({"format": TEACHER_FORMAT, "teacher": result.name, "state_dict": teacher.state_dict(),
+                "weights_source": teacher.weights_source, "metrics": result.metrics}, d / "teacher.pt.tmp")
+    (d / "teacher.pt.tmp").replace(d / "teacher.pt")
+    with open(d / "predictions.csv.tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "score", "error"])
+        for p, s in zip(result.paths, result.scores):
+            w.writerow([p, "" if not np.isfinite(s) else f"{s:.8f}", result.failed.get(p, "")])
+    (d / "predictions.csv.tmp").replace(d / "predictions.csv")
+    save_file({"opinions": torch.from_numpy(result.opinions)}, str(d / "opinions.safetensors"))
+    info = {"teacher": result.name, "weights_source": teacher.weights_source, "finetune": finetune,
+            "views": [v.to_dict() for v in teacher.entry.views],
+            "train_config": cfg.__dict__, "metrics": result.metrics, "seconds": round(seconds, 1),
+            "checkpoint_sha256": file_sha256(d / "teacher.pt"), "n_images": len(result.paths), "failed": result.failed}
+    (d / "member.json").write_text(json.dumps(info, indent=2, default=str))
+
+
+def load_teacher_weights(teacher, path: str | Path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "teacher.pt"
+    if not path.exists():
+        raise EdgeIQAError(f"teacher weights not found: {path}")
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    missing, unexpected = teacher.load_state_dict(state, strict=False)
+    if len(missing) > len(teacher.state_dict()) // 2:
+        raise EdgeIQAError(f"{path} does not match teacher {teacher.entry.name}: {len(missing)} tensors missing")
+
+
+def load_member(member_dir: Path) -> MemberResult:
+    """Read a trained member's predictions back (no model needed)."""
+    member_dir = Path(member_dir)
+    info_path = member_dir / "member.json"
+    if not info_path.exists():
+        raise EdgeIQAError(f"no trained teacher in {member_dir} (member.json missing); run `edgeiqa teachers train` first")
+    info = json.loads(info_path.read_text())
+    paths, scores = [], []
+    with open(member_dir / "predictions.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            paths.append(row["image"])
+            scores.append(float(row["score"]) if row["score"] else np.nan)
+    opinions = load_file(str(member_dir / "opinions.safetensors"))["opinions"].numpy()
+    res = MemberResult(info["teacher"], member_dir, paths, np.asarray(scores), opinions, info.get("failed", {}),
+                       metrics=info.get("metrics", {}), weights_source=info.get("weights_source", ""))
+    return res
+
+
+@torch.no_grad()
+def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Score images a member has not seen (another dataset): rebuild the teacher from teacher.pt."""
+    info = json.loads((Path(member_dir) / "member.json").read_text())
+    teacher = create_teacher(info["teacher"])
+    load_teacher_weights(teacher, member_dir)
+    feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score")
+    scores, opinions = head_outputs(teacher, feats["eval"])
+    scores[~feats["ok"].numpy()] = np.nan
+    return scores, opinions
+
+
+__all__ = ["MemberResult", "train_teacher", "load_member", "predict_images", "view_tensors", "file_sha256"]

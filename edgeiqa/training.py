@@ -1,0 +1,135 @@
+"""One checkpointed training loop for teachers and students.
+
+Every epoch writes `last.pt` (model, optimizer, scheduler, torch RNG state, history) atomically, and
+`best.pt` when validation improves. `resume=True` continues from `last.pt`; since data order and
+augmentation are seeded by (seed, epoch, index) and the RNG state is restored, a run killed after epoch k
+and resumed ends with the same weights as an uninterrupted run (same seed, CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.losses import LossBatch, combined_loss
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.3  # pretrained backbones move slower than the fresh head
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    seed: int = 0
+    losses: dict = field(default_factory=lambda: {"mse": 1.0})
+    grad_clip: float = 5.0
+    warmup_frac: float = 0.1
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    backbone, head = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if ".backbone" in f".{name}" or name.startswith("backbones") else head).append(p)
+    groups = [{"params": head, "lr": cfg.lr}]
+    if backbone:
+        groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale})
+    return groups
+
+
+def cosine_with_warmup(total_steps: int, warmup_frac: float):
+    warm = max(1, int(total_steps * warmup_frac))
+
+    def fn(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return fn
+
+
+class Trainer:
+    """`step_fn(model, batch) -> LossBatch`; `eval_fn(model) -> dict` with a `val` key (higher is better)."""
+
+    def __init__(self, model, step_fn: Callable, eval_fn: Callable | None, out_dir: Path, cfg: TrainConfig, desc: str = "train"):
+        self.model = model
+        self.step_fn = step_fn
+        self.eval_fn = eval_fn
+        self.out_dir = Path(out_dir)
+        self.cfg = cfg
+        self.desc = desc
+
+    def fit(self, loader, resume: bool = False, progress: bool = True) -> dict:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        opt = torch.optim.AdamW(param_groups(self.model, cfg), weight_decay=cfg.weight_decay)
+        total = max(1, cfg.epochs * len(loader))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, cfg.warmup_frac))
+        state = {"epoch": 0, "history": [], "best": -math.inf, "config": asdict(cfg)}
+        last = self.out_dir / "last.pt"
+        if resume and last.exists():
+            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            if ckpt["state"]["config"] != state["config"]:
+                raise EdgeIQAError(f"cannot resume from {last}: it was trained with other settings; remove it or drop --resume")
+            self.model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["rng"])
+            state = ckpt["state"]
+        for epoch in range(state["epoch"], cfg.epochs):
+            t0 = time.time()
+            loader.dataset.set_epoch(epoch)
+            if hasattr(loader, "batch_sampler") and hasattr(loader.batch_sampler, "set_epoch"):
+                loader.batch_sampler.set_epoch(epoch)
+            self.model.train()
+            sums: dict[str, float] = {}
+            bar = tqdm(loader, desc=f"{self.desc} {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+            for batch in bar:
+                lb: LossBatch = self.step_fn(self.model, batch)
+                loss, parts = combined_loss(cfg.losses, lb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+            record = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1)}
+            record.update({f"loss_{k}": round(v / max(1, len(loader)), 5) for k, v in sums.items()})
+            if self.eval_fn is not None:
+                self.model.eval()
+                with torch.no_grad():
+                    record.update(self.eval_fn(self.model))
+                if record.get("val", -math.inf) > state["best"]:
+                    state["best"] = record["val"]
+                    atomic_save(self.model.state_dict(), self.out_dir / "best.pt")
+            state["history"].append(record)
+            state["epoch"] = epoch + 1
+            if progress:
+                tqdm.write(f"{self.desc} epoch {epoch + 1}/{cfg.epochs}: " + json.dumps(record))
+            atomic_save(
+                {"model": self.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "rng": torch.get_rng_state(), "state": state},
+                last,
+            )
+        if self.eval_fn is not None and (self.out_dir / "best.pt").exists():
+            self.model.load_state_dict(torch.load(self.out_dir / "best.pt", map_location="cpu", weights_only=True))
+        return state

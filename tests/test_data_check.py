@@ -1,0 +1,194 @@
+"""`check_dataset` and the `edgeiqa data` CLI: every problem reported with its line, never a traceback."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeiqa.cli.main import main
+from edgeiqa.data.check import check_dataset
+from edgeiqa.errors import DatasetError
+
+HAS_SAMPLE = importlib.util.find_spec("edgeiqa.data.sample") is not None
+
+
+def _image(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(len(path.name)).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _csv(path: Path, header, rows) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _by_line(report):
+    out = {}
+    for p in report["problems"]:
+        out.setdefault(p["line"], []).append(p)
+    return out
+
+
+@pytest.fixture
+def bad_csv(tmp_path):
+    """Line 3: non-numeric score; line 4: missing file; the rest is fine."""
+    _image(tmp_path / "a.jpg")
+    _image(tmp_path / "b.jpg")
+    return _csv(tmp_path / "labels.csv", ["image", "score", "split"], [
+        ["a.jpg", "1.0", "train"],  # line 2
+        ["b.jpg", "high", "train"],  # line 3
+        ["missing.jpg", "2.0", "test"],  # line 4
+    ])
+
+
+def test_check_reports_bad_rows_by_line(bad_csv):
+    report = check_dataset(f"csv:{bad_csv}")
+    assert not report["ok"]
+    lines = _by_line(report)
+    assert [p["kind"] for p in lines[3]] == ["bad_row"] and "'high' is not a number" in lines[3][0]["message"]
+    assert [p["kind"] for p in lines[4]] == ["missing_file"] and "missing.jpg" in lines[4][0]["message"]
+    assert 2 not in lines
+    assert report["counts"]["bad_row"] == 1 and report["counts"]["missing_file"] == 1
+    assert report["n_records"] == 2  # the bad row is left out, the missing-file row kept
+    json.dumps(report)  # JSON-ready
+
+
+def test_cli_check_exit_code_and_lines(bad_csv, capsys):
+    code = main(["data", "check", f"csv:{bad_csv}"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "labels.csv line 3" in out and "labels.csv line 4" in out
+    assert "missing.jpg" in out
+    assert "Traceback" not in out + err
+
+
+def test_cli_check_json(bad_csv, capsys):
+    assert main(["data", "check", f"csv:{bad_csv}", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(p["line"] for p in report["problems"]) == [3, 4]
+
+
+def test_check_many_kinds_of_problem(tmp_path):
+    _image(tmp_path / "ok.png")
+    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    Image.new("RGB", (4, 4)).save(tmp_path / "tiny.png")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    path = _csv(tmp_path / "l.csv", ["image", "score", "split", "scene"], [
+        ["ok.png", "1", "train", "s"],  # 2
+        ["", "1", "train", "s"],  # 3 empty image column
+        ["ok.png", "2", "somewhere", "s"],  # 4 unknown split
+        ["ok.png", "3", "val", "s"],  # 5 duplicate of line 2
+        ["text.jpg", "1", "", ""],  # 6 not an image
+        ["empty.jpg", "1", "", ""],  # 7 zero bytes
+        ["tiny.png", "1", "", ""],  # 8 too small
+        ["cut.jpg", "1", "", ""],  # 9 truncated: only a full decode sees it
+        ["ok.png", "inf", "", ""],  # 10 not finite
+    ])
+    with open(path, "a") as f:
+        f.write("ok.png,1,train,s,extra,fields\n")  # 11 too many fields
+    report = check_dataset(f"csv:{path}")
+    lines = _by_line(report)
+    assert "empty image column" in lines[3][0]["message"]
+    assert "'somewhere'" in lines[4][0]["message"]
+    assert lines[5][0]["kind"] == "duplicate" and "line 2" in lines[5][0]["message"]
+    assert lines[6][0]["kind"] == "unreadable" and "not an image" in lines[6][0]["message"]
+    assert "empty" in lines[7][0]["message"]
+    assert "too small" in lines[8][0]["message"]
+    assert 9 not in lines  # header check only
+    assert "finite" in lines[10][0]["message"]
+    assert "fields" in lines[11][0]["message"]
+    assert report["decode"] is False
+
+    decoded = check_dataset(f"csv:{path}", decode=True)
+    dl = _by_line(decoded)
+    assert dl[9][0]["kind"] == "unreadable" and "truncated" in dl[9][0]["message"]
+    assert decoded["checked_images"] == 5
+
+
+def test_check_clean_dataset_exit_zero(tmp_path, capsys):
+    _image(tmp_path / "a.jpg")
+    path = _csv(tmp_path / "l.csv", ["image", "score"], [["a.jpg", "3"]])
+    assert check_dataset(f"csv:{path}")["ok"]
+    assert main(["data", "check", f"csv:{path}", "--decode"]) == 0
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_check_structural_problem_is_reported(tmp_path, capsys):
+    path = _csv(tmp_path / "l.csv", ["image", "mos"], [["a.jpg", "3"]])
+    report = check_dataset(f"csv:{path}")
+    assert report["problems"][0]["kind"] == "dataset" and "missing column 'score'" in report["problems"][0]["message"]
+    assert main(["data", "check", f"csv:{tmp_path / 'absent.csv'}"]) == 1
+    out, err = capsys.readouterr()
+    assert "absent.csv" in out and "file not found" in out and "Traceback" not in out + err
+    # a bare path that does not exist is a spec error (exit 2)
+    assert main(["data", "check", str(tmp_path / "absent.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_check_bad_spec_is_a_user_error(capsys):
+    with pytest.raises(DatasetError, match="did you mean 'koniq'"):
+        check_dataset("konik:/x")
+    assert main(["data", "check", "konik:/x"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'koniq'" in err and "Traceback" not in err
+
+
+def test_cli_info(tmp_path, capsys):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _image(tmp_path / name)
+    path = _csv(tmp_path / "l.csv", ["image", "score", "scene", "split", "kind"], [
+        ["a.jpg", "1", "s1", "train", "blur"],
+        ["b.jpg", "2", "s1", "train", "noise"],
+        ["c.jpg", "", "s2", "test", "noise"],
+    ])
+    assert main(["data", "info", f"csv:{path}", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_images"] == 3 and info["n_labelled"] == 2 and info["n_scenes"] == 2
+    assert info["splits"] == {"train": {"images": 2, "labelled": 2, "scenes": 1},
+                              "test": {"images": 1, "labelled": 0, "scenes": 1}}
+    assert info["kinds"] == {"blur": 1, "noise": 2}
+    assert info["info"]["score_range"] == [1.0, 2.0]
+    assert main(["data", "info", f"csv:{path}"]) == 0
+    out = capsys.readouterr().out
+    assert "3 images" in out and "train" in out and "kinds: blur 1, noise 2" in out
+
+
+def test_cli_info_error_has_no_traceback(tmp_path, capsys):
+    path = _csv(tmp_path / "l.csv", ["image", "score"], [["a.jpg", "x"]])
+    assert main(["data", "info", f"csv:{path}"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "Traceback" not in err
+
+
+def test_cli_data_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["data", "--help"])
+    assert info.value.code == 0
+    assert "check" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not HAS_SAMPLE, reason="edgeiqa.data.sample (the sample-set builder) is not importable yet")
+def test_cli_build_sample(sample_csv, capsys):
+    # the session fixture has built it already, so this reuses the cache
+    assert main(["data", "build", "sample", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert Path(out["csv"]) == Path(sample_csv)
+    assert {"train", "val", "test"} <= set(out["splits"])
+    assert main(["data", "build", "sample"]) == 0
+    text = capsys.readouterr().out
+    assert "train" in text and "test" in text and "scenes" in text
