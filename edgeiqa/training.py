@@ -111,7 +111,7 @@ class Trainer:
                 sched.step()
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             record = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1)}
             record.update({f"loss_{k}": round(v / max(1, len(loader)), 5) for k, v in sums.items()})
             if self.eval_fn is not None:

@@ -29,3 +29,59 @@ def sample_csv(_isolated_cache):
     from edgeiqa.data.sample import build_sample
 
     return build_sample(progress=False)
+
+
+TINY_PHOTOS = {"astronaut": "train", "motorcycle_left": "train", "rocket": "val", "coffee": "test", "chelsea": "pool"}
+TINY_KINDS = ("blur", "noise")
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(sample_csv, tmp_path_factory):
+    """A small labelled CSV cut from the sample set: 5 photos x 2 kinds x 7 images, splits by photo.
+
+    Image paths are absolute, so the CSV can live anywhere; teacher and student tests train on it in seconds.
+    """
+    import csv
+    from pathlib import Path
+
+    root = Path(sample_csv).parent
+    out = tmp_path_factory.mktemp("tiny") / "tiny.csv"
+    with open(sample_csv, newline="") as f, open(out, "w", newline="") as g:
+        w = csv.writer(g)
+        w.writerow(["image", "score", "scene", "split", "kind"])
+        for row in csv.DictReader(f):
+            if row["photo"] in TINY_PHOTOS and row["kind"] in TINY_KINDS:
+                w.writerow([str(root / row["image"]), row["score"], row["scene"], TINY_PHOTOS[row["photo"]], row["kind"]])
+    return out
+
+
+def write_profile(path, *, members=("lite0_mv",), epochs=2, losses="{ mse = 1.0, plcc = 0.5, fidelity = 1.0, feature = 0.2 }"):
+    """A test profile: tiny student views so distillation takes seconds."""
+    members_toml = ", ".join(f'"{m}"' for m in members)
+    path.write_text(f"""
+name = "tiny"
+data = "sample"
+budget_gmacs = 50.0
+seed = 0
+
+[student]
+name = "efficientnet_lite0"
+views = [{{ kind = "resize", size = [64, 64] }}, {{ kind = "fragments", size = [56, 56], grid = 7 }}]
+hidden = 32
+
+[teacher]
+ensemble = [{members_toml}]
+head_epochs = 15
+epochs = 1
+batch_size = 8
+lr = 1e-3
+losses = {{ mse = 1.0, plcc = 1.0, fidelity = 1.0 }}
+
+[distill]
+epochs = {epochs}
+batch_size = 8
+lr = 1e-3
+losses = {losses}
+pseudo_weight = 0.5
+""")
+    return path

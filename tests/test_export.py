@@ -5,6 +5,7 @@ exported once per format per module."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +286,8 @@ def test_fp16_keeps_float32_io(run_dir, photos, tmp_path):
     assert res.parity["srcc"] > 0.99 and res.parity["max_abs_diff"] < 1e-2
 
 
-def test_torch_format_is_the_checkpoint_with_sidecar(run_dir, tmp_path):
+def test_torch_format_is_the_checkpoint_with_sidecar(run_dir, tmp_path, capsys):
+    from edgeiqa.cli.main import main
     from edgeiqa.export import export_model
     from edgeiqa.runtime import Scorer
 
@@ -293,6 +295,24 @@ def test_torch_format_is_the_checkpoint_with_sidecar(run_dir, tmp_path):
     assert res.path.read_bytes() == (run_dir / "student.pt").read_bytes()
     assert json.loads(res.sidecar.read_text())["format"] == "torch"
     assert Scorer.load(res.path).backend.name == "torch"
+    assert main(["export", str(run_dir), "--format", "torch", "--out", str(tmp_path / "t.pt"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "torch" and doc["ok"] is True and doc["sidecar"].endswith("t.json")
+
+
+def test_simplifier_used_only_when_installed(monkeypatch):
+    import types
+
+    from edgeiqa.export.onnx_export import _simplify
+
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # None in sys.modules = not importable
+    monkeypatch.setitem(sys.modules, "onnxsim", None)
+    model = object()
+    assert _simplify(model)[:2] == (model, None)
+    fake = types.SimpleNamespace(__version__="9.9", slim=lambda m: ("slimmed", m))
+    monkeypatch.setitem(sys.modules, "onnxslim", fake)
+    out, name, note = _simplify(model)
+    assert out == ("slimmed", model) and name == "onnxslim 9.9" and note is None
 
 
 def test_cli_export_prints_parity_and_gmacs(run_dir, photos, tmp_path, capsys):

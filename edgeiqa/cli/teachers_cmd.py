@@ -39,7 +39,7 @@ def cmd_train(args) -> int:
     profile = load_profile(args.profile)
     dataset = load_dataset(args.data or profile.get("data", "sample"))
     names = resolve_members(args.teacher, profile)
-    cfg = teacher_config(profile, args.seed)
+    cfg = teacher_config(profile, args.seed, finetune=args.finetune)
     if args.epochs:
         cfg.epochs = args.epochs
     if args.losses:

@@ -16,8 +16,8 @@ the same numbers; they travel in every artefact's metadata as NORMALIZATION.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -100,14 +100,22 @@ def _fragments(img: np.ndarray, h: int, w: int, grid: int, rng: np.random.Genera
     return out
 
 
-@lru_cache(maxsize=1)
-def _face_detector():
-    import cv2
+_DETECTORS = threading.local()
 
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    det = cv2.CascadeClassifier(path)
-    if det.empty():
-        raise EdgeIQAError(f"OpenCV Haar cascade not found at {path}")
+
+def _face_detector():
+    """One cascade per thread: cv2.CascadeClassifier.detectMultiScale is not thread-safe (concurrent calls
+    on one instance fail with 'scaleIdx' assertions or return wrong boxes), and the runtime decodes and
+    builds views in worker threads."""
+    det = getattr(_DETECTORS, "cascade", None)
+    if det is None:
+        import cv2
+
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        det = cv2.CascadeClassifier(path)
+        if det.empty():
+            raise EdgeIQAError(f"OpenCV Haar cascade not found at {path}")
+        _DETECTORS.cascade = det
     return det
 
 

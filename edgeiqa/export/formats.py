@@ -99,7 +99,7 @@ def check_flags(fmt: Format, flags: dict) -> None:
             where = f"; formats that take it: {', '.join(takers)}" if takers else ""
             hint = ""
             if fmt.name.startswith("onnx") and key in ("fp16", "int8"):
-                hint = f" (use --format onnx-{key} for a {key} ONNX model)"
+                hint = f" (use --format onnx-{key} for an {key} ONNX model)"
             raise EdgeIQAError(
                 f"format {fmt.name!r} does not take {FLAGS[key][0].split()[0]}{hint}{where}. "
                 f"{fmt.name} takes: {fmt.cli_flags()}"
@@ -138,6 +138,6 @@ def render_table() -> str:
     rows = formats_table()
     cols = ("format", "suffix", "device", "backend", "flags")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
-    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip() for r in rows]
     return "\n".join(lines)

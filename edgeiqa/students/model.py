@@ -26,6 +26,28 @@ class IQAStudent(nn.Module):
         self.score = nn.Linear(hidden, 1)
         self.projection = nn.Linear(hidden, feature_dim) if feature_dim else None
 
+    def freeze_early(self, n_blocks: int) -> "IQAStudent":
+        """Freeze the stem and the first `n_blocks` blocks/stages: the high-resolution layers, where
+        back-propagation costs most on a CPU and ImageNet features already fit IQA. They stay in eval mode."""
+        bb = self.backbone
+        if hasattr(bb, "blocks"):
+            frozen = [m for m in (getattr(bb, "conv_stem", None), getattr(bb, "bn1", None)) if m is not None] + list(bb.blocks[:n_blocks])
+        elif hasattr(bb, "stages"):
+            frozen = [bb.stem] + list(bb.stages[:n_blocks])
+        else:
+            frozen = []
+        for m in frozen:
+            m.requires_grad_(False)
+        self._frozen = frozen
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in getattr(self, "_frozen", []):
+            m.eval()
+        return self
+
     def embedding(self, *views: torch.Tensor) -> torch.Tensor:
         pooled = [pool_mean_std(f) for x in views for f in self.backbone(x)]
         return self.embed(torch.cat(pooled, dim=1))

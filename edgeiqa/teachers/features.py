@@ -27,6 +27,7 @@ def extract_features(teacher, paths: list[str], cache: ImageCache, n_aug: int = 
 
     Augmented variants are computed only for `aug_paths` (the training images; default all)."""
     teacher.eval()
+    teacher.to(memory_format=torch.channels_last)  # 1.3-2x faster convolutions on CPU (oneDNN)
     views = teacher.entry.views
     n = len(paths)
     out = {"eval": torch.zeros(n, teacher.feature_dim), "aug": torch.zeros(n_aug, n, teacher.feature_dim) if n_aug else None,
@@ -49,7 +50,7 @@ def extract_features(teacher, paths: list[str], cache: ImageCache, n_aug: int = 
         bar.update(min(batch_size, len(jobs) - start))
         if not chunk:
             continue
-        stacked = [torch.cat([c[2][k] for c in chunk]) for k in range(len(views))]
+        stacked = [torch.cat([c[2][k] for c in chunk]).contiguous(memory_format=torch.channels_last) for k in range(len(views))]
         feats = teacher.encode(*stacked)
         for (i, a, _), f in zip(chunk, feats):
             if a == 0:

@@ -81,6 +81,15 @@ def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress:
                 return out
         except json.JSONDecodeError:
             pass
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        return _build(teachers_dir, ens, dataset, out, tmp, digest, progress, _after_member)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed or failed run leaves no half-written LabelSet
+
+
+def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, out: Path, tmp: Path, digest: str, progress: bool,
+           _after_member) -> Path:
     t0 = time.time()
     paths = unique_paths(dataset)
     cache = ImageCache()
@@ -103,7 +112,6 @@ def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress:
     for r in dataset.records:
         rec_of.setdefault(str(r.path), r)
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with open(tmp / "scores.csv", "w", newline="") as f:

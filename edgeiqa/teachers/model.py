@@ -40,7 +40,7 @@ class MultiLevelEncoder(nn.Module):
 def build_encoder(entry: TeacherEntry, pretrained: bool, weights=None) -> tuple[nn.Module, str]:
     kwargs = dict(entry.timm_kwargs)
     if entry.encoder == "multilevel":
-        model, source = create_backbone(entry.timm_name, pretrained=pretrained, features_only=True, out_indices=(2, 3, 4), **kwargs)
+        model, source = create_backbone(entry.timm_name, pretrained=pretrained, features_only=True, out_indices=(1, 2, 3, 4), **kwargs)
         return MultiLevelEncoder(model), source
     model, source = create_backbone(entry.timm_name, pretrained=pretrained, num_classes=0, **kwargs)
     return PooledEncoder(model), source

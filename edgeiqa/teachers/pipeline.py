@@ -37,9 +37,11 @@ def resolve_members(spec: str, profile: dict) -> list[str]:
     return names
 
 
-def teacher_config(profile: dict, seed: int | None = None) -> TrainConfig:
+def teacher_config(profile: dict, seed: int | None = None, finetune: bool = False) -> TrainConfig:
+    """`epochs` when fine-tuning end to end; `head_epochs` (cheap: cached features) for the frozen default."""
     t = profile["teacher"]
-    return TrainConfig(epochs=int(t.get("epochs", 6)), lr=float(t.get("lr", 3e-4)), batch_size=int(t.get("batch_size", 12)),
+    epochs = t.get("epochs", 6) if finetune else t.get("head_epochs", 60)
+    return TrainConfig(epochs=int(epochs), lr=float(t.get("lr", 3e-4)), batch_size=int(t.get("batch_size", 12)),
                        seed=int(profile.get("seed", 0) if seed is None else seed), losses=dict(t.get("losses", {"mse": 1.0})))
 
 
@@ -138,3 +140,16 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
 
 
 __all__ = ["resolve_members", "teacher_config", "train_members", "build_ensemble", "self_train", "unique_paths"]
+
+
+def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """Calibrated ensemble scores for any images (members rebuilt from their checkpoints); failures by path."""
+    teachers_dir = Path(teachers_dir)
+    ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
+    cache = ImageCache()
+    from edgeiqa.teachers.train import predict_images
+
+    raw = {n: predict_images(teachers_dir / n, paths, cache, progress=progress)[0] for n in ens.members}
+    cal = ens.calibrated(raw)
+    scores = {p: float(s) for p, s in zip(paths, cal) if np.isfinite(s)}
+    return scores, dict(cache.failed)

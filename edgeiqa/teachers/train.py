@@ -139,7 +139,7 @@ def train_teacher(
     resume: bool = False,
     progress: bool = True,
     cache: ImageCache | None = None,
-    n_aug: int = 2,
+    n_aug: int = 1,
 ) -> MemberResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,8 +175,7 @@ def train_teacher(
     else:
         for p in teacher.backbones.parameters():
             p.requires_grad_(False)
-        feats = extract_features(teacher, paths, cache, n_aug=n_aug, seed=cfg.seed, progress=progress, desc=f"{name} features",
-                                 aug_paths=[it.path for it in items])
+        feats = cached_features(teacher, out_dir, paths, cache, n_aug, cfg.seed, [it.path for it in items], progress)
         ds = CachedFeatureDataset(items, index_of, feats, cfg.seed)
         loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
         val_rows = [index_of[str(r.path)] for r in val_recs]
@@ -196,6 +195,22 @@ def train_teacher(
     result.metrics = split_metrics(dataset.records, dict(zip(paths, scores)))
     save_member(teacher, result, cfg, finetune, time.time() - t0)
     return result
+
+
+def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths, progress) -> dict:
+    """Backbone features, stored in the member dir and reused while images, views and weights are the same."""
+    key = hashlib.sha256(json.dumps([paths, n_aug, seed, sorted(aug_paths), teacher.weights_source,
+                                     [v.to_dict() for v in teacher.entry.views]]).encode()).hexdigest()
+    path = out_dir / "backbone_features.pt"
+    if path.exists():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored.get("key") == key:
+            return stored["feats"]
+    feats = extract_features(teacher, paths, cache, n_aug=n_aug, seed=seed, progress=progress,
+                             desc=f"{teacher.entry.name} features", aug_paths=aug_paths)
+    torch.save({"key": key, "feats": feats}, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return feats
 
 
 def _val_record(val_recs, score_of) -> dict:

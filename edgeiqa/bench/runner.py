@@ -1,0 +1,519 @@
+"""`run_bench`: every requested format of one trained student (and optionally the teacher ensemble)
+measured the same way, one row per format and batch size. See `edgeiqa.bench` for the method."""
+
+from __future__ import annotations
+
+import difflib
+import gc
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeiqa.bench import accuracy as acc
+from edgeiqa.bench.artefacts import check_run, obtain, validation_problems
+from edgeiqa.bench.measure import PeakRSS, default_threads, median_or_none, time_each, time_runs
+from edgeiqa.bench.report import empty_row
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.export.formats import FORMATS, Format, get_format
+
+TEACHER = "teacher"
+DEFAULT_FORMATS = ("torch", "onnx", "onnx-int8")
+BENCH_VERSION = 1
+PREPROCESS_IMAGES = 8
+BAD_STATUSES = ("export failed", "benchmark failed", "failed validation")
+
+
+@dataclass
+class BenchOptions:
+    formats: list[str] | None = None  # None: torch, onnx, onnx-int8 (+ tensorrt when it can run here)
+    data: str | None = None  # dataset spec; None: the card's dataset
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 5
+    runs: int = 30
+    threads: int | None = None  # None: all cores
+    compare_teacher: bool = False
+    teachers: str | None = None  # teachers folder; None: the card's
+    calib: str | None = None  # calibration/parity data for new exports; None: the bench data
+    calib_imgs: int | None = None
+    max_images: int | None = None
+    max_seconds: float = 15.0
+    reuse: bool = True
+    device: str = "cpu"
+    min_srcc: float | None = None
+    ceiling_seconds: float = 0.4
+
+
+def default_formats() -> list[str]:
+    from edgeiqa.export.tensorrt_export import tensorrt_missing
+
+    return list(DEFAULT_FORMATS) + ([] if tensorrt_missing() else ["tensorrt"])
+
+
+def parse_formats(spec) -> list[str]:
+    """'onnx,onnx-int8' or a list -> canonical names (table order kept as given, duplicates dropped).
+    `teacher` is accepted too. A misspelt name is an error that suggests the closest one."""
+    if spec is None:
+        return default_formats()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = []
+    for raw in items:
+        name = str(raw).strip().lower()
+        if not name:
+            continue
+        if name == TEACHER:
+            canon = TEACHER
+        else:
+            try:
+                canon = get_format(name).name
+            except EdgeIQAError:
+                choices = [*FORMATS, TEACHER]
+                near = difflib.get_close_matches(name, choices, n=1, cutoff=0.4)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise EdgeIQAError(f"unknown format {raw.strip()!r}{hint} (formats: {', '.join(choices)})") from None
+        if canon not in out:
+            out.append(canon)
+    if not out:
+        raise EdgeIQAError("--formats is empty")
+    return out
+
+
+def parse_batches(spec) -> tuple[int, ...]:
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = []
+    for raw in items:
+        try:
+            b = int(str(raw).strip())
+        except ValueError:
+            raise EdgeIQAError(f"bad batch size {raw!r}: expected integers such as 1,8") from None
+        if b < 1:
+            raise EdgeIQAError(f"batch size must be >= 1, got {b}")
+        if b not in out:
+            out.append(b)
+    if not out:
+        raise EdgeIQAError("--batch is empty")
+    return tuple(out)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(exc, EdgeIQAError):
+        return " ".join(text)[:500] or type(exc).__name__
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+@dataclass
+class _Ctx:
+    run: Path
+    ckpt: Path
+    card: dict
+    sha: str
+    opts: BenchOptions
+    evalset: acc.EvalSet
+    threads: int
+    log: Callable[[str], None]
+    params_m: float | None = None
+    card_gmacs: float | None = None
+    reference: dict | None = None  # torch raw scores {path: raw}
+    preprocess: dict = field(default_factory=dict)  # views key -> {decode_ms, views_ms, n_images}
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _views_key(views) -> str:
+    return ",".join(f"{v.kind}@{v.size[0]}x{v.size[1]}" for v in views)
+
+
+def _student_preprocess_cost(ctx: _Ctx, scorer) -> dict:
+    """Decode and views+normalisation cost per image (median over the first images), cached per views."""
+    from edgeiqa.data.images import load_image
+    from edgeiqa.data.views import make_views, to_batch
+
+    key = _views_key(scorer.views)
+    if key not in ctx.preprocess:
+        paths = ctx.evalset.paths[:PREPROCESS_IMAGES]
+        dec_ms, imgs = [], []
+        for p in paths:
+            try:
+                t0 = time.perf_counter()
+                img = load_image(p)
+                dec_ms.append((time.perf_counter() - t0) * 1e3)
+                imgs.append(img)
+            except EdgeIQAError:
+                continue
+
+        def views(img):
+            v, _ = make_views(img, scorer.views, rng=None)
+            return {name: to_batch([a]) for name, a in v.items()}
+
+        view_ms, _ = time_each(views, imgs)
+        ctx.preprocess[key] = {"decode_ms": median_or_none(dec_ms), "views_ms": median_or_none(view_ms),
+                               "n_images": len(imgs)}
+    return ctx.preprocess[key]
+
+
+def _batch_items(ctx: _Ctx, prepare: Callable[[str], dict], batch: int) -> list[dict]:
+    """`batch` prepared real images (the first eval images that load; repeated when there are fewer)."""
+    prepared = []
+    for p in ctx.evalset.paths:
+        try:
+            prepared.append(prepare(p))
+        except EdgeIQAError:
+            continue
+        if len(prepared) >= batch:
+            break
+    if not prepared:
+        raise EdgeIQAError(f"none of the images of {ctx.evalset.spec} could be loaded for timing")
+    while len(prepared) < batch:
+        prepared.append(prepared[len(prepared) % max(1, len(prepared))])
+    return prepared
+
+
+def _student_feeds(scorer, prepared: list[dict], batch: int) -> list[dict[str, np.ndarray]]:
+    """Pre-built float32 inputs for one call at `batch` (chunks when the model has a fixed batch)."""
+    from edgeiqa.data.views import to_batch
+
+    shapes = {tuple((k, v.shape) for k, v in p.items()) for p in prepared}
+    if len(shapes) > 1:  # `full` views differ in shape per image: time one image repeated
+        prepared = [prepared[0]] * batch
+    feeds = {v.name: to_batch([p[v.name] for p in prepared]) for v in scorer.views}
+    fixed = scorer.backend.fixed_batch
+    if fixed is None or fixed == batch:
+        return [feeds]
+    chunks = []
+    for i in range(0, batch, fixed):
+        part = {k: a[i:i + fixed] for k, a in feeds.items()}
+        n = next(iter(part.values())).shape[0]
+        if n < fixed:
+            part = {k: np.concatenate([a] + [a[-1:]] * (fixed - n)) for k, a in part.items()}
+        chunks.append(part)
+    return chunks
+
+
+def _timing_columns(t: dict, batch: int) -> dict:
+    return {"p50_call_ms": t["p50_ms"], "p50_ms": t["p50_ms"] / batch, "p95_ms": t["p95_ms"] / batch,
+            "mean_ms": t["mean_ms"] / batch, "images_per_s": 1e3 * batch / t["p50_ms"] if t["p50_ms"] > 0 else None,
+            "runs": t["runs"], "warmup": t["warmup"], "truncated": t["truncated"]}
+
+
+def _scores_from(results) -> tuple[dict, dict, dict]:
+    """(scores, raw scores, failures) by path from runtime ScoreResults."""
+    scores, raw, failed = {}, {}, {}
+    for r in results:
+        if r.ok:
+            scores[r.path] = r.score
+            raw[r.path] = float(r.info.get("raw_score", r.score))
+        else:
+            failed[r.path] = r.error
+    return scores, raw, failed
+
+
+def _torch_reference(ctx: _Ctx) -> dict | None:
+    """Raw torch scores on the eval images (the parity reference), computed once."""
+    if ctx.reference is None:
+        from edgeiqa.runtime import Scorer
+
+        try:
+            scorer = Scorer.load(ctx.ckpt, threads=ctx.threads, device=ctx.opts.device)
+            _, raw, _ = _scores_from(scorer.score(ctx.evalset.paths, batch_size=max(ctx.opts.batches)))
+            ctx.reference = raw
+        except Exception as exc:  # noqa: BLE001 - parity is then unknown, the rest goes on
+            ctx.log(f"torch reference for parity failed: {_reason(exc)}")
+            ctx.reference = {}
+    return ctx.reference
+
+
+# ----------------------------------------------------------------------------------------------- rows
+
+
+def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
+    opts = ctx.opts
+    base = empty_row(fmt.name, backend=fmt.backend, threads=ctx.threads, params_m=ctx.params_m, gmacs=ctx.card_gmacs)
+
+    def one(**kw) -> list[dict]:
+        return [{**base, "batch": None, **kw}]
+
+    if fmt.backend == "tensorrt":
+        from edgeiqa.export.tensorrt_export import tensorrt_missing
+
+        missing = tensorrt_missing()
+        if missing:
+            return one(status="unavailable", reason="TensorRT needs " + " and ".join(missing))
+    ctx.log(f"{fmt.name}: {'looking for an export of this checkpoint' if opts.reuse else 'exporting'}")
+    try:
+        art = obtain(ctx.run, fmt, ctx.sha, need_dynamic=max(opts.batches) > 1, calib=opts.calib or ctx.evalset.spec,
+                     imgs=opts.calib_imgs, reuse=opts.reuse)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one format failing never stops the others
+        ctx.log(f"{fmt.name}: export failed: {_reason(exc)}")
+        return one(status="export failed", reason=_reason(exc))
+    meta = art.metadata
+    g = meta.get("gmacs") or {}
+    par = meta.get("parity") or {}
+    problems = validation_problems(meta, fmt)
+    base.update(artefact=str(art.path), reused=art.reused, export_s=art.export_s, size_mb=round(art.size_mb, 3),
+                precision=meta.get("precision"), gmacs=g.get("card") or g.get("onnx_fvcore_convention") or ctx.card_gmacs,
+                gmacs_match=g.get("match"), export_parity_max_abs=par.get("max_abs_diff"), warnings=list(art.warnings),
+                status="failed validation" if problems else "ok", reason="; ".join(problems) or None)
+    ctx.log(f"{fmt.name}: {'reusing' if art.reused else 'exported'} {art.path}"
+            + ("" if art.reused else f" in {art.export_s:.1f} s"))
+
+    from edgeiqa.runtime import Scorer
+
+    rows = []
+    scorer = None
+    mem = PeakRSS()
+    try:
+        scorer = Scorer.load(art.path, threads=ctx.threads, device=opts.device)
+        base["provider"] = scorer.backend.provider
+        pre = _student_preprocess_cost(ctx, scorer)
+        base.update(decode_ms=pre["decode_ms"], views_ms=pre["views_ms"],
+                    preprocess_ms=None if pre["decode_ms"] is None else pre["decode_ms"] + (pre["views_ms"] or 0.0))
+        for b in opts.batches:
+            prepared = _batch_items(ctx, lambda p: scorer.preprocess(p)[0], b)
+            chunks = _student_feeds(scorer, prepared, b)
+            run = scorer.backend.run
+            t = time_runs(lambda: [run(c) for c in chunks], warmup=opts.warmup, runs=opts.runs,
+                          max_seconds=opts.max_seconds)
+            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1)})
+            ctx.log(f"{fmt.name}: batch {b}: p50 {t['p50_ms'] / b:.2f} ms/image over {t['runs']} runs")
+            mem.reset_peak()
+        t0 = time.perf_counter()
+        scores, raw, failed = _scores_from(scorer.score(ctx.evalset.paths, batch_size=max(opts.batches)))
+        eval_s = round(time.perf_counter() - t0, 2)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        ctx.log(f"{fmt.name}: benchmark failed: {_reason(exc)}")
+        reason = "; ".join(x for x in (base["reason"], _reason(exc)) if x)
+        return one(status="benchmark failed", reason=reason)
+    finally:
+        mem.close()
+        del scorer
+        gc.collect()
+    accuracy = acc.accuracy(ctx.evalset, scores)
+    if fmt.name == "torch":
+        ctx.reference = raw
+        par_cols = {"parity_max_abs": 0.0, "parity_mean_abs": 0.0, "parity_srcc": 1.0}
+    else:
+        par_cols = acc.parity(_torch_reference(ctx), raw)
+    if failed:
+        base_warn = [f"{len(failed)} image(s) failed, e.g. {next(iter(failed))}: {next(iter(failed.values()))}"]
+    else:
+        base_warn = []
+    for r in rows:
+        r.update(accuracy, **par_cols, n_failed=len(failed), eval_s=eval_s)
+        r["warnings"] = r["warnings"] + base_warn
+    ctx.log(f"{fmt.name}: SRCC {accuracy['srcc']} on {accuracy['n_eval']} images ({eval_s:.1f} s)")
+    return rows
+
+
+def _bench_teacher(ctx: _Ctx) -> list[dict]:
+    from edgeiqa.bench.teacher import TeacherEnsemble, resolve_teachers_dir
+
+    opts = ctx.opts
+    base = empty_row(TEACHER, backend="torch", threads=ctx.threads, precision="fp32", provider=f"torch-{opts.device}")
+
+    def one(**kw) -> list[dict]:
+        return [{**base, "batch": None, **kw}]
+
+    try:
+        tdir = resolve_teachers_dir(ctx.card, ctx.run, opts.teachers)
+    except EdgeIQAError as exc:
+        return one(status="unavailable", reason=str(exc))
+    ctx.log(f"teacher: loading the ensemble from {tdir}")
+    rows = []
+    ens = None
+    mem = PeakRSS()
+    try:
+        ens = TeacherEnsemble(tdir, threads=ctx.threads, device=opts.device)
+        base.update(artefact=str(tdir), size_mb=round(ens.size_mb(), 3), params_m=round(ens.params_m(), 3),
+                    status="ok")
+        from edgeiqa.data.images import load_image
+        from edgeiqa.data.views import to_batch
+
+        imgs, dec_ms = [], []
+        for p in ctx.evalset.paths[:PREPROCESS_IMAGES]:
+            try:
+                t0 = time.perf_counter()
+                imgs.append(load_image(p))
+                dec_ms.append((time.perf_counter() - t0) * 1e3)
+            except EdgeIQAError:
+                continue
+
+        def views(img):
+            return {k: {n: to_batch([a]) for n, a in vs.items()} for k, vs in ens.views_of(img).items()}
+
+        view_ms, _ = time_each(views, imgs)
+        pre = {"decode_ms": median_or_none(dec_ms), "views_ms": median_or_none(view_ms), "n_images": len(imgs)}
+        ctx.preprocess[TEACHER] = pre
+        del imgs
+        base.update(decode_ms=pre["decode_ms"], views_ms=pre["views_ms"],
+                    preprocess_ms=None if pre["decode_ms"] is None else pre["decode_ms"] + (pre["views_ms"] or 0.0))
+        for b in opts.batches:
+            feeds = ens.feeds(_batch_items(ctx, ens.preprocess, b))
+            t = time_runs(lambda: ens.run(feeds), warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds)
+            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1)})
+            ctx.log(f"teacher: batch {b}: p50 {t['p50_ms'] / b:.2f} ms/image over {t['runs']} runs")
+            mem.reset_peak()
+            del feeds
+        mem.close()
+        t0 = time.perf_counter()
+        scores, failed = ens.score(ctx.evalset.paths, batch_size=max(opts.batches))
+        eval_s = round(time.perf_counter() - t0, 2)
+        warn = []
+        try:
+            g = ens.gmacs()
+            gmacs = g["total"]
+        except Exception as exc:  # noqa: BLE001 - fall back to the card's count
+            gmacs = (ctx.card.get("teacher") or {}).get("gmacs")
+            warn.append(f"fvcore could not count the teacher ({_reason(exc)}); GMACs from the card")
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        ctx.log(f"teacher: benchmark failed: {_reason(exc)}")
+        return one(status="benchmark failed", reason=_reason(exc))
+    finally:
+        mem.close()
+        del ens
+        gc.collect()
+    accuracy = acc.accuracy(ctx.evalset, scores)
+    if failed:
+        warn.append(f"{len(failed)} image(s) failed, e.g. {next(iter(failed))}: {next(iter(failed.values()))}")
+    for r in rows:
+        r.update(accuracy, gmacs=gmacs, n_failed=len(failed), eval_s=eval_s, warnings=list(warn))
+    ctx.log(f"teacher: SRCC {accuracy['srcc']} on {accuracy['n_eval']} images ({eval_s:.1f} s)")
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- derived
+
+
+def _derive(rows: list[dict], ceiling: dict, evalset: acc.EvalSet) -> str:
+    """Ceiling fractions, speed-up and accuracy kept vs the teacher. Returns the metric `kept` uses."""
+    kept_key = "srcc_scene_mean" if any(r.scene is not None for r in evalset.records) else "srcc"
+    teacher = {r["batch"]: r for r in rows if r["format"] == TEACHER and r.get("p50_ms")}
+    for r in rows:
+        ips, g = r.get("images_per_s"), r.get("gmacs")
+        if ips and g:
+            r["achieved_gmacs_per_s"] = g * ips
+            c = (ceiling.get(r["backend"]) or {}).get("best_gmacs_per_s")
+            if c:
+                r["ceiling_gmacs_per_s"] = c
+                r["ceiling_fraction"] = r["achieved_gmacs_per_s"] / c
+        t = teacher.get(r["batch"])
+        if t is not None and r.get("p50_ms"):
+            r["speedup_vs_teacher"] = t["p50_ms"] / r["p50_ms"]
+            tk, rk = t.get(kept_key), r.get(kept_key)
+            if tk and rk is not None and tk > 0:
+                r["srcc_kept_vs_teacher"] = rk / tk
+    return kept_key
+
+
+def _gate(rows: list[dict], min_srcc: float | None) -> dict:
+    if min_srcc is None:
+        return {"min_srcc": None, "passed": True, "failing": []}
+    failing = []
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        if r.get("srcc") is None:
+            failing.append(f"{r['format']} (batch {r['batch']}): no SRCC (no labelled images scored)")
+        elif r["srcc"] < min_srcc:
+            failing.append(f"{r['format']} (batch {r['batch']}): SRCC {r['srcc']:.4f} < {min_srcc}")
+    return {"min_srcc": min_srcc, "passed": not failing, "failing": failing}
+
+
+def _params_m(ckpt: Path) -> float | None:
+    import torch
+
+    try:
+        payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = payload.get("state_dict", {})
+        return round(sum(v.numel() for k, v in state.items() if hasattr(v, "numel") and v.is_floating_point()
+                         and "running_" not in k) / 1e6, 4)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def run_bench(model_dir, opts: BenchOptions | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Benchmark the student of `model_dir` (a run folder) in every requested format; see edgeiqa.bench."""
+    import torch
+
+    from edgeiqa.bench.ceiling import machine_ceiling
+    from edgeiqa.bench.device import device_info
+
+    opts = opts or BenchOptions()
+    log = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    names = parse_formats(opts.formats)
+    batches = parse_batches(opts.batches)
+    opts.batches = batches
+    if opts.warmup < 0 or opts.runs < 1:
+        raise EdgeIQAError(f"--warmup must be >= 0 and --runs >= 1 (got {opts.warmup}, {opts.runs})")
+    if opts.threads is not None and opts.threads < 1:
+        raise EdgeIQAError(f"--threads must be >= 1, got {opts.threads}")
+    if opts.compare_teacher and TEACHER not in names:
+        names.append(TEACHER)
+    ckpt, card, run, sha = check_run(model_dir)
+    spec = opts.data or acc.default_spec(card)
+    evalset = acc.select_eval(spec, opts.max_images)  # a bad --data fails here, before any export
+    threads = opts.threads or default_threads()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ctx = _Ctx(run, ckpt, card, sha, opts, evalset, threads, log, params_m=_params_m(ckpt),
+                   card_gmacs=(card.get("student") or {}).get("gmacs"))
+        backends = {"torch"} if ("torch" in names or TEACHER in names) else set()
+        if any(n != TEACHER and FORMATS[n].backend == "onnxruntime" for n in names):
+            backends.add("onnxruntime")
+        log(f"device and machine ceiling ({threads} threads)")
+        device = device_info(threads, opts.device)
+        ceiling = machine_ceiling(threads, tuple(sorted(backends)), seconds=opts.ceiling_seconds,
+                                  device=opts.device if opts.device.startswith("cuda") else "cpu")
+        order = sorted(names, key=lambda n: (n != "torch", n == TEACHER))  # torch first: the parity reference
+        rows: list[dict] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            for name in order:
+                rows.extend(_bench_teacher(ctx) if name == TEACHER else _bench_format(ctx, FORMATS[name]))
+    finally:
+        torch.set_num_threads(old_threads)
+    rank = {n: i for i, n in enumerate(names)}
+    rows.sort(key=lambda r: (rank[r["format"]], r["batch"] or 0))
+    kept_key = _derive(rows, ceiling, evalset)
+    gate = _gate(rows, opts.min_srcc)
+    return {
+        "edgeiqa_bench": BENCH_VERSION,
+        "model_dir": str(run),
+        "checkpoint_sha256": sha,
+        "student": (card.get("student") or {}).get("name"),
+        "profile": card.get("profile"),
+        "rows": rows,
+        "device": device,
+        "ceiling": ceiling,
+        "preprocess": ctx.preprocess,
+        "data": evalset.describe(),
+        "settings": {"formats": names, "batches": list(batches), "warmup": opts.warmup, "runs": opts.runs,
+                     "threads": threads, "threads_default": opts.threads is None, "max_seconds": opts.max_seconds,
+                     "gc_disabled_while_timing": True, "statistic": "median (p50) and 95th percentile of the timed calls",
+                     "model_time": "backend call on pre-built float32 inputs (decode and views excluded)",
+                     "calib": opts.calib or evalset.spec, "reuse_exports": opts.reuse, "device": opts.device},
+        "accuracy": {"kept_metric": kept_key,
+                     "scores": "the runtime Scorer's output (deployment preprocessing, logistic mapping applied)",
+                     "parity": "max |raw score diff| vs the torch student on the same images"},
+        "gate": gate,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def exit_code(report: dict) -> int:
+    """0 every row ok (or unavailable) and the --min-srcc gate passed; 1 otherwise."""
+    bad = any(r["status"] in BAD_STATUSES for r in report["rows"])
+    return 1 if bad or not report["gate"]["passed"] else 0

@@ -1,0 +1,85 @@
+"""`distill` (its own console script) and `edgeiqa distill`: the main job, end to end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgeiqa.cli.common import print_json
+
+DESCRIPTION = (
+    "Distil a teacher ensemble into a small student under a GMAC budget, end to end: train or reuse the "
+    "teachers, write the LabelSet of pseudo-labels and opinion features, pick a student that fits the budget "
+    "(counted with fvcore at the profile's views), train it on ground truth + calibrated pseudo-labels, and write "
+    "OUT/student.pt, OUT/card.json (GMACs, params, student and teacher test-scene metrics side by side), "
+    "OUT/scatter.png and OUT/predictions.csv. With no --data the embedded sample set is used."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", default="ensemble", help="'ensemble' (the profile's members; default), NAME or a,b,c")
+    p.add_argument("--budget", type=float, help="GMACs per image, all views (default: the profile's, 50)")
+    p.add_argument("--student", help="registered student or 'auto' (default: the profile's, auto = most capable that fits)")
+    p.add_argument("--data", help="dataset spec (default: the profile's data; 'sample' = embedded)")
+    p.add_argument("--unlabeled", help="extra unlabelled images for pseudo-labels, e.g. folder:DIR")
+    p.add_argument("--profile", default="sample", help="built-in profile (sample, uhd-iqa, piq23, fiqa) or FILE.toml")
+    p.add_argument("--out", default="student", help="run directory (default ./student)")
+    p.add_argument("--teachers", help="reuse a teachers directory from `edgeiqa teachers train` (default OUT/teachers)")
+    p.add_argument("--fit", choices=["input", "prune"], help="when over budget: shrink the input (input) or prune channels (prune)")
+    p.add_argument("--epochs", type=int, help="override the profile's student epochs")
+    p.add_argument("--resume", action="store_true", help="continue from OUT's last epoch checkpoint (same result as uninterrupted)")
+    p.add_argument("--json", action="store_true", help="print the model card as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def _fmt(v):
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def handle(args) -> int:
+    from edgeiqa.distill.pipeline import run_distill
+    from edgeiqa.profiles import load_profile
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    profile = load_profile(args.profile)
+    card = run_distill(profile, teacher=args.teacher, budget=args.budget, student=args.student, data=args.data,
+                       unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit, epochs=args.epochs,
+                       teachers_dir=Path(args.teachers) if args.teachers else None, progress=not args.quiet, log=log)
+    if args.json:
+        print_json(card)
+        return 0
+    s, t = card["student"], card["teacher"]
+    print(f"run: {args.out}  profile: {card['profile']}  data: {card['dataset']}")
+    print(f"{'':<10} {'model':<28} {'GMACs':>8} {'SRCC med':>9} {'SRCC mean':>10} {'worst kind':>20} {'PLCC':>7}")
+    for label, m, name in (("student", s, s["name"]), ("teacher", t, "+".join(t["members"]))):
+        worst = f"{m.get('worst_kind') or '-'} {_fmt(m.get('srcc_kind_worst'))}"
+        print(f"{label:<10} {name[:28]:<28} {_fmt(m['gmacs']):>8} {_fmt(m.get('srcc_scene_median')):>9} "
+              f"{_fmt(m.get('srcc_scene_mean')):>10} {worst:>20} {_fmt(m.get('plcc')):>7}")
+    r = card["ratios"]
+    print(f"student/teacher GMACs: {_fmt(r['gmacs_student_over_teacher'])}  SRCC mean kept: {_fmt(r['srcc_scene_mean_kept'])}  "
+          f"budget: {card['budget_gmacs']} GMACs  time: {card['seconds']['total_s']} s")
+    print(f"wrote {args.out}/student.pt, card.json, scatter.png, predictions.csv")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("distill", help="the main job: teachers -> LabelSet -> student under the budget",
+                       description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script `distill`: the same command as `edgeiqa distill`."""
+    from edgeiqa.cli.main import run
+
+    p = argparse.ArgumentParser(prog="distill", description=DESCRIPTION)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    args.func = handle
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

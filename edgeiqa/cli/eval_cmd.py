@@ -1,0 +1,77 @@
+"""`edgeiqa eval`: metrics of a student, a teacher ensemble or an exported model on any dataset spec."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from edgeiqa.cli.common import print_json
+from edgeiqa.errors import EdgeIQAError
+
+
+def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool) -> tuple[dict, dict]:
+    """path -> score and path -> error for the model named by --model."""
+    if teacher or (model / "ensemble.json").exists():
+        from edgeiqa.teachers.pipeline import score_with_ensemble
+
+        tdir = model
+        if (model / "card.json").exists() and not (model / "ensemble.json").exists():
+            tdir = Path(json.loads((model / "card.json").read_text())["teacher"]["dir"])
+            if not tdir.is_absolute() and not tdir.exists():
+                tdir = model / "teachers"
+        return score_with_ensemble(tdir, paths, progress=progress)
+    from edgeiqa.runtime import Scorer
+
+    scorer = Scorer.load(model)
+    results = scorer.score(paths)
+    scores = {str(r.path): r.score for r in results if r.error is None}
+    errors = {str(r.path): r.error for r in results if r.error is not None}
+    return scores, errors
+
+
+def handle(args) -> int:
+    from edgeiqa.data.datasets import load_dataset
+    from edgeiqa.distill.pipeline import eval_summary
+
+    model = Path(args.model)
+    if not model.exists():
+        raise EdgeIQAError(f"model not found: {model}")
+    dataset = load_dataset(args.data)
+    split = args.split
+    if split == "auto":
+        split = "test" if any(r.split == "test" for r in dataset.records) else "all"
+    records = dataset.records if split == "all" else [r for r in dataset.records if r.split in split.split(",")]
+    records = [r for r in records if r.score is not None]
+    if not records:
+        raise EdgeIQAError(f"{args.data}: no labelled images in split {split!r}")
+    paths = sorted({str(r.path) for r in records})
+    scores, errors = _scores_for(model, paths, args.teacher, progress=not args.quiet)
+    out = eval_summary(scores, records)
+    out.update({"model": str(model), "data": args.data, "split": split, "n_failed": len(errors), "errors": errors})
+    if args.json:
+        print_json(out)
+    else:
+        keys = ["srcc_scene_median", "srcc_scene_mean", "srcc_kind_worst", "plcc_scene_median", "krcc_scene_median",
+                "srcc", "plcc", "krcc", "mae", "rmse", "n_images", "n_scenes", "n_failed"]
+        for k in keys:
+            if k in out and out[k] is not None:
+                print(f"{k:<20} {out[k]:.4f}" if isinstance(out[k], float) else f"{k:<20} {out[k]}")
+        if out.get("worst_kind"):
+            print(f"{'worst_kind':<20} {out['worst_kind']}")
+        for p, e in errors.items():
+            print(f"failed: {p}: {e}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="metrics of a student, teacher ensemble or exported model on a dataset",
+                       description="Score the labelled images of a dataset with a model and report SRCC/PLCC/KRCC/MAE/RMSE; "
+                       "with scenes, the per-scene median and mean (PIQ23 protocol) and the worst distortion kind.")
+    p.add_argument("--model", required=True, help="run dir (student.pt), student.pt, .onnx, .engine, or a teachers dir")
+    p.add_argument("--data", required=True, help="dataset spec, e.g. sample, csv:val.csv, piq23:ROOT")
+    p.add_argument("--split", default="auto", help="split(s) to evaluate: auto (test if present, else all), all, or e.g. val,test")
+    p.add_argument("--teacher", action="store_true", help="with a run dir: evaluate its teacher ensemble instead of the student")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=handle)

@@ -1,0 +1,114 @@
+"""The budget in the loop: count the deployable student (all views, profile input) with fvcore, and with
+`--fit` make it fit, by lowering the input size or by pruning channels with torch-pruning.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from edgeiqa.budget import check_budget, count_gmacs
+from edgeiqa.data.views import ViewSpec
+from edgeiqa.errors import BudgetExceeded, EdgeIQAError
+from edgeiqa.students import create_student, get_student_entry, list_students
+
+
+def student_inputs(views: list[ViewSpec]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.zeros(1, 3, *v.size) for v in views)
+
+
+def views_at(views: list[ViewSpec], hw: tuple[int, int]) -> list[ViewSpec]:
+    """All views rescaled so that the first one is hw (over-budget messages name the first view's size)."""
+    return scaled_views(views, min(hw[0] / views[0].size[0], hw[1] / views[0].size[1]))
+
+
+def count_student(model, views: list[ViewSpec], budget: float, name: str, cross_check: bool = True):
+    """fvcore report of the deployable student: projection head dropped, every view counted."""
+    deploy = copy.deepcopy(model).drop_training_heads().eval()
+    per_view = {v.name: (deploy.backbone, torch.zeros(1, 3, *v.size)) for v in views}
+
+    def recount(hw):
+        cand = views_at(views, hw)
+        return count_student(create_student(name, cand, offline_pretrained=False), cand, budget, name, cross_check=False).total_gmacs
+
+    return count_gmacs(deploy, student_inputs(views), per_view=per_view, name=name, budget=budget,
+                       input_hw=views[0].size, cross_check=cross_check, recount=recount)
+
+
+def scaled_views(views: list[ViewSpec], factor: float) -> list[ViewSpec]:
+    """Every view shrunk by `factor`, sides kept multiples of 32 (fragments: of lcm(grid, 8), whole patches)."""
+    out = []
+    for v in views:
+        unit = v.grid * 8 // math.gcd(v.grid, 8) if v.kind == "fragments" else 32
+        h, w = (max(unit, int(s * factor) // unit * unit) for s in v.size)
+        out.append(ViewSpec(v.kind, (h, w), v.grid))
+    return out
+
+
+def fit_by_input(name: str, views: list[ViewSpec], budget: float, log=print) -> list[ViewSpec]:
+    """The largest uniform shrink of all views that fits (binary search, a handful of counts)."""
+    lo, hi = 0.05, 1.0
+    best = None
+    for _ in range(7):
+        mid = (lo + hi) / 2
+        cand = scaled_views(views, mid)
+        report = count_student(create_student(name, cand, offline_pretrained=False), cand, budget, name)
+        if report.total_gmacs <= budget:
+            best, lo = cand, mid
+        else:
+            hi = mid
+    if best is None:
+        raise BudgetExceeded(f"student {name} does not fit {budget} GMACs even at {scaled_views(views, 0.05)}")
+    log(f"--fit input: views shrunk to {[f'{v.kind}@{v.size[0]}x{v.size[1]}' for v in best]}")
+    return best
+
+
+def prune_to_budget(model, views: list[ViewSpec], budget: float, log=print, max_rounds: int = 12):
+    """Prune backbone channels (torch-pruning, L1 magnitude) step by step until fvcore says it fits.
+
+    GhostNet's Ghost modules concatenate and slice channels, which torch-pruning does not model
+    reliably: for GhostNet students pruning is refused with a message (lower the input instead).
+    """
+    import torch_pruning as tp
+
+    if get_student_entry(model.student_name).timm_name.startswith("ghostnet"):
+        raise EdgeIQAError("pruning GhostNet students is not supported (concat-slice Ghost modules); use --fit input")
+    example = student_inputs(views)
+    ignored = [model.embed, model.score] + ([model.projection] if model.projection is not None else [])
+    for ratio in [0.1 * k for k in range(1, max_rounds + 1)]:
+        cand = copy.deepcopy(model)
+        cand.eval()
+        pruner = tp.pruner.MagnitudePruner(cand, example, importance=tp.importance.MagnitudeImportance(p=1),
+                                           pruning_ratio=min(ratio, 0.9), ignored_layers=ignored + [cand.embed, cand.score])
+        pruner.step()
+        report = count_student(cand, views, budget, model.student_name)
+        log(f"--fit prune: ratio {ratio:.1f} -> {report.total_gmacs:.2f} GMACs")
+        if report.total_gmacs <= budget:
+            return cand, report
+    raise BudgetExceeded(f"pruning {model.student_name} to 90% did not reach {budget} GMACs")
+
+
+def pick_student(name: str, views: list[ViewSpec], budget: float, log=print) -> str:
+    """`auto` = the most capable registered student that fits; a named one is returned as is."""
+    if name != "auto":
+        get_student_entry(name)
+        return name
+    reports = []
+    for cand in list_students():
+        report = count_student(create_student(cand, views, offline_pretrained=False), views, budget, cand, cross_check=False)
+        if report.total_gmacs <= budget:
+            log(f"student auto -> {cand} ({report.total_gmacs:.2f} GMACs <= {budget})")
+            return cand
+        log(f"student {cand}: {report.total_gmacs:.2f} GMACs > {budget}, trying the next")
+        reports.append(report)
+    # None fits: the budget message of the cheapest student, naming the largest input that would fit.
+    cheapest = min(reports, key=lambda r: r.total_gmacs)
+    enforce(cheapest, budget)
+    raise BudgetExceeded(f"no registered student fits {budget} GMACs")
+
+
+def enforce(report, budget: float):
+    """Raise the budget message (with the largest input that fits) when over budget."""
+    return check_budget(report, budget)

@@ -1,0 +1,253 @@
+"""`distill --teacher ensemble --budget 50`: teachers -> LabelSet -> student under the budget -> card.
+
+Steps (each reused when its inputs are unchanged, so a re-run or `--resume` only does what is left):
+1. dataset + profile; 2. teachers trained (or reused) in OUT/teachers, ensemble fitted on val;
+3. LabelSet of every image (OUT/labels); 4. student picked (`auto` = most capable that fits) and counted
+with fvcore at the profile's views, `--fit` shrinks input or prunes; 5. student trained on ground truth
+(train split) + calibrated pseudo-labels (pool / unlabelled images) with the named losses, opinion
+features distilled through the projection head; checkpoint every epoch; best epoch by val;
+6. test-scene metrics of student and teacher ensemble side by side; OUT/student.pt, OUT/card.json,
+OUT/scatter.png, OUT/predictions.csv.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeiqa import metrics
+from edgeiqa.data.datasets import load_dataset
+from edgeiqa.data.records import Dataset
+from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
+from edgeiqa.distill.budget_fit import count_student, enforce, fit_by_input, pick_student, prune_to_budget
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.losses import LossBatch, check_loss_weights
+from edgeiqa.profiles import Profile
+from edgeiqa.students import create_student, save_student
+from edgeiqa.teachers.labelset import LabelSet, build_labelset, versions
+from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, teacher_config, train_members
+from edgeiqa.training import TrainConfig, Trainer
+
+EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc_kind_worst",
+             "worst_kind", "srcc", "plcc", "krcc", "mae", "rmse", "n_images", "n_scenes", "n_failed")
+
+
+def eval_summary(pred: dict[str, float], records, failed: int = 0) -> dict:
+    """The eval JSON keys over labelled records (per-scene values when the records have scenes)."""
+    rows = [r for r in records if r.score is not None and str(r.path) in pred and np.isfinite(pred[str(r.path)])]
+    if len(rows) < 3:
+        return {"n_images": len(rows), "n_failed": failed}
+    has_scene = any(r.scene for r in rows)
+    m = metrics.evaluate([pred[str(r.path)] for r in rows], [r.score for r in rows],
+                         scenes=[r.scene for r in rows] if has_scene else None,
+                         kinds=[r.kind for r in rows] if any(r.kind for r in rows) else None)
+    out = {k: m[k] for k in EVAL_KEYS if k in m}
+    out["n_images"] = len(rows)
+    out["n_failed"] = failed + sum(1 for r in records if r.score is not None and str(r.path) not in pred)
+    if "per_kind" in m:
+        out["per_kind"] = m["per_kind"]
+    return out
+
+
+def distill_config(profile: Profile, epochs: int | None = None) -> TrainConfig:
+    d = profile["distill"]
+    return TrainConfig(epochs=int(epochs or d.get("epochs", 8)), lr=float(d.get("lr", 1e-3)), batch_size=int(d.get("batch_size", 16)),
+                       seed=int(profile.get("seed", 0)), losses=check_loss_weights(dict(d.get("losses", {"mse": 1.0}))))
+
+
+@torch.no_grad()
+def predict_student(model, paths: list[str], views, cache: ImageCache, batch_size: int = 16) -> dict[str, float]:
+    model.eval()
+    items = [TrainItem(p, 0.0, -1) for p in paths]
+    ds = ViewDataset(items, views, cache, train=False)
+    out = {}
+    for k, (x, *_rest) in enumerate(make_loader(ds, batch_size, train=False)):
+        scores = model(*x).numpy()
+        for it, s in zip(ds.items[k * batch_size : k * batch_size + len(scores)], scores):
+            out[it.path] = float(s)
+    return out
+
+
+def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float, use_pool: bool) -> tuple[list[TrainItem], torch.Tensor]:
+    """Ground-truth train images + pseudo-labelled images (pool split, or unlabelled ones), with feature rows."""
+    row_of = {r["image"]: k for k, r in enumerate(labels.rows)}
+    pseudo = labels.score_of()
+    chosen = []
+    for r in dataset.records:
+        p = str(r.path)
+        if r.split == "train" and r.score is not None:
+            chosen.append((r, float(r.score), 1.0))
+        elif use_pool and (r.split == "pool" or (r.score is None and r.split in (None, "train"))) and p in pseudo:
+            chosen.append((r, pseudo[p], pseudo_weight))
+    ids = scene_ids([r.scene for r, _, _ in chosen])
+    items = [TrainItem(str(r.path), s, sid, w, row_of.get(str(r.path), -1)) for (r, s, w), sid in zip(chosen, ids)]
+    return items, labels.features["ensemble"]
+
+
+def train_student(model, items, feats, views, dataset, cfg: TrainConfig, out_dir: Path, cache: ImageCache,
+                  resume: bool, progress: bool) -> dict:
+    val = [r for r in dataset.records if r.split == "val" and r.score is not None]
+    val_paths = sorted({str(r.path) for r in val})
+
+    def step(m, batch) -> LossBatch:
+        x, target, scene, weight, feat_row = batch
+        pred, proj = m.forward_train(*x)
+        mask = feat_row >= 0
+        feat = feats[feat_row.clamp_min(0)]
+        return LossBatch(pred, target, scene, weight, proj=proj, feat=feat, feat_mask=mask)
+
+    def eval_fn(m):
+        pred = predict_student(m, val_paths, views, cache)
+        s = eval_summary(pred, val)
+        v = s.get("srcc_scene_mean", s.get("srcc"))
+        return {"val": round(v, 5) if v is not None else -1.0, "val_srcc_scene_median": s.get("srcc_scene_median")}
+
+    ds = ViewDataset(items, views, cache, train=True, seed=cfg.seed)
+    loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
+    trainer = Trainer(model, step, eval_fn if val else None, out_dir / "ckpt", cfg, desc="student")
+    return trainer.fit(loader, resume=resume, progress=progress)
+
+
+def scatter_plot(path: Path, gt, student, teacher, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), dpi=100)
+    for ax, pred, name in ((axes[0], student, "student"), (axes[1], teacher, "teacher ensemble")):
+        ax.scatter(gt, pred, s=8, alpha=0.6)
+        ax.set_xlabel("ground truth")
+        ax.set_ylabel(f"{name} score")
+        ax.set_title(f"{name}: SRCC {metrics.srcc(pred, gt) or 0:.3f}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | None = None, student: str | None = None,
+                data: str | None = None, unlabeled: str | None = None, out: Path = Path("student"), resume: bool = False,
+                fit: str | None = None, epochs: int | None = None, teachers_dir: Path | None = None,
+                progress: bool = True, log=print) -> dict:
+    t_start = time.time()
+    timings = {}
+    out = Path(out)
+    budget = float(budget if budget is not None else profile.get("budget_gmacs", 50.0))
+    views = profile.student_views
+    student_name = student or profile["student"].get("name", "auto")
+
+    # Budget first: an impossible request fails in seconds, before any training.
+    t0 = time.time()
+    # Without --fit, `auto` picks the most capable student that fits; with --fit, the most capable one,
+    # then shrinks its input or prunes it until it fits.
+    student_name = pick_student(student_name, views, float("inf") if fit else budget, log)
+    probe = count_student(create_student(student_name, views, offline_pretrained=False), views, budget, student_name, cross_check=False)
+    if fit == "input" and probe.total_gmacs > budget:
+        views = fit_by_input(student_name, views, budget, log)
+    elif fit is None:
+        enforce(probe, budget)
+    timings["budget_check_s"] = round(time.time() - t0, 1)
+
+    dataset = load_dataset(data or profile.get("data", "sample"))
+    if unlabeled:
+        extra = [replace(r, score=None, split="pool") for r in load_dataset(unlabeled).records]
+        dataset = Dataset(dataset.spec, dataset.records + extra, dataset.info)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 2. Teachers
+    t0 = time.time()
+    tdir = Path(teachers_dir) if teachers_dir else out / "teachers"
+    names = resolve_members(teacher, profile)
+    tcfg = teacher_config(profile)
+    results = train_members(names, dataset, tdir, tcfg, progress=progress, log=log)
+    _, tcard = build_ensemble(results, dataset, tdir)
+    timings["teachers_s"] = round(time.time() - t0, 1)
+
+    # 3. LabelSet of every image
+    t0 = time.time()
+    labels = LabelSet(build_labelset(tdir, dataset, out / "labels", progress=progress))
+    timings["labelset_s"] = round(time.time() - t0, 1)
+
+    # 4. Student
+    cfg = distill_config(profile, epochs)
+    feat_dim = labels.features["ensemble"].shape[1]
+    torch.manual_seed(cfg.seed)
+    model = create_student(student_name, views, hidden=int(profile["student"].get("hidden", 256)), feature_dim=feat_dim)
+    model.freeze_early(int(profile["student"].get("freeze_blocks", 0)))
+    model.to(memory_format=torch.channels_last)
+    if fit == "prune":
+        model, _ = prune_to_budget(model, views, budget, log)
+    report = enforce(count_student(model, views, budget, student_name), budget)
+    items, feats = build_items(dataset, labels, float(profile["distill"].get("pseudo_weight", 0.5)), use_pool=True)
+    n_pseudo = sum(1 for it in items if it.weight != 1.0)
+    log(f"student {student_name}: {report.total_gmacs:.3f} GMACs (budget {budget}); training on {len(items) - n_pseudo} "
+        f"labelled + {n_pseudo} pseudo-labelled images, losses {cfg.losses}")
+    cache = ImageCache()
+    t0 = time.time()
+    state = train_student(model, items, feats, views, dataset, cfg, out, cache, resume, progress)
+    timings["student_s"] = round(time.time() - t0, 1)
+
+    # 5. Evaluate student and teacher on test scenes (and val)
+    teacher_score = labels.score_of()
+    paths = sorted({str(r.path) for r in dataset.records if r.split in ("val", "test")})
+    student_score = predict_student(model, paths, views, cache)
+    test = [r for r in dataset.records if r.split == "test"]
+    val = [r for r in dataset.records if r.split == "val"]
+    s_test, t_test = eval_summary(student_score, test), eval_summary(teacher_score, test)
+    teacher_gmacs = tcard["gmacs"]["total"]
+
+    deploy = copy.deepcopy(model).drop_training_heads()
+    meta = {"profile": profile["name"], "gmacs": round(report.total_gmacs, 4), "logistic": None, "budget_gmacs": budget,
+            "score_range": labels.manifest.get("score_range"), "seed": cfg.seed, "weights_source": model.weights_source}
+    save_student(deploy, out / "student.pt", views, meta)
+
+    with open(out / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "split", "scene", "kind", "gt_score", "student", "teacher"])
+        for r in test + val:
+            p = str(r.path)
+            w.writerow([p, r.split, r.scene or "", r.kind or "", r.score, f"{student_score.get(p, float('nan')):.6f}",
+                        f"{teacher_score.get(p, float('nan')):.6f}"])
+    rows = [r for r in test if str(r.path) in student_score and str(r.path) in teacher_score]
+    scatter_plot(out / "scatter.png", [r.score for r in rows], [student_score[str(r.path)] for r in rows],
+                 [teacher_score[str(r.path)] for r in rows], f"{student_name} vs teacher ensemble, test scenes")
+
+    kept = None
+    if s_test.get("srcc_scene_mean") is not None and t_test.get("srcc_scene_mean"):
+        kept = round(s_test["srcc_scene_mean"] / t_test["srcc_scene_mean"], 4)
+    card = {
+        "format": "edgeiqa-card/1",
+        "profile": profile["name"],
+        "profile_source": profile.source,
+        "dataset": dataset.spec,
+        "views": [v.to_dict() for v in views],
+        "input": {v.name: list(v.size) for v in views},
+        "budget_gmacs": budget,
+        "student": {"name": student_name, "weights_source": model.weights_source, "gmacs": round(report.total_gmacs, 4),
+                    "gmacs_per_view": report.views, "params_m": round(report.params_m, 3),
+                    "cross_check_gmacs": report.cross_check_gmacs, **s_test, "val": eval_summary(student_score, val),
+                    "checkpoint": "student.pt"},
+        "teacher": {"members": names, "weights": tcard["weights"], "weights_fitted_on": tcard["weights_fitted_on"],
+                    "gmacs": teacher_gmacs, "gmacs_members": tcard["gmacs"]["members"], **t_test,
+                    "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": str(tdir)},
+        "ratios": {"gmacs_student_over_teacher": round(report.total_gmacs / teacher_gmacs, 4) if teacher_gmacs else None,
+                   "srcc_scene_mean_kept": kept},
+        "labelset": {"dir": "labels", "n_images": labels.manifest["n_images"], "skipped": labels.manifest["skipped"],
+                     "features": labels.manifest["features"]},
+        "training": {"config": asdict(cfg), "n_labelled": len(items) - n_pseudo, "n_pseudo": n_pseudo,
+                     "history": state["history"]},
+        "seconds": {**timings, "total_s": round(time.time() - t_start, 1)},
+        "versions": versions(),
+    }
+    tmp = out / "card.json.tmp"
+    tmp.write_text(json.dumps(card, indent=2, default=str))
+    tmp.replace(out / "card.json")
+    return card

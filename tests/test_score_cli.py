@@ -1,0 +1,237 @@
+"""`edgeiqa score`: a folder of good and bad files -> one row per file, reasons for the bad ones, the rest
+scored; decompression bombs refused before decoding; byte-identical CSVs across runs; exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from edgeiqa.data.views import ViewSpec  # noqa: E402
+
+
+def _astronaut() -> np.ndarray:
+    import skimage
+
+    return np.asarray(Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB"))
+
+
+def make_run(run_dir: Path, views: list[ViewSpec]) -> Path:
+    from edgeiqa.students import create_student, save_student
+
+    torch.manual_seed(0)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = create_student("efficientnet_lite0", views).drop_training_heads().eval()
+    save_student(model, run_dir / "student.pt", views, {"profile": "test", "gmacs": None, "logistic": None})
+    (run_dir / "card.json").write_text(json.dumps({"profile": "test", "views": [v.to_dict() for v in views],
+                                                   "student": {"name": "efficientnet_lite0"}, "teacher": {}}))
+    return run_dir
+
+
+def export(run_dir: Path, calib: list[Path]) -> Path:
+    from edgeiqa.export import export_model
+
+    return export_model(run_dir, "onnx", calib=calib, imgs=len(calib), dynamic_batch=True, exporter="torchscript").path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def write_bomb_png(path: Path, side: int = 12000) -> None:
+    """A 200-byte PNG whose header claims side x side pixels (144 MP by default): decoding would need
+    gigabytes, so it must be refused from the header alone."""
+    raw = zlib.compress(b"\0" * 64)
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", raw) + _png_chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Every kind of file a user's photo folder holds."""
+    d = tmp_path_factory.mktemp("photos")
+    img = Image.fromarray(_astronaut()).resize((160, 120))
+    img.save(d / "good.jpg", quality=90)
+    (d / "nested" / "deeper").mkdir(parents=True)
+    img.rotate(90, expand=True).save(d / "nested" / "deeper" / "good2.png")
+    full = io.BytesIO()
+    img.save(full, "JPEG", quality=90)
+    (d / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    (d / "empty.jpg").write_bytes(b"")
+    img.convert("CMYK").save(d / "cmyk.jpg")
+    gray16 = (np.linspace(0, 65535, 120 * 160).reshape(120, 160)).astype(np.uint16)
+    Image.fromarray(gray16).save(d / "gray16.png")  # mode I;16
+    rgba = img.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(d / "rgba.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    img.save(d / "exif_rotated.jpg", exif=exif)
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(d / "tiny.png")
+    (d / "notes.jpg").write_text("this is a text file with a .jpg name\n")
+    (d / "readme.txt").write_text("not listed: no image extension")
+    write_bomb_png(d / "bomb.png")
+    return d
+
+
+EXPECTED = {
+    "bomb.png": "too large",
+    "cmyk.jpg": None,
+    "empty.jpg": "empty file",
+    "exif_rotated.jpg": None,
+    "good.jpg": None,
+    "gray16.png": None,
+    "nested/deeper/good2.png": None,
+    "notes.jpg": "not an image",
+    "rgba.png": None,
+    "tiny.png": "too small",
+    "truncated.jpg": "truncated",
+}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, folder):
+    run = make_run(tmp_path_factory.mktemp("run"), [ViewSpec("resize", (64, 64))])
+    return export(run, [folder / "good.jpg", folder / "nested" / "deeper" / "good2.png"])
+
+
+def _score(args, capsys=None):
+    from edgeiqa.cli.main import main
+
+    return main(["score", *map(str, args)])
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_folder_with_bad_files(folder, model, tmp_path):
+    out = tmp_path / "scores.csv"
+    rc = _score([folder, "--model", model, "--out", out, "--no-progress"])
+    assert rc == 1  # some files failed
+    rows = _read_csv(out)
+    names = [Path(r["path"]).relative_to(folder).as_posix() for r in rows]
+    assert names == sorted(EXPECTED)  # one row per image-named file, sorted; readme.txt not listed
+    assert list(rows[0]) == ["path", "score", "status", "error"]
+    for name, row in zip(names, rows):
+        reason = EXPECTED[name]
+        if reason is None:
+            assert row["status"] == "ok" and row["error"] == "", row
+            assert np.isfinite(float(row["score"])) and len(row["score"].split(".")[1]) == 6
+        else:
+            assert row["status"] == "error" and row["score"] == "", row
+            assert reason in row["error"], row
+    bomb = rows[names.index("bomb.png")]
+    assert "refused before decoding" in bomb["error"]
+
+
+def test_bomb_is_refused_without_decoding(folder, model):
+    """The 144 MP header is refused from the header: the scorer never allocates the pixels."""
+    import tracemalloc
+
+    from edgeiqa.runtime import Scorer
+
+    s = Scorer.load(model)
+    tracemalloc.start()
+    (res,) = s.score([folder / "bomb.png"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert not res.ok and "too large" in res.error
+    assert peak < 50e6  # decoding 12000 x 12000 would need >= 144 MB
+
+
+def test_same_folder_twice_is_byte_identical(folder, model, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert _score([folder, "--model", model, "--out", a, "--no-progress", "--workers", "1", "--batch", "3"]) == 1
+    assert _score([folder, "--model", model, "--out", b, "--no-progress", "--workers", "3", "--batch", "3"]) == 1
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_all_ok_exit_zero_json_and_explicit_files(folder, model, tmp_path, capsys):
+    odd = tmp_path / "photo.data"  # explicitly named files are tried whatever their extension
+    odd.write_bytes((folder / "nested" / "deeper" / "good2.png").read_bytes())
+    out = tmp_path / "scores.json"
+    rc = _score([folder / "good.jpg", odd, folder / "good.jpg", "--model", model, "--out", out])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["files"] == 2 and doc["summary"]["failed"] == 0  # duplicates collapse
+    assert [r["status"] for r in doc["results"]] == ["ok", "ok"]
+    err = capsys.readouterr().err
+    assert "scoring" in err and "2/2" in err  # the tqdm progress bar goes to stderr
+    assert "scored 2/2 files" in err
+
+
+def test_missing_path_gets_a_row_and_exit_one(folder, model, capsys):
+    rc = _score([folder / "good.jpg", folder / "nope.jpg", "--model", model, "--no-progress"])
+    assert rc == 1
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["status"] for r in rows] == ["ok", "error"] and rows[1]["error"] == "file not found"
+
+
+def test_face_view_adds_face_found_column(folder, tmp_path, capsys):
+    import skimage
+
+    run = make_run(tmp_path / "face_run", [ViewSpec("resize", (64, 64)), ViewSpec("face", (64, 64))])
+    face_model = export(run, [folder / "good.jpg"])
+    coffee = Path(skimage.__file__).parent / "data" / "coffee.png"
+    astronaut = Path(skimage.__file__).parent / "data" / "astronaut.png"
+    rc = _score([astronaut, coffee, "--model", face_model, "--no-progress", "--batch", "2"])
+    assert rc == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0]) == ["path", "score", "status", "error", "face_found"]
+    by_name = {Path(r["path"]).name: r["face_found"] for r in rows}
+    assert by_name == {"astronaut.png": "true", "coffee.png": "false"}
+
+
+def test_bad_out_suffix_and_missing_model(folder, model, tmp_path, capsys):
+    assert _score([folder, "--model", model, "--out", tmp_path / "x.txt"]) == 2
+    assert ".csv or .json" in capsys.readouterr().err
+    assert _score([folder, "--model", tmp_path / "none.onnx"]) == 2
+    assert "model not found" in capsys.readouterr().err
+
+
+def test_help_explains_flags(capsys):
+    from edgeiqa.cli.main import main
+
+    for cmd in ("score", "export"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        flags = ("--model", "--out", "--batch", "--workers", "--provider") if cmd == "score" else (
+            "--format", "--dynamic-batch", "--calib", "--imgs", "--out", "--int8", "--workspace")
+        for flag in flags:
+            assert flag in text
+
+
+def test_cli_with_onnx_model_imports_no_torch(folder, model):
+    code = (
+        "import sys\n"
+        "from edgeiqa.cli.main import main\n"
+        f"rc = main(['score', {str(folder / 'good.jpg')!r}, '--model', {str(model)!r}, '--no-progress'])\n"
+        "bad = [m for m in ('torch', 'timm', 'edgeiqa.students', 'edgeiqa.teachers', 'edgeiqa.distill') if m in sys.modules]\n"
+        "assert rc == 0 and not bad, (rc, bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("path,score,status,error\n")

