@@ -24,3 +24,11 @@ class BudgetExceeded(EdgeIQAError):
     """The model costs more GMACs than the budget allows."""
 
     exit_code = 3
+
+
+def did_you_mean(name: str, choices, cutoff: float = 0.6) -> str:
+    """'; did you mean 'x'?' for the closest of `choices`, or '' (every unknown-name message uses it)."""
+    import difflib
+
+    near = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
+    return f"; did you mean {near[0]!r}?" if near else ""

@@ -7,13 +7,12 @@ a scene and not across scenes, so cross-scene pairs would teach noise.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 
 @dataclass
@@ -92,9 +91,7 @@ LOSSES = {"mse": mse, "l1": l1, "plcc": plcc, "fidelity": fidelity, "rank": rank
 def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
     for name, w in weights.items():
         if name not in LOSSES:
-            near = difflib.get_close_matches(name, list(LOSSES), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise EdgeIQAError(f"unknown loss {name!r} (known: {', '.join(LOSSES)}){hint}")
+            raise EdgeIQAError(f"unknown loss {name!r} (known: {', '.join(LOSSES)}){did_you_mean(name, LOSSES)}")
         if float(w) < 0:
             raise EdgeIQAError(f"loss weight for {name!r} must be >= 0, got {w}")
     if not any(float(w) > 0 for w in weights.values()):

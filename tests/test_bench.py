@@ -77,6 +77,19 @@ def _make_teachers(root: Path) -> Path:
     return root
 
 
+def _write_predictions(teachers: Path, photos: list[Path], shift: float = 0.0) -> None:
+    """predictions.csv as teacher training writes it: the member's raw score per image."""
+    from edgeiqa.bench.teacher import TeacherEnsemble
+
+    ens = TeacherEnsemble(teachers, threads=1)
+    with open(teachers / "lite0_mv" / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "score", "error"])
+        for p in photos:
+            raw = ens.raw(ens.feeds([ens.preprocess(p)]))["lite0_mv"][0]
+            w.writerow([str(p), f"{raw + shift:.8f}", ""])
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
@@ -88,6 +101,7 @@ def env(tmp_path_factory):
         for i, p in enumerate(photos):  # 9 test images in 3 scenes, 3 training images
             w.writerow([str(p), 1 + (i * 7) % 5, f"s{i % 3}", "test" if i < 9 else "train"])
     teachers = _make_teachers(root / "teachers")
+    _write_predictions(teachers, photos)
     run = _make_run(root / "run", [ViewSpec("resize", (64, 64))], teachers)
     from edgeiqa.export import export_model
 
@@ -97,7 +111,7 @@ def env(tmp_path_factory):
         export_model(run, "onnx", calib=f"csv:{data}", imgs=4)
     finally:
         torch.set_num_threads(old)
-    return {"root": root, "run": run, "data": f"csv:{data}", "teachers": teachers}
+    return {"root": root, "run": run, "data": f"csv:{data}", "teachers": teachers, "photos": photos}
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +140,7 @@ def test_json_has_every_column(cli_report):
         assert r["status"] in ("ok", "failed validation"), (r["format"], r["reason"])
         for key in ("p50_ms", "p95_ms", "images_per_s", "gmacs", "srcc", "plcc", "size_mb", "params_m",
                     "peak_rss_mb", "decode_ms", "views_ms", "achieved_gmacs_per_s", "ceiling_fraction",
-                    "speedup_vs_teacher"):
+                    "speedup_vs_teacher", "other_cpu_pct"):
             assert r[key] is not None, (r["format"], key)
         assert r["p95_ms"] >= r["p50_ms"] > 0 and r["images_per_s"] == pytest.approx(1e3 / r["p50_ms"])
         assert r["n_eval"] == 9 and r["threads"] == 1 and r["runs"] == 3
@@ -167,6 +181,25 @@ def test_teacher_row_and_speedup(cli_report):
     onnx = rows["onnx"]
     assert onnx["speedup_vs_teacher"] == pytest.approx(t["p50_ms"] / onnx["p50_ms"])
     assert "teacher" in cli_report["doc"]["preprocess"]
+    # accuracy from the saved predictions (they cover every image and match a live run)
+    assert any("saved predictions.csv" in w for w in t["warnings"]), t["warnings"]
+
+
+def test_stale_teacher_predictions_are_not_trusted(env, tmp_path):
+    import shutil
+
+    teachers = tmp_path / "teachers"
+    shutil.copytree(env["teachers"], teachers)
+    _write_predictions(teachers, env["photos"], shift=0.5)  # as if teacher.pt changed after training
+    opts = dict(formats=["teacher"], data=env["data"], warmup=0, runs=1, threads=1, teachers=str(teachers),
+                ceiling_seconds=0.05)
+    logs = []
+    live = run_bench(env["run"], BenchOptions(**opts), log=logs.append)["rows"][0]
+    assert live["status"] == "ok" and live["srcc"] is not None
+    assert not any("saved predictions" in w for w in live["warnings"])
+    assert any("differ from a live run" in m for m in logs)
+    strict = run_bench(env["run"], BenchOptions(**opts, teacher_scores="saved"))["rows"][0]
+    assert strict["status"] == "benchmark failed" and "differ from a live run" in strict["reason"]
 
 
 def test_files_written(cli_report):
@@ -297,3 +330,22 @@ def test_max_images_keeps_whole_scenes(env):
     for r in capped.records:
         scenes.setdefault(r.scene, []).append(r)
     assert len(capped.paths) == 6 and all(len(v) == 3 for v in scenes.values())
+
+
+def test_fixed_batch_model_is_fed_in_chunks():
+    """A batch-1 export timed at batch 3: three pre-built single-image chunks (the last one padded if needed)."""
+    from types import SimpleNamespace
+
+    from edgeiqa.bench.runner import _student_feeds, parse_batches
+
+    views = [ViewSpec("resize", (32, 32))]
+    prepared = [{"resize": np.full((32, 32, 3), i, np.uint8)} for i in range(3)]
+    fixed = SimpleNamespace(views=views, backend=SimpleNamespace(fixed_batch=1))
+    chunks = _student_feeds(fixed, prepared, 3)
+    assert len(chunks) == 3 and all(c["resize"].shape == (1, 3, 32, 32) for c in chunks)
+    dynamic = SimpleNamespace(views=views, backend=SimpleNamespace(fixed_batch=None))
+    (one,) = _student_feeds(dynamic, prepared, 3)
+    assert one["resize"].shape == (3, 3, 32, 32) and one["resize"].dtype == np.float32
+    assert parse_batches("1, 8,1") == (1, 8)
+    with pytest.raises(EdgeIQAError, match="batch size"):
+        parse_batches("0")

@@ -134,3 +134,24 @@ def test_budget_fit_input_shrinks_views(tmp_path):
     report = count_student(create_student("ghostnetv2", fitted, offline_pretrained=False), fitted, 0.05, "ghostnetv2")
     assert report.total_gmacs <= 0.05
     assert all(v.size[0] % (7 if v.kind == "fragments" else 32) == 0 for v in fitted)
+
+
+def test_budget_fit_prune_reaches_budget():
+    from edgeiqa.distill.budget_fit import count_student, prune_to_budget
+
+    views = [ViewSpec("resize", (96, 96))]
+    model = create_student("mobilenetv3_large", views, offline_pretrained=False, hidden=16, feature_dim=8)
+    full = count_student(model, views, 1.0, "mobilenetv3_large").total_gmacs
+    budget = full * 0.6
+    pruned, report = prune_to_budget(model, views, budget, log=lambda m: None)
+    assert report.total_gmacs <= budget < full
+    score, proj = pruned.forward_train(torch.randn(2, 3, 96, 96))  # still runs, heads intact
+    assert score.shape == (2,) and proj.shape == (2, 8)
+
+
+def test_pruning_ghostnet_is_refused_with_reason():
+    from edgeiqa.distill.budget_fit import prune_to_budget
+
+    views = [ViewSpec("resize", (64, 64))]
+    with pytest.raises(EdgeIQAError, match="GhostNet"):
+        prune_to_budget(create_student("ghostnetv2", views, offline_pretrained=False), views, 0.001, log=lambda m: None)

@@ -20,6 +20,9 @@ Method, chosen for stable numbers on a small shared machine:
   same pre-built batch with the garbage collector disabled; latency is the **median** (p50) and the 95th
   percentile of those calls divided by the batch size; throughput = batch / p50 call time. A slow model
   (the teacher ensemble) stops after `--max-seconds` (default 15) once 5 calls are in;
+- **contention** is recorded, not hidden: `other_cpu_pct` is the share of the machine's CPU other
+  processes used while a row was timed (torch's thread pool can slow down 10-100x when another process
+  holds a core it counts on; onnxruntime much less) -- compare runs taken at low values;
 - **memory**: peak RSS during model load, warm-up and timed calls minus the RSS before loading (Linux:
   the kernel's high-water mark, reset per measurement);
 - **accuracy**: the runtime `Scorer` scores the data's test split (else every labelled image) exactly as in
@@ -28,8 +31,11 @@ Method, chosen for stable numbers on a small shared machine:
 - **ceiling**: a float32 GEMM and 3x3 conv timed on torch and onnxruntime at the same thread count give
   this machine's dense GMAC/s; each row reports its achieved GMAC/s (GMACs x images/s) and the fraction;
 - **teacher** (`--compare-teacher`): the whole ensemble in torch (every member, every view, the ensemble
-  mapping) timed and scored the same way, so `speedup_vs_teacher` and `srcc_kept_vs_teacher` come from
-  one run.
+  mapping; channels-last, as the teachers' own code runs it) timed the same way, so `speedup_vs_teacher`
+  (teacher p50 / row p50 at the same batch) and `srcc_kept_vs_teacher` (per-scene mean SRCC when the
+  data has scenes, else pooled SRCC, over the teacher's) come from one run. Its accuracy uses the
+  members' saved predictions.csv when they cover every image and agree with a live run on 4 images
+  (`--teacher-scores live` recomputes all: minutes on a 2-core CPU).
 Repeatability: p50 of two consecutive runs agree within 25 % on a noisy 2-core machine
 (benchmarks/bench_sample.py checks it).
 """

@@ -95,15 +95,11 @@ def obtain(run: Path, fmt: Format, ckpt_sha: str, *, need_dynamic: bool, calib=N
     if "imgs" in fmt.flags and imgs is not None:
         kwargs["imgs"] = imgs
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True):  # kept in the row (export_model collects its own), not printed
         warnings.simplefilter("always")
         res = export_model(run, fmt.name, out=out, **kwargs)
     seconds = time.perf_counter() - t0
-    msgs = list(res.warnings)
-    for w in caught:
-        m = str(w.message).removeprefix("edgeiqa: ")
-        if w.category is UserWarning and m not in msgs and str(w.message) not in msgs:
-            msgs.append(m)
+    msgs = [m.removeprefix("edgeiqa: ") for m in res.warnings]
     return Artefact(res.path, res.metadata, reused=False, export_s=round(seconds, 2), warnings=msgs)
 
 

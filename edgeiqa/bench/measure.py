@@ -182,6 +182,42 @@ class PeakRSS:
         self.close()
 
 
+class OtherLoad:
+    """Share of the machine's CPU time that *other* processes used while the block ran (percent of all
+    cores), from system-wide and own CPU times (psutil). On a shared machine it says when a latency was
+    measured under contention: torch's thread pool in particular slows down by orders of magnitude when
+    another process holds one of the cores it counts on.
+
+        with OtherLoad() as load:
+            ...timed calls...
+        load.percent
+    """
+
+    def __enter__(self):
+        import psutil
+
+        self._proc = psutil.Process()
+        self._sys0 = psutil.cpu_times()
+        self._own0 = self._proc.cpu_times()
+        self._t0 = time.perf_counter()
+        self.percent = None
+        return self
+
+    def __exit__(self, *exc):
+        import psutil
+
+        wall = time.perf_counter() - self._t0
+        sys1, own1 = psutil.cpu_times(), self._proc.cpu_times()
+
+        def busy(t):
+            return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+        other = (busy(sys1) - busy(self._sys0)) - ((own1.user + own1.system) - (self._own0.user + self._own0.system))
+        cores = psutil.cpu_count() or 1
+        if wall > 0:
+            self.percent = round(max(0.0, min(100.0, 100.0 * other / (wall * cores))), 1)
+
+
 def default_threads() -> int:
     """All cores the process may use (affinity-aware where the OS says)."""
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 COLUMNS = [
     "format", "batch", "status", "reason", "backend", "provider", "precision", "threads",
     "artefact", "reused", "export_s", "size_mb", "gmacs", "params_m",
-    "p50_ms", "p95_ms", "mean_ms", "p50_call_ms", "images_per_s", "runs", "warmup", "truncated",
+    "p50_ms", "p95_ms", "mean_ms", "p50_call_ms", "images_per_s", "runs", "warmup", "truncated", "other_cpu_pct",
     "peak_rss_mb", "decode_ms", "views_ms", "preprocess_ms",
     "srcc", "plcc", "srcc_scene_median", "srcc_scene_mean", "n_eval", "n_failed", "eval_s",
     "parity_max_abs", "parity_mean_abs", "parity_srcc", "export_parity_max_abs", "gmacs_match",
@@ -126,13 +126,13 @@ def write_plots(rows: list[dict], out: Path, title: str = "") -> list[Path]:
         if xkey == "p50_ms" and len(usable) > 1:
             front = [usable[i] for i in pareto_front([(r[xkey], r["srcc"]) for r in usable])]
             ax.plot([r[xkey] for r in front], [r["srcc"] for r in front], "--", color="gray", lw=1, zorder=2,
-                    label="Pareto front")
+                    drawstyle="steps-post", label="Pareto front (faster and better)")
             ax.legend(loc="lower right", fontsize=8)
         xs = [r[xkey] for r in usable if r[xkey] and r[xkey] > 0]
         if xs and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("SRCC")
+        ax.set_ylabel("SRCC (pooled over the eval images)")
         ax.set_title(title or "edgeiqa bench", fontsize=9)
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -168,7 +168,8 @@ def render(report: dict, console=None) -> None:
     t = Table(title=f"edgeiqa bench: {report.get('model_dir')}", title_style="bold", show_lines=False)
     cols = [("format", "left"), ("batch", "right"), ("status", "left"), ("MB", "right"), ("GMACs", "right"),
             ("p50 ms", "right"), ("p95 ms", "right"), ("img/s", "right"), ("peak MB", "right"), ("SRCC", "right"),
-            ("PLCC", "right"), ("|Δ| vs torch", "right"), ("% ceiling", "right"), ("× teacher", "right")]
+            ("PLCC", "right"), ("|Δ| vs torch", "right"), ("% ceiling", "right"), ("× teacher", "right"),
+            ("busy %", "right")]
     for name, just in cols:
         t.add_column(name, justify=just, no_wrap=name in ("format", "status"))
     for r in report["rows"]:
@@ -179,7 +180,7 @@ def render(report: dict, console=None) -> None:
             _f(r["gmacs"], ".3f"), _f(r["p50_ms"], ".2f"), _f(r["p95_ms"], ".2f"), _f(r["images_per_s"], ".1f"),
             _f(r["peak_rss_mb"], ".0f"), _f(r["srcc"], ".4f"), _f(r["plcc"], ".4f"), _f(r["parity_max_abs"], ".2g"),
             _f(None if r["ceiling_fraction"] is None else 100 * r["ceiling_fraction"], ".1f"),
-            _f(r["speedup_vs_teacher"], ".1f"),
+            _f(r["speedup_vs_teacher"], ".1f"), _f(r["other_cpu_pct"], ".0f"),
         )
     console.print(t)
     dev = report.get("device") or {}
@@ -191,6 +192,10 @@ def render(report: dict, console=None) -> None:
     data = report.get("data") or {}
     console.print(escape(f"accuracy data: {data.get('spec')} [{data.get('split')}], {data.get('n_images')} images, "
                          f"{data.get('n_scenes')} scenes"), highlight=False)
+    busy = [r["other_cpu_pct"] for r in report["rows"] if r.get("other_cpu_pct") is not None]
+    if busy and max(busy) >= 20:
+        console.print(f"[yellow]note[/yellow]: other processes used up to {max(busy):.0f}% of the CPU while timing "
+                      "(busy %); latencies measured then are slower and noisier than on an idle machine")
     for key, pre in (report.get("preprocess") or {}).items():
         console.print(f"preprocessing ({key}): decode {_f(pre.get('decode_ms'))} ms + views "
                       f"{_f(pre.get('views_ms'))} ms per image (median over {pre.get('n_images')} images), "

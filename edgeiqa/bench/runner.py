@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeiqa.bench import accuracy as acc
 from edgeiqa.bench.artefacts import check_run, obtain, validation_problems
-from edgeiqa.bench.measure import PeakRSS, default_threads, median_or_none, time_each, time_runs
+from edgeiqa.bench.measure import OtherLoad, PeakRSS, default_threads, median_or_none, time_each, time_runs
 from edgeiqa.bench.report import empty_row
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export.formats import FORMATS, Format, get_format
@@ -25,6 +25,9 @@ DEFAULT_FORMATS = ("torch", "onnx", "onnx-int8")
 BENCH_VERSION = 1
 PREPROCESS_IMAGES = 8
 BAD_STATUSES = ("export failed", "benchmark failed", "failed validation")
+ACCURACY_BATCH = 8  # images per call while scoring the eval set (scores do not depend on it)
+TEACHER_CHECK_IMAGES = 4  # images scored live to check the teacher's saved predictions
+TEACHER_SCORES = ("auto", "live", "saved")
 
 
 @dataclass
@@ -45,6 +48,7 @@ class BenchOptions:
     device: str = "cpu"
     min_srcc: float | None = None
     ceiling_seconds: float = 0.4
+    teacher_scores: str = "auto"  # auto: saved predictions when complete and confirmed live; live; saved
 
 
 def default_formats() -> list[str]:
@@ -99,11 +103,12 @@ def parse_batches(spec) -> tuple[int, ...]:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    if len(text) > 400:
+        text = text[:400] + " ..."
     if isinstance(exc, EdgeIQAError):
-        return " ".join(text)[:500] or type(exc).__name__
-    return f"{type(exc).__name__}: {first}"[:500]
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
 
 
 @dataclass
@@ -220,7 +225,7 @@ def _torch_reference(ctx: _Ctx) -> dict | None:
 
         try:
             scorer = Scorer.load(ctx.ckpt, threads=ctx.threads, device=ctx.opts.device)
-            _, raw, _ = _scores_from(scorer.score(ctx.evalset.paths, batch_size=max(ctx.opts.batches)))
+            _, raw, _ = _scores_from(scorer.score(ctx.evalset.paths, batch_size=ACCURACY_BATCH))
             ctx.reference = raw
         except Exception as exc:  # noqa: BLE001 - parity is then unknown, the rest goes on
             ctx.log(f"torch reference for parity failed: {_reason(exc)}")
@@ -279,13 +284,15 @@ def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
             prepared = _batch_items(ctx, lambda p: scorer.preprocess(p)[0], b)
             chunks = _student_feeds(scorer, prepared, b)
             run = scorer.backend.run
-            t = time_runs(lambda: [run(c) for c in chunks], warmup=opts.warmup, runs=opts.runs,
-                          max_seconds=opts.max_seconds)
-            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1)})
+            with OtherLoad() as load:
+                t = time_runs(lambda: [run(c) for c in chunks], warmup=opts.warmup, runs=opts.runs,
+                              max_seconds=opts.max_seconds)
+            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1),
+                         "other_cpu_pct": load.percent})
             ctx.log(f"{fmt.name}: batch {b}: p50 {t['p50_ms'] / b:.2f} ms/image over {t['runs']} runs")
             mem.reset_peak()
         t0 = time.perf_counter()
-        scores, raw, failed = _scores_from(scorer.score(ctx.evalset.paths, batch_size=max(opts.batches)))
+        scores, raw, failed = _scores_from(scorer.score(ctx.evalset.paths, batch_size=ACCURACY_BATCH))
         eval_s = round(time.perf_counter() - t0, 2)
     except KeyboardInterrupt:
         raise
@@ -358,16 +365,20 @@ def _bench_teacher(ctx: _Ctx) -> list[dict]:
                     preprocess_ms=None if pre["decode_ms"] is None else pre["decode_ms"] + (pre["views_ms"] or 0.0))
         for b in opts.batches:
             feeds = ens.feeds(_batch_items(ctx, ens.preprocess, b))
-            t = time_runs(lambda: ens.run(feeds), warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds)
-            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1)})
+            with OtherLoad() as load:
+                t = time_runs(lambda: ens.run(feeds), warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds)
+            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1),
+                         "other_cpu_pct": load.percent})
             ctx.log(f"teacher: batch {b}: p50 {t['p50_ms'] / b:.2f} ms/image over {t['runs']} runs")
             mem.reset_peak()
             del feeds
         mem.close()
         t0 = time.perf_counter()
-        scores, failed = ens.score(ctx.evalset.paths, batch_size=max(opts.batches))
-        eval_s = round(time.perf_counter() - t0, 2)
         warn = []
+        scores, failed, note = _teacher_scores(ctx, ens)
+        if note:
+            warn.append(note)
+        eval_s = round(time.perf_counter() - t0, 2)
         try:
             g = ens.gmacs()
             gmacs = g["total"]
@@ -390,6 +401,57 @@ def _bench_teacher(ctx: _Ctx) -> list[dict]:
         r.update(accuracy, gmacs=gmacs, n_failed=len(failed), eval_s=eval_s, warnings=list(warn))
     ctx.log(f"teacher: SRCC {accuracy['srcc']} on {accuracy['n_eval']} images ({eval_s:.1f} s)")
     return rows
+
+
+def _match_paths(saved: dict[str, float], paths: list[str], tail: int = 3) -> dict[str, float]:
+    """Saved scores keyed by the eval paths: exact path, else the same last `tail` path components when
+    those are unique (the same dataset built in another cache folder). The live check guards the result."""
+    out = {p: saved[p] for p in paths if p in saved}
+    if len(out) == len(paths):
+        return out
+    by_tail: dict[tuple, str | None] = {}
+    for k in saved:
+        key = Path(k).parts[-tail:]
+        by_tail[key] = None if key in by_tail else k
+    for p in paths:
+        if p not in out:
+            k = by_tail.get(Path(p).parts[-tail:])
+            if k is not None:
+                out[p] = saved[k]
+    return out
+
+
+def _teacher_scores(ctx: _Ctx, ens) -> tuple[dict, dict, str | None]:
+    """(scores, failures, note): the ensemble's scores of the eval images, live or from saved predictions."""
+    mode = ctx.opts.teacher_scores
+    paths = ctx.evalset.paths
+    if mode in ("auto", "saved"):
+        saved = ens.saved_scores()
+        problem = None
+        if saved is None:
+            problem = "a member has no predictions.csv"
+        else:
+            saved = _match_paths(saved, paths)
+        if saved is not None and not all(p in saved for p in paths):
+            problem = f"predictions.csv covers {sum(p in saved for p in paths)} of the {len(paths)} eval images"
+        elif saved is not None:
+            check = paths[:TEACHER_CHECK_IMAGES]
+            live, _ = ens.score(check, batch_size=ACCURACY_BATCH)
+            diffs = [abs(live[p] - saved[p]) for p in check if p in live]
+            spread = float(np.std([saved[p] for p in paths])) or 1.0
+            if not diffs:
+                problem = "the live check images could not be scored"
+            elif max(diffs) > 1e-3 * max(1.0, spread):
+                problem = f"saved predictions differ from a live run by up to {max(diffs):.3g} (stale teacher.pt?)"
+            else:
+                return ({p: saved[p] for p in paths}, {},
+                        f"teacher SRCC from the members' saved predictions.csv through the ensemble mapping "
+                        f"(matched a live run on {len(diffs)} images within {max(diffs):.2g})")
+        if mode == "saved":
+            raise EdgeIQAError(f"--teacher-scores saved: {problem}")
+        ctx.log(f"teacher: scoring {len(paths)} images live ({problem})")
+    scores, failed = ens.score(paths, batch_size=ACCURACY_BATCH)
+    return scores, failed, None
 
 
 # ----------------------------------------------------------------------------------------------- derived
@@ -457,6 +519,8 @@ def run_bench(model_dir, opts: BenchOptions | None = None, log: Callable[[str], 
     opts.batches = batches
     if opts.warmup < 0 or opts.runs < 1:
         raise EdgeIQAError(f"--warmup must be >= 0 and --runs >= 1 (got {opts.warmup}, {opts.runs})")
+    if opts.teacher_scores not in TEACHER_SCORES:
+        raise EdgeIQAError(f"--teacher-scores must be one of {', '.join(TEACHER_SCORES)}, got {opts.teacher_scores!r}")
     if opts.threads is not None and opts.threads < 1:
         raise EdgeIQAError(f"--threads must be >= 1, got {opts.threads}")
     if opts.compare_teacher and TEACHER not in names:
@@ -504,7 +568,8 @@ def run_bench(model_dir, opts: BenchOptions | None = None, log: Callable[[str], 
                      "threads": threads, "threads_default": opts.threads is None, "max_seconds": opts.max_seconds,
                      "gc_disabled_while_timing": True, "statistic": "median (p50) and 95th percentile of the timed calls",
                      "model_time": "backend call on pre-built float32 inputs (decode and views excluded)",
-                     "calib": opts.calib or evalset.spec, "reuse_exports": opts.reuse, "device": opts.device},
+                     "calib": opts.calib or evalset.spec, "reuse_exports": opts.reuse, "device": opts.device,
+                     "teacher_scores": opts.teacher_scores},
         "accuracy": {"kept_metric": kept_key,
                      "scores": "the runtime Scorer's output (deployment preprocessing, logistic mapping applied)",
                      "parity": "max |raw score diff| vs the torch student on the same images"},

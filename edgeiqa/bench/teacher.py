@@ -3,8 +3,15 @@
 z-normalised, weighted and mapped to the label scale exactly as `Ensemble.calibrated` does.
 
 A member's views are the ones recorded in its `member.json` (what it was trained with), else its registry
-entry's. Members with weight 0 still run: this is the cost of the ensemble as it is saved. GMACs are
-counted with fvcore (edgeiqa.budget.count_gmacs) at those views, all members summed.
+entry's. Members with weight 0 still run: this is the cost of the ensemble as it is saved. Weights and
+inputs are channels-last, as the teachers' own feature extraction runs them (faster on CPU), so the
+teacher is timed at its best. GMACs are counted with fvcore (edgeiqa.budget.count_gmacs) at those
+views, all members summed.
+
+Accuracy: the ensemble's scores of the eval images are recomputed live, or (`saved_scores`) taken from
+every member's `predictions.csv` (written by `edgeiqa teachers train` with the same decode and views)
+through the same ensemble mapping -- the bench uses them only when they cover every eval image and a
+live check on a few images agrees, which saves minutes of teacher inference on a small CPU.
 
 The teachers folder comes from `--teachers DIR`, else the card's `teacher.dir` (relative paths are tried
 from the working directory and from the run folder).
@@ -12,6 +19,7 @@ from the working directory and from the run folder).
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +78,7 @@ class TeacherEnsemble:
             arch = info.get("teacher", name)
             t = create_teacher(arch)
             load_teacher_weights(t, mdir)
-            t.eval().to(device)
+            t.eval().to(device).to(memory_format=torch.channels_last)
             views = [ViewSpec.from_dict(v) for v in info["views"]] if info.get("views") else list(t.entry.views)
             self.members.append(Member(name, t, views, mdir / "teacher.pt"))
         # distinct view sets, computed once per image
@@ -123,7 +131,8 @@ class TeacherEnsemble:
         with torch.inference_mode():
             for m in self.members:
                 batch = feeds[self._key(m.views)]
-                args = [torch.from_numpy(batch[v.name]).to(self.device) for v in m.views]
+                args = [torch.from_numpy(batch[v.name]).to(self.device).contiguous(memory_format=torch.channels_last)
+                        for v in m.views]
                 score, _ = m.teacher(*args)
                 out[m.name] = score.float().cpu().numpy().reshape(-1)
         return out
@@ -131,6 +140,31 @@ class TeacherEnsemble:
     def run(self, feeds: dict) -> np.ndarray:
         """Calibrated ensemble scores for one batch."""
         return np.asarray(self.ensemble.calibrated(self.raw(feeds)), dtype=np.float64).reshape(-1)
+
+    def saved_scores(self) -> dict[str, float] | None:
+        """{path: calibrated ensemble score} from the members' predictions.csv (images every member scored);
+        None when a member has no predictions file."""
+        per: dict[str, dict[str, float]] = {}
+        for m in self.members:
+            f = self.dir / m.name / "predictions.csv"
+            if not f.exists():
+                return None
+            d = {}
+            with open(f, newline="") as fh:
+                for row in csv.DictReader(fh):
+                    try:
+                        v = float(row.get("score") or "nan")
+                    except ValueError:
+                        continue
+                    if np.isfinite(v):
+                        d[row["image"]] = v
+            per[m.name] = d
+        common = sorted(set.intersection(*(set(d) for d in per.values()))) if per else []
+        if not common:
+            return {}
+        raw = {n: np.array([d[p] for p in common]) for n, d in per.items()}
+        cal = np.asarray(self.ensemble.calibrated(raw), dtype=np.float64).reshape(-1)
+        return {p: float(v) for p, v in zip(common, cal)}
 
     def score(self, paths: list[str], batch_size: int = 8) -> tuple[dict[str, float], dict[str, str]]:
         """({path: calibrated score}, {path: error}) in path order; a bad file never stops the rest."""

@@ -17,12 +17,15 @@ method (stable numbers on a small, busy machine):
     beforehand; decode and view building are timed apart (preprocessing columns);
   - --warmup untimed calls, then up to --runs timed calls on the same batch with the garbage collector
     off; latency = median (p50) and p95 of the calls / batch size; images/s = batch / p50 call;
-    a slow model stops after --max-seconds once 5 calls are in;
+    a slow model stops after --max-seconds once 5 calls are in; "busy %" (other_cpu_pct) records how
+    much CPU other processes took meanwhile (contention slows torch's thread pool dramatically);
   - peak memory = peak RSS during load + warm-up + timed calls minus the RSS before loading;
   - accuracy with the runtime Scorer on the data's test split (else all labelled images): the same
     preprocessing as deployment; parity = max |raw diff| vs the torch student on those images;
-  - machine ceiling: a float32 GEMM and 3x3 conv timed on torch and onnxruntime at the same threads;
-    every row gets its achieved GMAC/s and the fraction of its backend's ceiling.
+  - machine ceiling: a float32 GEMM and 3x3 conv timed on torch and onnxruntime at the same threads
+    (fastest call); every row gets its achieved GMAC/s and the fraction of its backend's ceiling;
+  - teacher row: every ensemble member and view in torch, timed the same way; speedup_vs_teacher =
+    teacher p50 / row p50; srcc_kept_vs_teacher on the per-scene mean SRCC (pooled without scenes).
   Two consecutive runs agree within 25 % (p50) on a noisy 2-core machine.
 
 exports: an artefact is reused when its .json sidecar names this checkpoint's sha256 (RUN/export/,
@@ -74,6 +77,9 @@ def register(subparsers) -> None:
     p.add_argument("--compare-teacher", action="store_true",
                    help="add the teacher ensemble (torch, all members and views) as format `teacher`, and "
                    "speedup_vs_teacher / srcc_kept_vs_teacher to every row")
+    p.add_argument("--teacher-scores", choices=("auto", "live", "saved"), default="auto",
+                   help="teacher accuracy: auto (default) uses the members' saved predictions.csv when they cover every "
+                   "image and agree with a live run on 4 of them, else scores live; live always; saved or fail")
     p.add_argument("--teachers", default=None, metavar="DIR", help="teachers folder (default: the card's teacher.dir)")
     p.add_argument("--calib", default=None, metavar="SPEC",
                    help="calibration/parity images for formats that must be exported (default: the bench data)")
@@ -99,7 +105,8 @@ def run(args) -> int:
     opts = BenchOptions(formats=formats, data=args.data, batches=parse_batches(args.batch), warmup=args.warmup,
                         runs=args.runs, threads=args.threads, compare_teacher=args.compare_teacher, teachers=args.teachers,
                         calib=args.calib, calib_imgs=args.calib_imgs, max_images=args.max_images,
-                        max_seconds=args.max_seconds, reuse=not args.reexport, device=args.device, min_srcc=args.min_srcc)
+                        max_seconds=args.max_seconds, reuse=not args.reexport, device=args.device, min_srcc=args.min_srcc,
+                        teacher_scores=args.teacher_scores)
 
     def log(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)

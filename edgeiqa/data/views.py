@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 VIEW_KINDS = ("resize", "fragments", "center", "face", "full")
 NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -37,11 +37,7 @@ class ViewSpec:
 
     def __post_init__(self):
         if self.kind not in VIEW_KINDS:
-            import difflib
-
-            near = difflib.get_close_matches(self.kind, VIEW_KINDS, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise EdgeIQAError(f"unknown view {self.kind!r} (known: {', '.join(VIEW_KINDS)}){hint}")
+            raise EdgeIQAError(f"unknown view {self.kind!r} (known: {', '.join(VIEW_KINDS)}){did_you_mean(self.kind, VIEW_KINDS)}")
         h, w = self.size
         if h < 16 or w < 16:
             raise EdgeIQAError(f"view {self.kind}: size {h}x{w} is too small (min 16)")

@@ -136,7 +136,7 @@ def scatter_plot(path: Path, gt, student, teacher, title: str) -> None:
 def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | None = None, student: str | None = None,
                 data: str | None = None, unlabeled: str | None = None, out: Path = Path("student"), resume: bool = False,
                 fit: str | None = None, epochs: int | None = None, teachers_dir: Path | None = None,
-                progress: bool = True, log=print) -> dict:
+                pretrained: bool = False, progress: bool = True, log=print) -> dict:
     t_start = time.time()
     timings = {}
     out = Path(out)
@@ -167,7 +167,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     tdir = Path(teachers_dir) if teachers_dir else out / "teachers"
     names = resolve_members(teacher, profile)
     tcfg = teacher_config(profile)
-    results = train_members(names, dataset, tdir, tcfg, progress=progress, log=log)
+    results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log)
     _, tcard = build_ensemble(results, dataset, tdir)
     timings["teachers_s"] = round(time.time() - t0, 1)
 
@@ -180,7 +180,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     cfg = distill_config(profile, epochs)
     feat_dim = labels.features["ensemble"].shape[1]
     torch.manual_seed(cfg.seed)
-    model = create_student(student_name, views, hidden=int(profile["student"].get("hidden", 256)), feature_dim=feat_dim)
+    model = create_student(student_name, views, hidden=int(profile["student"].get("hidden", 256)), feature_dim=feat_dim,
+                           pretrained=pretrained)
     model.freeze_early(int(profile["student"].get("freeze_blocks", 0)))
     model.to(memory_format=torch.channels_last)
     if fit == "prune":

@@ -7,12 +7,11 @@ valid key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from pathlib import Path
 
 from edgeiqa.data.views import ViewSpec
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 HERE = Path(__file__).parent
 
@@ -36,8 +35,7 @@ def _check_keys(section: str, table: dict, where: str) -> None:
     allowed = SCHEMA[section]
     for key, value in table.items():
         if key not in allowed:
-            near = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
-            hint = f"; did you mean {near[0]!r}?" if near else f" (valid: {', '.join(allowed)})"
+            hint = did_you_mean(key, allowed, cutoff=0.5) or f" (valid: {', '.join(allowed)})"
             label = f"[{section}] " if section else ""
             raise EdgeIQAError(f"{where}: unknown key {label}{key!r}{hint}")
         if not isinstance(value, allowed[key]) or isinstance(value, bool):
@@ -83,9 +81,8 @@ def load_profile(name_or_path: str) -> Profile:
     if path.suffix != ".toml":
         path = HERE / f"{name_or_path}.toml"
         if not path.exists():
-            near = difflib.get_close_matches(name_or_path, builtin_profiles(), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise EdgeIQAError(f"unknown profile {name_or_path!r} (built-in: {', '.join(builtin_profiles())}, or a .toml file){hint}")
+            raise EdgeIQAError(f"unknown profile {name_or_path!r} (built-in: {', '.join(builtin_profiles())}, or a .toml file)"
+                               f"{did_you_mean(name_or_path, builtin_profiles())}")
     elif not path.exists():
         raise EdgeIQAError(f"profile file not found: {path}")
     try:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable
 
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,5 @@ def is_registered(name: str) -> bool:
 
 def get_student_entry(name: str) -> StudentEntry:
     if name not in _STUDENTS:
-        near = difflib.get_close_matches(name, list(_STUDENTS), n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise EdgeIQAError(f"unknown student {name!r} (registered: {', '.join(list_students())}){hint}")
+        raise EdgeIQAError(f"unknown student {name!r} (registered: {', '.join(list_students())}){did_you_mean(name, _STUDENTS)}")
     return _STUDENTS[name]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable
 
 from edgeiqa.data.views import ViewSpec
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,6 @@ def is_registered(name: str) -> bool:
 
 def get_teacher_entry(name: str) -> TeacherEntry:
     if name not in _TEACHERS:
-        near = difflib.get_close_matches(name, list(_TEACHERS), n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise EdgeIQAError(f"unknown teacher {name!r} (registered: {', '.join(list_teachers())}, or 'ensemble'){hint}")
+        raise EdgeIQAError(f"unknown teacher {name!r} (registered: {', '.join(list_teachers())}, or 'ensemble')"
+                           f"{did_you_mean(name, _TEACHERS)}")
     return _TEACHERS[name]

@@ -175,6 +175,8 @@ def train_teacher(
     else:
         for p in teacher.backbones.parameters():
             p.requires_grad_(False)
+        # Augmented variants help a head on pretrained features; on random-init features they only cost time.
+        n_aug = n_aug if teacher.weights_source != "random-init" else 0
         feats = cached_features(teacher, out_dir, paths, cache, n_aug, cfg.seed, [it.path for it in items], progress)
         ds = CachedFeatureDataset(items, index_of, feats, cfg.seed)
         loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
@@ -248,7 +250,10 @@ def load_teacher_weights(teacher, path: str | Path) -> None:
         raise EdgeIQAError(f"teacher weights not found: {path}")
     obj = torch.load(path, map_location="cpu", weights_only=False)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    missing, unexpected = teacher.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = teacher.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes differ: another teacher, or a checkpoint from an older layout
+        raise EdgeIQAError(f"{path} does not fit teacher {teacher.entry.name} (retrain it): {str(exc).splitlines()[0]}") from None
     if len(missing) > len(teacher.state_dict()) // 2:
         raise EdgeIQAError(f"{path} does not match teacher {teacher.entry.name}: {len(missing)} tensors missing")
 
