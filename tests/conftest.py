@@ -55,33 +55,12 @@ def tiny_csv(sample_csv, tmp_path_factory):
     return out
 
 
-def write_profile(path, *, members=("lite0_mv",), epochs=2, losses="{ mse = 1.0, plcc = 0.5, fidelity = 1.0, feature = 0.2 }"):
-    """A test profile: tiny student views so distillation takes seconds."""
-    members_toml = ", ".join(f'"{m}"' for m in members)
-    path.write_text(f"""
-name = "tiny"
-data = "sample"
-budget_gmacs = 50.0
-seed = 0
+@pytest.fixture(scope="module")
+def one_thread():
+    """Single-threaded torch for modules that time or compare exports (stable, and fair to other tests)."""
+    import torch
 
-[student]
-name = "efficientnet_lite0"
-views = [{{ kind = "resize", size = [64, 64] }}, {{ kind = "fragments", size = [56, 56], grid = 7 }}]
-hidden = 32
-
-[teacher]
-ensemble = [{members_toml}]
-head_epochs = 15
-epochs = 1
-batch_size = 8
-lr = 1e-3
-losses = {{ mse = 1.0, plcc = 1.0, fidelity = 1.0 }}
-
-[distill]
-epochs = {epochs}
-batch_size = 8
-lr = 1e-3
-losses = {losses}
-pseudo_weight = 0.5
-""")
-    return path
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

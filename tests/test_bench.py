@@ -18,45 +18,11 @@ from edgeiqa.bench import COLUMNS, BenchOptions, exit_code, run_bench  # noqa: E
 from edgeiqa.cli.main import main  # noqa: E402
 from edgeiqa.data.views import ViewSpec  # noqa: E402
 from edgeiqa.errors import EdgeIQAError  # noqa: E402
+from helpers import make_run, skimage_photos  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAST = ["--runs", "3", "--warmup", "1", "--threads", "1"]
-
-
-def _photos(n: int) -> list[Path]:
-    import skimage
-
-    from edgeiqa.data.images import load_image
-
-    out = []
-    for p in sorted((Path(skimage.__file__).parent / "data").glob("*.png")):
-        try:
-            load_image(p)
-        except EdgeIQAError:
-            continue
-        out.append(p)
-        if len(out) == n:
-            return out
-    pytest.skip(f"only {len(out)} scikit-image photos")
-
-
-def _make_run(run: Path, views: list[ViewSpec], teachers: Path | None = None) -> Path:
-    from edgeiqa.students import create_student, save_student
-
-    torch.manual_seed(0)
-    run.mkdir(parents=True, exist_ok=True)
-    model = create_student("efficientnet_lite0", views).drop_training_heads().eval()
-    from fvcore.nn import FlopCountAnalysis
-
-    fa = FlopCountAnalysis(model, tuple(torch.zeros(1, 3, *v.size) for v in views))
-    fa.unsupported_ops_warnings(False)
-    fa.uncalled_modules_warnings(False)
-    gmacs = fa.total() / 1e9  # what distill writes on the card; export recounts it on the graph
-    save_student(model, run / "student.pt", views, {"profile": "test", "gmacs": gmacs, "logistic": None, "seed": 0})
-    card = {"profile": "test", "views": [v.to_dict() for v in views],
-            "student": {"name": "efficientnet_lite0", "gmacs": gmacs, "params_m": 3.4},
-            "teacher": {"members": ["lite0_mv"], "gmacs": 0.1, "dir": str(teachers) if teachers else None}}
-    (run / "card.json").write_text(json.dumps(card))
-    return run
 
 
 def _make_teachers(root: Path) -> Path:
@@ -93,7 +59,7 @@ def _write_predictions(teachers: Path, photos: list[Path], shift: float = 0.0) -
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    photos = _photos(12)
+    photos = skimage_photos(12, ("*.png",))
     data = root / "data.csv"
     with open(data, "w", newline="") as f:
         w = csv.writer(f)
@@ -102,7 +68,7 @@ def env(tmp_path_factory):
             w.writerow([str(p), 1 + (i * 7) % 5, f"s{i % 3}", "test" if i < 9 else "train"])
     teachers = _make_teachers(root / "teachers")
     _write_predictions(teachers, photos)
-    run = _make_run(root / "run", [ViewSpec("resize", (64, 64))], teachers)
+    run = make_run(root / "run", [ViewSpec("resize", (64, 64))], teachers=teachers)
     from edgeiqa.export import export_model
 
     old = torch.get_num_threads()

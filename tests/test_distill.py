@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from edgeiqa.cli.main import main
 from edgeiqa.data.images import load_image
 from edgeiqa.data.views import ViewSpec, to_batch, make_view
-from edgeiqa.errors import BudgetExceeded, EdgeIQAError
+from edgeiqa.errors import EdgeIQAError
 from edgeiqa.profiles import load_profile
 from edgeiqa.students import create_student, list_students, load_student
 
-from conftest import write_profile
+from helpers import write_profile
 
 
 def test_student_registry():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,56 +15,11 @@ onnx = pytest.importorskip("onnx")
 
 from edgeiqa.data.views import ViewSpec  # noqa: E402
 from edgeiqa.errors import EdgeIQAError  # noqa: E402
+from helpers import make_run, skimage_photos  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = (64, 64)
-
-
-def skimage_photos(n: int = 16) -> list[Path]:
-    """Real photos that ship with scikit-image, loadable through load_image, sorted."""
-    import skimage
-
-    from edgeiqa.data.images import load_image
-
-    root = Path(skimage.__file__).parent / "data"
-    out = []
-    for p in sorted(list(root.glob("*.png")) + list(root.glob("*.jpg"))):
-        try:
-            load_image(p)
-        except EdgeIQAError:
-            continue
-        out.append(p)
-        if len(out) == n:
-            break
-    assert len(out) == n, f"only {len(out)} skimage photos"
-    return out
-
-
-def make_run(run_dir: Path, views: list[ViewSpec], name: str = "efficientnet_lite0", logistic=None) -> Path:
-    """A run folder as distill writes it: student.pt + card.json (GMACs counted with fvcore)."""
-    from fvcore.nn import FlopCountAnalysis
-
-    from edgeiqa.students import create_student, save_student
-
-    torch.manual_seed(0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model = create_student(name, views).drop_training_heads().eval()
-    fa = FlopCountAnalysis(model, tuple(torch.zeros(1, 3, *v.size) for v in views))
-    fa.unsupported_ops_warnings(False)
-    fa.uncalled_modules_warnings(False)
-    gmacs = fa.total() / 1e9
-    save_student(model, run_dir / "student.pt", views, {"profile": "test", "gmacs": gmacs, "logistic": logistic, "seed": 0})
-    card = {"profile": "test", "views": [v.to_dict() for v in views],
-            "student": {"name": name, "gmacs": gmacs, "params_m": 0.0}, "teacher": {}}
-    (run_dir / "card.json").write_text(json.dumps(card))
-    return run_dir
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,8 @@ logistic mapping, and no torch/timm/training code when scoring with an ONNX mode
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,50 +13,16 @@ torch = pytest.importorskip("torch")
 
 from edgeiqa.data.views import ViewSpec  # noqa: E402
 from edgeiqa.errors import EdgeIQAError  # noqa: E402
+from helpers import make_run, skimage_photos  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = (64, 64)
 
 
-def skimage_photos(n: int) -> list[Path]:
-    import skimage
-
-    from edgeiqa.data.images import load_image
-
-    out = []
-    for p in sorted((Path(skimage.__file__).parent / "data").glob("*.png")):
-        try:
-            load_image(p)
-        except EdgeIQAError:
-            continue
-        out.append(p)
-        if len(out) == n:
-            break
-    return out
-
-
-def make_run(run_dir: Path, views: list[ViewSpec], logistic=None) -> Path:
-    from edgeiqa.students import create_student, save_student
-
-    torch.manual_seed(0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model = create_student("efficientnet_lite0", views).drop_training_heads().eval()
-    save_student(model, run_dir / "student.pt", views, {"profile": "test", "gmacs": None, "logistic": logistic})
-    (run_dir / "card.json").write_text(json.dumps({"profile": "test", "views": [v.to_dict() for v in views],
-                                                   "student": {"name": "efficientnet_lite0"}, "teacher": {}}))
-    return run_dir
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def photos():
-    return skimage_photos(16)
+    return skimage_photos(16, ("*.png",))
 
 
 @pytest.fixture(scope="module")

@@ -19,24 +19,15 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from edgeiqa.data.views import ViewSpec  # noqa: E402
+from helpers import make_run  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _astronaut() -> np.ndarray:
     import skimage
 
     return np.asarray(Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB"))
-
-
-def make_run(run_dir: Path, views: list[ViewSpec]) -> Path:
-    from edgeiqa.students import create_student, save_student
-
-    torch.manual_seed(0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model = create_student("efficientnet_lite0", views).drop_training_heads().eval()
-    save_student(model, run_dir / "student.pt", views, {"profile": "test", "gmacs": None, "logistic": None})
-    (run_dir / "card.json").write_text(json.dumps({"profile": "test", "views": [v.to_dict() for v in views],
-                                                   "student": {"name": "efficientnet_lite0"}, "teacher": {}}))
-    return run_dir
 
 
 def export(run_dir: Path, calib: list[Path]) -> Path:
@@ -55,14 +46,6 @@ def write_bomb_png(path: Path, side: int = 12000) -> None:
     raw = zlib.compress(b"\0" * 64)
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", raw) + _png_chunk(b"IEND", b""))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from edgeiqa.teachers.labelset import LabelSet, build_labelset
 from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, teacher_config, train_members
 from edgeiqa.profiles import load_profile
 
-from conftest import write_profile
+from helpers import write_profile
 
 
 def test_registry_has_the_design_teachers():

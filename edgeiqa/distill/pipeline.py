@@ -27,7 +27,6 @@ from edgeiqa.data.datasets import load_dataset
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.distill.budget_fit import count_student, enforce, fit_by_input, pick_student, prune_to_budget
-from edgeiqa.errors import EdgeIQAError
 from edgeiqa.losses import LossBatch, check_loss_weights
 from edgeiqa.profiles import Profile
 from edgeiqa.students import create_student, save_student

@@ -38,7 +38,6 @@ LABELSET_FORMAT = "edgeiqa-labelset/1"
 
 
 def versions() -> dict:
-    import onnxruntime  # noqa: F401  (recorded, not used)
     import timm
 
     import edgeiqa

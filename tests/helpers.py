@@ -1,0 +1,85 @@
+"""Builders shared by the test modules: real shipped photos, tiny run folders, tiny profiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeiqa.data.views import ViewSpec
+from edgeiqa.errors import EdgeIQAError
+
+
+def skimage_photos(n: int, patterns=("*.png", "*.jpg")) -> list[Path]:
+    """The first n real photos shipped with scikit-image that load_image accepts, sorted by name."""
+    import skimage
+
+    from edgeiqa.data.images import load_image
+
+    root = Path(skimage.__file__).parent / "data"
+    out = []
+    for p in sorted(q for pattern in patterns for q in root.glob(pattern)):
+        try:
+            load_image(p)
+        except EdgeIQAError:
+            continue
+        out.append(p)
+        if len(out) == n:
+            return out
+    pytest.skip(f"only {len(out)} scikit-image photos")
+
+
+def make_run(run_dir: Path, views: list[ViewSpec], name: str = "efficientnet_lite0", logistic=None,
+             teachers: Path | None = None) -> Path:
+    """A run folder as distill writes it: student.pt + card.json, GMACs counted with fvcore."""
+    from fvcore.nn import FlopCountAnalysis
+
+    from edgeiqa.students import create_student, save_student
+
+    torch.manual_seed(0)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = create_student(name, views).drop_training_heads().eval()
+    fa = FlopCountAnalysis(model, tuple(torch.zeros(1, 3, *v.size) for v in views))
+    fa.unsupported_ops_warnings(False)
+    fa.uncalled_modules_warnings(False)
+    gmacs = fa.total() / 1e9  # what distill writes on the card; export recounts it on the graph
+    save_student(model, run_dir / "student.pt", views, {"profile": "test", "gmacs": gmacs, "logistic": logistic, "seed": 0})
+    card = {"profile": "test", "views": [v.to_dict() for v in views],
+            "student": {"name": name, "gmacs": gmacs, "params_m": 3.4},
+            "teacher": {"members": ["lite0_mv"], "gmacs": 0.1, "dir": str(teachers) if teachers else None}}
+    (run_dir / "card.json").write_text(json.dumps(card))
+    return run_dir
+
+
+def write_profile(path, *, members=("lite0_mv",), epochs=2, losses="{ mse = 1.0, plcc = 0.5, fidelity = 1.0, feature = 0.2 }"):
+    """A test profile: tiny student views so distillation takes seconds."""
+    members_toml = ", ".join(f'"{m}"' for m in members)
+    path.write_text(f"""
+name = "tiny"
+data = "sample"
+budget_gmacs = 50.0
+seed = 0
+
+[student]
+name = "efficientnet_lite0"
+views = [{{ kind = "resize", size = [64, 64] }}, {{ kind = "fragments", size = [56, 56], grid = 7 }}]
+hidden = 32
+
+[teacher]
+ensemble = [{members_toml}]
+head_epochs = 15
+epochs = 1
+batch_size = 8
+lr = 1e-3
+losses = {{ mse = 1.0, plcc = 1.0, fidelity = 1.0 }}
+
+[distill]
+epochs = {epochs}
+batch_size = 8
+lr = 1e-3
+losses = {losses}
+pseudo_weight = 0.5
+""")
+    return path
