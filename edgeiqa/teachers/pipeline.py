@@ -86,7 +86,8 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         info["gmacs"] = teacher_gmacs(name)
         info_path.write_text(json.dumps(info, indent=2, default=str))
         log(f"teacher {name}: done in {time.time() - t0:.0f}s, val {res.metrics.get('val', {}).get('srcc_scene_mean')}")
-        results.append(res)
+        # Read back what was written, so a fresh and a reused member give bit-identical ensembles.
+        results.append(load_member(mdir))
     return results
 
 

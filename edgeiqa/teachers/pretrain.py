@@ -96,7 +96,7 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        state["losses"].append(round(float(loss), 5))
+        state["losses"].append(round(float(loss.detach()), 5))
         state["step"] = step + 1
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if state["step"] % 10 == 0 or state["step"] == steps:
