@@ -20,8 +20,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "": {"name": (str,), "description": (str,), "data": (str,), "budget_gmacs": (int, float), "seed": (int,),
          "student": (dict,), "teacher": (dict,), "distill": (dict,)},
     "student": {"name": (str,), "views": (list,), "input": (list,), "hidden": (int,), "freeze_blocks": (int,)},
-    "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,),
-                "pretrain_steps": (int,), "time_budget_s": (int, float)},
+    "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,)},
     "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float)},
 }
 REQUIRED = {"": ("name", "student", "teacher", "distill"), "student": ("views",)}
