@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("edgeiqa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgeiqa ... --json | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
