@@ -161,3 +161,18 @@ def test_ranking_pretrain_runs_and_resumes(tiny_csv, tmp_path):
     state = torch.load(tmp_path / "pretrained.pt", weights_only=False)
     t = create_teacher("lite0_mv")
     t.load_state_dict(state["state_dict"])  # usable as --weights for `teachers train`
+
+
+def test_finetune_trains_the_backbone_end_to_end(tiny_csv, tmp_path):
+    from edgeiqa.teachers.train import train_teacher
+    from edgeiqa.training import TrainConfig
+
+    ds = load_dataset(f"csv:{tiny_csv}")
+    before = {k: v.clone() for k, v in create_teacher("lite0_mv").state_dict().items()}
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=8, losses={"mse": 1.0, "fidelity": 1.0})
+    res = train_teacher("lite0_mv", ds, tmp_path, cfg, finetune=True, progress=False)
+    after = torch.load(tmp_path / "teacher.pt", weights_only=False)["state_dict"]
+    changed = [k for k in before if k.startswith("backbones.") and k in after and not torch.equal(before[k], after[k])]
+    assert changed, "fine-tuning must move backbone weights"
+    assert (tmp_path / "ckpt" / "last.pt").exists()
+    assert res.metrics["test"]["n_images"] == 14 and np.isfinite(res.scores).all()
