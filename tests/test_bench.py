@@ -277,7 +277,7 @@ def test_pareto_front():
 def test_reuse_needs_the_same_checkpoint(env):
     from edgeiqa.bench.artefacts import find_reusable
     from edgeiqa.export.formats import get_format
-    from edgeiqa.export.metadata import sha256_file
+    from edgeiqa.provenance import sha256_file
 
     sha = sha256_file(env["run"] / "student.pt")
     onnx = get_format("onnx")

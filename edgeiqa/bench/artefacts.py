@@ -23,7 +23,7 @@ from pathlib import Path
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export import export_model
 from edgeiqa.export.formats import Format
-from edgeiqa.export.metadata import sha256_file
+from edgeiqa.provenance import sha256_file
 
 
 @dataclass

@@ -38,7 +38,7 @@ def gpu_name() -> str | None:
 
 
 def library_versions() -> dict:
-    from edgeiqa.export.metadata import package_versions
+    from edgeiqa.provenance import package_versions
 
     out = package_versions()
     for dist in ("scipy", "psutil", "tensorrt"):

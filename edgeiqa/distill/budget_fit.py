@@ -30,11 +30,15 @@ def count_student(model, views: list[ViewSpec], budget: float, name: str, cross_
     per_view = {v.name: (deploy.backbone, torch.zeros(1, 3, *v.size)) for v in views}
 
     def recount(hw):
-        cand = views_at(views, hw)
-        return count_student(create_student(name, cand, offline_pretrained=False), cand, budget, name, cross_check=False).total_gmacs
+        return count_registered(name, views_at(views, hw), budget).total_gmacs
 
     return count_gmacs(deploy, student_inputs(views), per_view=per_view, name=name, budget=budget,
                        input_hw=views[0].size, cross_check=cross_check, recount=recount)
+
+
+def count_registered(name: str, views: list[ViewSpec], budget: float):
+    """fvcore report of a freshly built registered student (random init: weights do not change the count)."""
+    return count_student(create_student(name, views, offline_pretrained=False), views, budget, name, cross_check=False)
 
 
 def scaled_views(views: list[ViewSpec], factor: float) -> list[ViewSpec]:
@@ -54,8 +58,7 @@ def fit_by_input(name: str, views: list[ViewSpec], budget: float, log=print) -> 
     for _ in range(7):
         mid = (lo + hi) / 2
         cand = scaled_views(views, mid)
-        report = count_student(create_student(name, cand, offline_pretrained=False), cand, budget, name)
-        if report.total_gmacs <= budget:
+        if count_registered(name, cand, budget).total_gmacs <= budget:
             best, lo = cand, mid
         else:
             hi = mid
@@ -76,12 +79,13 @@ def prune_to_budget(model, views: list[ViewSpec], budget: float, log=print, max_
     if get_student_entry(model.student_name).timm_name.startswith("ghostnet"):
         raise EdgeIQAError("pruning GhostNet students is not supported (concat-slice Ghost modules); use --fit input")
     example = student_inputs(views)
-    ignored = [model.embed, model.score] + ([model.projection] if model.projection is not None else [])
     for ratio in [0.1 * k for k in range(1, max_rounds + 1)]:
         cand = copy.deepcopy(model)
         cand.eval()
+        # The head keeps its shape: only backbone channels are pruned.
+        heads = [cand.embed, cand.score] + ([cand.projection] if cand.projection is not None else [])
         pruner = tp.pruner.MagnitudePruner(cand, example, importance=tp.importance.MagnitudeImportance(p=1),
-                                           pruning_ratio=min(ratio, 0.9), ignored_layers=ignored + [cand.embed, cand.score])
+                                           pruning_ratio=min(ratio, 0.9), ignored_layers=heads)
         pruner.step()
         report = count_student(cand, views, budget, model.student_name)
         log(f"--fit prune: ratio {ratio:.1f} -> {report.total_gmacs:.2f} GMACs")
@@ -97,18 +101,12 @@ def pick_student(name: str, views: list[ViewSpec], budget: float, log=print) -> 
         return name
     reports = []
     for cand in list_students():
-        report = count_student(create_student(cand, views, offline_pretrained=False), views, budget, cand, cross_check=False)
+        report = count_registered(cand, views, budget)
         if report.total_gmacs <= budget:
             log(f"student auto -> {cand} ({report.total_gmacs:.2f} GMACs <= {budget})")
             return cand
         log(f"student {cand}: {report.total_gmacs:.2f} GMACs > {budget}, trying the next")
         reports.append(report)
     # None fits: the budget message of the cheapest student, naming the largest input that would fit.
-    cheapest = min(reports, key=lambda r: r.total_gmacs)
-    enforce(cheapest, budget)
+    check_budget(min(reports, key=lambda r: r.total_gmacs), budget)
     raise BudgetExceeded(f"no registered student fits {budget} GMACs")
-
-
-def enforce(report, budget: float):
-    """Raise the budget message (with the largest input that fits) when over budget."""
-    return check_budget(report, budget)

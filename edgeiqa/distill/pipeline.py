@@ -26,11 +26,13 @@ from edgeiqa import metrics
 from edgeiqa.data.datasets import load_dataset
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
-from edgeiqa.distill.budget_fit import count_student, enforce, fit_by_input, pick_student, prune_to_budget
+from edgeiqa.budget import check_budget
+from edgeiqa.distill.budget_fit import count_registered, count_student, fit_by_input, pick_student, prune_to_budget
 from edgeiqa.losses import LossBatch, check_loss_weights
 from edgeiqa.profiles import Profile
+from edgeiqa.provenance import package_versions
 from edgeiqa.students import create_student, save_student
-from edgeiqa.teachers.labelset import LabelSet, build_labelset, versions
+from edgeiqa.teachers.labelset import LabelSet, build_labelset
 from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, teacher_config, train_members
 from edgeiqa.training import TrainConfig, Trainer
 
@@ -148,11 +150,11 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     # Without --fit, `auto` picks the most capable student that fits; with --fit, the most capable one,
     # then shrinks its input or prunes it until it fits.
     student_name = pick_student(student_name, views, float("inf") if fit else budget, log)
-    probe = count_student(create_student(student_name, views, offline_pretrained=False), views, budget, student_name, cross_check=False)
+    probe = count_registered(student_name, views, budget)
     if fit == "input" and probe.total_gmacs > budget:
         views = fit_by_input(student_name, views, budget, log)
     elif fit is None:
-        enforce(probe, budget)
+        check_budget(probe, budget)
     timings["budget_check_s"] = round(time.time() - t0, 1)
 
     dataset = load_dataset(data or profile.get("data", "sample"))
@@ -185,7 +187,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     model.to(memory_format=torch.channels_last)
     if fit == "prune":
         model, _ = prune_to_budget(model, views, budget, log)
-    report = enforce(count_student(model, views, budget, student_name), budget)
+    report = check_budget(count_student(model, views, budget, student_name), budget)
     items, feats = build_items(dataset, labels, float(profile["distill"].get("pseudo_weight", 0.5)), use_pool=True)
     n_pseudo = sum(1 for it in items if it.weight != 1.0)
     log(f"student {student_name}: {report.total_gmacs:.3f} GMACs (budget {budget}); training on {len(items) - n_pseudo} "
@@ -245,7 +247,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         "training": {"config": asdict(cfg), "n_labelled": len(items) - n_pseudo, "n_pseudo": n_pseudo,
                      "history": state["history"]},
         "seconds": {**timings, "total_s": round(time.time() - t_start, 1)},
-        "versions": versions(),
+        "versions": package_versions(),
     }
     tmp = out / "card.json.tmp"
     tmp.write_text(json.dumps(card, indent=2, default=str))

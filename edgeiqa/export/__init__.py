@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export.formats import FORMATS, TENSORRT_PARITY, check_flags, get_format
+from edgeiqa.provenance import package_versions, sha256_file
 
 __all__ = ["ExportResult", "export_model", "FORMATS", "get_format"]
 
@@ -241,17 +242,17 @@ def _export(f, ckpt: Path, card: dict | None, out: Path, *, dynamic_batch: bool,
         "parity": parity,
         "source": {
             "checkpoint": str(ckpt),
-            "sha256": md.sha256_file(ckpt),
+            "sha256": sha256_file(ckpt),
             "card": str(ckpt.parent / "card.json") if card else None,
             "card_student": card.get("student"),
             "seed": meta_in.get("seed"),
         },
-        "versions": md.package_versions(("tensorrt",) if f.backend == "tensorrt" else ()),
+        "versions": package_versions(("tensorrt",) if f.backend == "tensorrt" else ()),
     }
     metadata = json.loads(json.dumps(metadata, default=_jsonable))
     if f.suffix == ".onnx":
         md.embed_onnx_metadata(out, metadata)
-    sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": md.sha256_file(out)})
+    sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out)})
     return ExportResult(path=out, metadata=metadata, parity=parity, sidecar=sidecar)
 
 

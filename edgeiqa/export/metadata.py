@@ -23,11 +23,8 @@ No torch import at module level: the runtime may read metadata without the train
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import math
-import platform
 import warnings
 from pathlib import Path
 
@@ -40,25 +37,6 @@ GMACS_TOLERANCE = 0.01  # relative difference allowed between the ONNX recount a
 MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 NORM_OPS = ("BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
             "Resize", "GlobalAveragePool")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def package_versions(extra: tuple[str, ...] = ()) -> dict:
-    """Versions of the packages that shape an exported model, read without importing them."""
-    out = {"python": platform.python_version()}
-    for dist in ("edgeiqa", "torch", "onnx", "onnxruntime", "onnxscript", "timm", "numpy", "pillow", *extra):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -31,25 +31,18 @@ from edgeiqa import metrics
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.provenance import package_versions, sha256_file
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble
-from edgeiqa.teachers.train import file_sha256, load_member, predict_images, unique_paths
+from edgeiqa.teachers.train import load_member, predict_images, unique_paths
 
 LABELSET_FORMAT = "edgeiqa-labelset/1"
-
-
-def versions() -> dict:
-    import timm
-
-    import edgeiqa
-
-    return {"edgeiqa": edgeiqa.__version__, "torch": torch.__version__, "timm": timm.__version__, "numpy": np.__version__}
 
 
 def inputs_hash(teachers_dir: Path, ens: Ensemble, dataset: Dataset) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(ens.__dict__, sort_keys=True).encode())
     for name in ens.members:
-        h.update(file_sha256(teachers_dir / name / "teacher.pt").encode())
+        h.update(sha256_file(teachers_dir / name / "teacher.pt").encode())
     for p in unique_paths(dataset):
         st = os.stat(p) if os.path.exists(p) else None
         h.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
@@ -140,7 +133,7 @@ def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, out: Path, tmp: 
         "dataset": dataset.spec,
         "n_images": len(kept_paths),
         "teachers": [{"name": n, "weight": ens.weights[n], "checkpoint": str(teachers_dir / n / "teacher.pt"),
-                      "sha256": file_sha256(teachers_dir / n / "teacher.pt"),
+                      "sha256": sha256_file(teachers_dir / n / "teacher.pt"),
                       "views": json.loads((teachers_dir / n / "member.json").read_text()).get("views", [])} for n in ens.members],
         "weights_fitted_on": ens.weights_fitted_on,
         "calibration": ens.calibration,
@@ -148,7 +141,7 @@ def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, out: Path, tmp: 
         "score_range": [float(ens_cal.min()), float(ens_cal.max())] if len(ens_cal) else None,
         "skipped": [{"image": p, "reason": failed[p]} for p in sorted(failed)],
         "inputs_hash": digest,
-        "versions": versions(),
+        "versions": package_versions(),
         "seconds": round(time.time() - t0, 1),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))

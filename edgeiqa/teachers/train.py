@@ -28,6 +28,7 @@ from edgeiqa.data.records import Dataset, ImageRecord
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.losses import LossBatch
+from edgeiqa.provenance import sha256_file
 from edgeiqa.teachers import create_teacher
 from edgeiqa.teachers.features import extract_features, head_outputs, view_tensors
 from edgeiqa.training import TrainConfig, Trainer
@@ -116,14 +117,6 @@ def _labelled_step(forward):
         return LossBatch(pred=forward(model, views), target=target, scene=scene, weight=weight)
 
     return step
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def train_teacher(
@@ -238,7 +231,7 @@ def save_member(teacher, result: MemberResult, cfg: TrainConfig, finetune: bool,
     info = {"teacher": result.name, "weights_source": teacher.weights_source, "finetune": finetune,
             "views": [v.to_dict() for v in teacher.entry.views],
             "train_config": cfg.__dict__, "metrics": result.metrics, "seconds": round(seconds, 1),
-            "checkpoint_sha256": file_sha256(d / "teacher.pt"), "n_images": len(result.paths), "failed": result.failed}
+            "checkpoint_sha256": sha256_file(d / "teacher.pt"), "n_images": len(result.paths), "failed": result.failed}
     (d / "member.json").write_text(json.dumps(info, indent=2, default=str))
 
 
@@ -288,4 +281,4 @@ def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progre
     return scores, opinions
 
 
-__all__ = ["MemberResult", "train_teacher", "load_member", "predict_images", "view_tensors", "file_sha256"]
+__all__ = ["MemberResult", "train_teacher", "load_member", "predict_images", "view_tensors"]
