@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import atomic_path
 from edgeiqa.losses import LossBatch, combined_loss
 
 
@@ -36,9 +37,8 @@ class TrainConfig:
 
 
 def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:

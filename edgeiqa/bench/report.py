@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+from edgeiqa.fileio import atomic_path, write_text_atomic
+
 # Every row carries every column (None where it does not apply), in this order (CSV header too).
 COLUMNS = [
     "format", "batch", "status", "reason", "backend", "provider", "precision", "threads",
@@ -55,15 +57,11 @@ def to_json(report: dict) -> str:
 
 
 def write_json(report: dict, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(report) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, to_json(report) + "\n")
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for r in rows:
@@ -76,7 +74,6 @@ def write_csv(rows: list[dict], path: Path) -> Path:
                     v = f"{v:.6g}"
                 out.append("" if v is None else v)
             w.writerow(out)
-    tmp.replace(path)
     return path
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import write_text_atomic
 
 SCORE_DECIMALS = 6
 
@@ -135,9 +136,7 @@ def run(args) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         text = to_json(rows, args.model, summary) if out.suffix.lower() == ".json" else to_csv(rows, scorer.uses_face)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        write_text_atomic(out, text)
         if args.json:
             print(json.dumps({**summary, "out": str(out)}, indent=2))
         else:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.budget import check_budget
 from edgeiqa.distill.budget_fit import count_registered, count_student, fit_by_input, pick_student, prune_to_budget
+from edgeiqa.fileio import write_json_atomic
 from edgeiqa.losses import LossBatch, check_loss_weights
 from edgeiqa.profiles import Profile
 from edgeiqa.provenance import package_versions
@@ -249,7 +249,5 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         "seconds": {**timings, "total_s": round(time.time() - t_start, 1)},
         "versions": package_versions(),
     }
-    tmp = out / "card.json.tmp"
-    tmp.write_text(json.dumps(card, indent=2, default=str))
-    tmp.replace(out / "card.json")
+    write_json_atomic(out / "card.json", card)
     return card

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import atomic_path, write_json_atomic
 
 METADATA_KEY = "edgeiqa"
 METADATA_VERSION = 1
@@ -262,11 +263,7 @@ def sidecar_path(artifact: str | Path) -> Path:
 
 
 def write_sidecar(artifact: str | Path, metadata: dict) -> Path:
-    path = sidecar_path(artifact)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(sidecar_path(artifact), metadata, sort_keys=True)
 
 
 def embed_onnx_metadata(onnx_path: str | Path, metadata: dict) -> None:
@@ -279,9 +276,8 @@ def embed_onnx_metadata(onnx_path: str | Path, metadata: dict) -> None:
     for p in keep:
         model.metadata_props.add(key=p.key, value=p.value)
     model.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata, sort_keys=True, default=str))
-    tmp = Path(str(onnx_path) + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(onnx_path)
+    with atomic_path(onnx_path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import atomic_path
 
 OUTPUT_NAME = "score"
 MAX_DYNAMIC_BATCH = 1024
@@ -159,9 +160,8 @@ def export_onnx(model, views: list[ViewSpec], path: str | Path, *, dynamic_batch
     got_outputs = [o.name for o in onnx_model.graph.output]
     if got_inputs != names or got_outputs != [OUTPUT_NAME]:
         raise EdgeIQAError(f"exported graph has inputs {got_inputs} and outputs {got_outputs}; expected {names} -> {OUTPUT_NAME}")
-    tmp_out = path.with_name(path.name + ".tmp")
-    onnx.save(onnx_model, str(tmp_out))
-    tmp_out.replace(path)
+    with atomic_path(path) as tmp_out:
+        onnx.save(onnx_model, str(tmp_out))
     info["opset"] = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), None)
     info["checker"] = "passed (full_check)"
     info["inputs"] = describe_inputs(onnx_model)

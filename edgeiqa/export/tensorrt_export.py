@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import atomic_path
 
 MIN_INT8_CALIBRATION_IMAGES = 300
 DEFAULT_WORKSPACE_GB = 4.0
@@ -166,10 +167,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, views: list[Vie
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EdgeIQAError("TensorRT failed to build the engine (see the TensorRT log above)")
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(serialized)  # plain engine: no header, metadata goes to the sidecar
-    tmp.replace(engine_path)
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(serialized)  # plain engine: no header, metadata goes to the sidecar
     return info
 
 

@@ -9,6 +9,7 @@ import torch
 from edgeiqa.backbones import feature_backbone
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import atomic_path
 from edgeiqa.students.model import IQAStudent
 from edgeiqa.students.registry import get_student_entry
 
@@ -48,9 +49,8 @@ def save_student(model: IQAStudent, path: str | Path, views: list[ViewSpec], met
         "state_dict": state,
         "meta": meta,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_student(path: str | Path) -> tuple[IQAStudent, dict]:

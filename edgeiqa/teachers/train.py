@@ -27,6 +27,7 @@ from edgeiqa import metrics
 from edgeiqa.data.records import Dataset, ImageRecord
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import atomic_path
 from edgeiqa.losses import LossBatch
 from edgeiqa.provenance import sha256_file
 from edgeiqa.teachers import create_teacher
@@ -203,8 +204,8 @@ def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths
             return stored["feats"]
     feats = extract_features(teacher, paths, cache, n_aug=n_aug, seed=seed, progress=progress,
                              desc=f"{teacher.entry.name} features", aug_paths=aug_paths)
-    torch.save({"key": key, "feats": feats}, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "feats": feats}, tmp)
     return feats
 
 
@@ -218,15 +219,14 @@ def _val_record(val_recs, score_of) -> dict:
 
 def save_member(teacher, result: MemberResult, cfg: TrainConfig, finetune: bool, seconds: float) -> None:
     d = result.dir
-    torch.save({"format": TEACHER_FORMAT, "teacher": result.name, "state_dict": teacher.state_dict(),
-                "weights_source": teacher.weights_source, "metrics": result.metrics}, d / "teacher.pt.tmp")
-    (d / "teacher.pt.tmp").replace(d / "teacher.pt")
-    with open(d / "predictions.csv.tmp", "w", newline="") as f:
+    with atomic_path(d / "teacher.pt") as tmp:
+        torch.save({"format": TEACHER_FORMAT, "teacher": result.name, "state_dict": teacher.state_dict(),
+                    "weights_source": teacher.weights_source, "metrics": result.metrics}, tmp)
+    with atomic_path(d / "predictions.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image", "score", "error"])
         for p, s in zip(result.paths, result.scores):
             w.writerow([p, "" if not np.isfinite(s) else f"{s:.8f}", result.failed.get(p, "")])
-    (d / "predictions.csv.tmp").replace(d / "predictions.csv")
     save_file({"opinions": torch.from_numpy(result.opinions)}, str(d / "opinions.safetensors"))
     info = {"teacher": result.name, "weights_source": teacher.weights_source, "finetune": finetune,
             "views": [v.to_dict() for v in teacher.entry.views],
