@@ -71,6 +71,8 @@ def fit_by_input(name: str, views: list[ViewSpec], budget: float, log=print) -> 
 def prune_to_budget(model, views: list[ViewSpec], budget: float, log=print, max_rounds: int = 12):
     """Prune backbone channels (torch-pruning, L1 magnitude) step by step until fvcore says it fits.
 
+    The returned model carries `pruning` (method, ratio): `save_student` then stores what `load_student`
+    needs to rebuild the narrower layers.
     GhostNet's Ghost modules concatenate and slice channels, which torch-pruning does not model
     reliably: for GhostNet students pruning is refused with a message (lower the input instead).
     """
@@ -87,6 +89,8 @@ def prune_to_budget(model, views: list[ViewSpec], budget: float, log=print, max_
         pruner = tp.pruner.MagnitudePruner(cand, example, importance=tp.importance.MagnitudeImportance(p=1),
                                            pruning_ratio=min(ratio, 0.9), ignored_layers=heads)
         pruner.step()
+        # save_student keeps the narrowed layer shapes when a model carries this record
+        cand.pruning = {"method": "torch-pruning MagnitudePruner (L1)", "ratio": round(min(ratio, 0.9), 2)}
         report = count_student(cand, views, budget, model.student_name)
         log(f"--fit prune: ratio {ratio:.1f} -> {report.total_gmacs:.2f} GMACs")
         if report.total_gmacs <= budget:

@@ -1,4 +1,10 @@
-"""Build, save and load students. `student.pt` holds everything needed to rebuild the model."""
+"""Build, save and load students. `student.pt` holds everything needed to rebuild the model.
+
+A pruned student (`distill --fit prune`) has narrower layers than its registered build. Its checkpoint
+also holds torch-pruning's per-module attributes (`tp.state_dict(...)["attributions"]`: channel counts,
+groups, feature sizes); loading builds the registered student, applies them with `tp.load_state_dict`,
+resizes each tensor to the saved shape and only then loads the weights.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +55,9 @@ def save_student(model: IQAStudent, path: str | Path, views: list[ViewSpec], met
         "state_dict": state,
         "meta": meta,
     }
+    pruning = getattr(model, "pruning", None)
+    if pruning:
+        payload["pruning"] = {**pruning, "attributes": pruned_attributes(model)}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -68,6 +77,53 @@ def load_student(path: str | Path) -> tuple[IQAStudent, dict]:
         raise EdgeIQAError(f"{path} is not an edgeiqa student checkpoint (format {CHECKPOINT_FORMAT})")
     views = [ViewSpec.from_dict(v) for v in payload["views"]]
     model = create_student(payload["student"], views, offline_pretrained=False, hidden=payload["hidden"])
-    model.load_state_dict(payload["state_dict"])
+    pruning = payload.get("pruning")
+    if pruning:
+        try:
+            apply_pruned_shapes(model, pruning["attributes"], payload["state_dict"])
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise EdgeIQAError(f"{path}: cannot rebuild the pruned layers of {payload['student']}: {exc}") from None
+        model.pruning = {k: v for k, v in pruning.items() if k != "attributes"}
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0] if first else ""
+        raise EdgeIQAError(f"{path}: weights do not fit student {payload['student']} ({detail})") from None
     model.eval()
     return model, payload
+
+
+# Attribute values kept from torch-pruning's record: plain values only (channel counts, kernel sizes,
+# groups, flags), so loading never sets an object that belongs to the run that saved it.
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _plain(value) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, _PLAIN)
+
+
+def pruned_attributes(model: IQAStudent) -> dict[str, dict]:
+    """torch-pruning's attributes of every module that owns tensors (the layers pruning can narrow)."""
+    import torch_pruning as tp
+
+    attrs = tp.state_dict(model)["attributions"]
+    owners = {name for name, mod in model.named_modules()
+              if any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False))}
+    return {name: {k: v for k, v in attrs[name].items() if k != "training" and _plain(v)}
+            for name in owners if name in attrs}
+
+
+def apply_pruned_shapes(model: IQAStudent, attributes: dict[str, dict], state: dict[str, torch.Tensor]) -> None:
+    """Narrow a freshly built student to a pruned checkpoint: layer attributes, then tensor shapes."""
+    import torch_pruning as tp
+
+    tp.load_state_dict(model, {"full_state_dict": {}, "attributions": attributes})
+    for name, mod in model.named_modules():
+        tensors = list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False))
+        for tname, tensor in tensors:
+            saved = state.get(f"{name}.{tname}" if name else tname)
+            if saved is not None and saved.shape != tensor.shape:
+                tensor.data = torch.empty_like(saved)
