@@ -116,6 +116,9 @@ def test_json_has_every_column(cli_report):
     assert rows["onnx-int8"]["reused"] is False and rows["onnx-int8"]["precision"] == "int8"
     assert rows["onnx"]["parity_max_abs"] <= 1e-4 and rows["torch"]["parity_max_abs"] == 0.0
     assert rows["onnx"]["srcc"] == pytest.approx(rows["torch"]["srcc"], abs=1e-6)
+    # size against the float32 ONNX graph, from the export metadata
+    assert rows["onnx"]["size_vs_fp32"] == 1.0 and 0 < rows["onnx-int8"]["size_vs_fp32"] < 0.5
+    assert rows["torch"]["size_vs_fp32"] is None and rows["teacher"]["size_vs_fp32"] is None
     # the exit code follows the statuses (int8 of an untrained head may miss its parity bar)
     assert cli_report["rc"] == (0 if rows["onnx-int8"]["status"] == "ok" else 1)
 

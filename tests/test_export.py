@@ -61,6 +61,22 @@ def test_formats_table_rows():
         backend_for_path("m.tflite")
 
 
+def test_every_format_has_one_export_function():
+    import subprocess
+
+    from edgeiqa.export import EXPORTERS, FORMATS
+    from edgeiqa.export.exporter import exports
+
+    assert set(EXPORTERS) == set(FORMATS) and all(callable(fn) for fn in EXPORTERS.values())
+    with pytest.raises(KeyError, match="already has an export function"):
+        exports("onnx")(lambda job: None)
+    with pytest.raises(KeyError, match="not a row of the formats table"):
+        exports("tflite")
+    # the package stays import-light: the runtime reads the formats table without the training stack
+    code = "import sys, edgeiqa.export; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("typo, near", [("onxx", "onnx"), ("onnx-int9", "onnx-int8"), ("tensorrtt", "tensorrt"),
                                         ("ONNX-FP16", None)])
 def test_misspelt_format_suggests_closest(typo, near):
@@ -123,6 +139,7 @@ def test_onnx_graph_contract(onnx_export):
     meta = onnx_export.metadata
     assert meta["export"]["exporter"] in ("dynamo", "torchscript")
     assert meta["export"]["checker"].startswith("passed")
+    assert meta["size"]["ratio_to_fp32"] == 1.0
 
 
 def test_metadata_in_model_and_sidecar(onnx_export):
@@ -228,6 +245,10 @@ def test_int8_is_quantised_runs_and_stays_correlated(int8_export, photos):
     res = Scorer.load(int8_export.path).score(photos[:4], batch_size=2)
     assert all(r.ok and np.isfinite(r.score) for r in res)
     assert int8_export.metadata["gmacs"]["match"] is True
+    size = int8_export.metadata["size"]  # against the float32 graph it was quantised from
+    assert size["bytes"] < size["fp32_onnx_bytes"] and size["ratio_to_fp32"] == pytest.approx(
+        size["bytes"] / size["fp32_onnx_bytes"], abs=1e-4)
+    assert size["ratio_to_fp32"] < 0.5
 
 
 def test_fp16_keeps_float32_io(run_dir, photos, tmp_path):
@@ -248,6 +269,7 @@ def test_torch_format_is_the_checkpoint_with_sidecar(run_dir, tmp_path, capsys):
     res = export_model(run_dir, "torch", out=tmp_path / "s.pt")
     assert res.path.read_bytes() == (run_dir / "student.pt").read_bytes()
     assert json.loads(res.sidecar.read_text())["format"] == "torch"
+    assert res.metadata["size"] is None  # no ONNX graph to compare with
     assert Scorer.load(res.path).backend.name == "torch"
     assert main(["export", str(run_dir), "--format", "torch", "--out", str(tmp_path / "t.pt"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -13,7 +13,7 @@ from edgeiqa.fileio import atomic_path, write_text_atomic
 # Every row carries every column (None where it does not apply), in this order (CSV header too).
 COLUMNS = [
     "format", "batch", "status", "reason", "backend", "provider", "precision", "threads",
-    "artefact", "reused", "export_s", "size_mb", "gmacs", "params_m",
+    "artefact", "reused", "export_s", "size_mb", "size_vs_fp32", "gmacs", "params_m",
     "p50_ms", "p95_ms", "mean_ms", "p50_call_ms", "images_per_s", "runs", "warmup", "truncated", "other_cpu_pct",
     "peak_rss_mb", "decode_ms", "views_ms", "preprocess_ms",
     "srcc", "plcc", "srcc_scene_median", "srcc_scene_mean", "n_eval", "n_failed", "eval_s",
@@ -163,7 +163,8 @@ def render(report: dict, console=None) -> None:
         if not console.is_terminal:  # piped into a file or a log: do not squeeze the table into 80 columns
             console = Console(width=200)
     t = Table(title=f"edgeiqa bench: {report.get('model_dir')}", title_style="bold", show_lines=False)
-    cols = [("format", "left"), ("batch", "right"), ("status", "left"), ("MB", "right"), ("GMACs", "right"),
+    cols = [("format", "left"), ("batch", "right"), ("status", "left"), ("MB", "right"), ("× fp32", "right"),
+            ("GMACs", "right"),
             ("p50 ms", "right"), ("p95 ms", "right"), ("img/s", "right"), ("peak MB", "right"), ("SRCC", "right"),
             ("PLCC", "right"), ("|Δ| vs torch", "right"), ("% ceiling", "right"), ("× teacher", "right"),
             ("busy %", "right")]
@@ -174,7 +175,8 @@ def render(report: dict, console=None) -> None:
         style = {"ok": "green", "failed validation": "yellow", "unavailable": "dim"}.get(status, "red")
         t.add_row(
             r["format"], _f(r["batch"], "d"), f"[{style}]{status}[/{style}]", _f(r["size_mb"], ".1f"),
-            _f(r["gmacs"], ".3f"), _f(r["p50_ms"], ".2f"), _f(r["p95_ms"], ".2f"), _f(r["images_per_s"], ".1f"),
+            _f(r["size_vs_fp32"], ".2f"), _f(r["gmacs"], ".3f"), _f(r["p50_ms"], ".2f"), _f(r["p95_ms"], ".2f"),
+            _f(r["images_per_s"], ".1f"),
             _f(r["peak_rss_mb"], ".0f"), _f(r["srcc"], ".4f"), _f(r["plcc"], ".4f"), _f(r["parity_max_abs"], ".2g"),
             _f(None if r["ceiling_fraction"] is None else 100 * r["ceiling_fraction"], ".1f"),
             _f(r["speedup_vs_teacher"], ".1f"), _f(r["other_cpu_pct"], ".0f"),

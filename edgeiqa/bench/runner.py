@@ -263,6 +263,7 @@ def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
     par = meta.get("parity") or {}
     problems = validation_problems(meta, fmt)
     base.update(artefact=str(art.path), reused=art.reused, export_s=art.export_s, size_mb=round(art.size_mb, 3),
+                size_vs_fp32=(meta.get("size") or {}).get("ratio_to_fp32"),
                 precision=meta.get("precision"), gmacs=g.get("card") or g.get("onnx_fvcore_convention") or ctx.card_gmacs,
                 gmacs_match=g.get("match"), export_parity_max_abs=par.get("max_abs_diff"), warnings=list(art.warnings),
                 status="failed validation" if problems else "ok", reason="; ".join(problems) or None)

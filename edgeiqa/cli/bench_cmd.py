@@ -53,7 +53,7 @@ def register(subparsers) -> None:
         "bench",
         help="benchmark a student per format: latency, throughput, memory, SRCC/PLCC, parity, vs the teacher",
         description="Measure what a trained student costs and keeps in each deployable format on this machine: "
-        "status, size, GMACs, params, latency p50/p95, throughput, peak memory, SRCC/PLCC on a dataset, "
+        "status, size (and size vs the fp32 ONNX graph), GMACs, params, latency p50/p95, throughput, peak memory, SRCC/PLCC on a dataset, "
         "parity vs torch, and the fraction of the machine's dense-compute ceiling it reaches.",
         epilog=EPILOG.format(formats=", ".join(FORMATS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,

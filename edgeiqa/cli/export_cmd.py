@@ -16,8 +16,9 @@ Every export: drops the training-only heads; checks the graph with onnx.checker;
 the exported graph and compares them with the card (fvcore convention: 1 MAC = 1 fused multiply-add,
 BatchNorm folded by the exporter added back; > 1 % difference is flagged); scores real images with torch
 and with the exported model and reports max/mean |diff| and the SRCC between the two; writes the
-metadata (profile, views, input sizes, normalisation, logistic mapping, GMACs, parity, checkpoint
-sha256, versions) into the ONNX model (metadata_props "edgeiqa") and into a .json sidecar.
+metadata (profile, views, input sizes, normalisation, logistic mapping, GMACs, parity, size vs the
+float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_props "edgeiqa") and into
+a .json sidecar. The views share one backbone, so every graph stores each weight once.
 
 exit code: 0 exported and checked; 1 exported but parity is below the format's bar or the GMACs do not
 match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, ...).
@@ -117,7 +118,9 @@ def run(args) -> int:
     else:
         exp = res.metadata.get("export") or {}
         size = res.path.stat().st_size / 1e6
-        print(f"exported {res.format} -> {res.path} ({size:.1f} MB); metadata sidecar {res.sidecar}")
+        ratio = (res.metadata.get("size") or {}).get("ratio_to_fp32")
+        vs = f", {ratio:.2f}x the fp32 ONNX" if ratio is not None and res.metadata.get("precision") != "fp32" else ""
+        print(f"exported {res.format} -> {res.path} ({size:.1f} MB{vs}); metadata sidecar {res.sidecar}")
         if exp:
             fb = f" (dynamo failed: {exp['exporter_fallback_reason']})" if exp.get("exporter_fallback_reason") else ""
             print(f"exporter: {exp.get('exporter')}{fb}, opset {exp.get('opset')}, onnx.checker {exp.get('checker')}")

@@ -160,12 +160,65 @@ def export_onnx(model, views: list[ViewSpec], path: str | Path, *, dynamic_batch
     got_outputs = [o.name for o in onnx_model.graph.output]
     if got_inputs != names or got_outputs != [OUTPUT_NAME]:
         raise EdgeIQAError(f"exported graph has inputs {got_inputs} and outputs {got_outputs}; expected {names} -> {OUTPUT_NAME}")
+    info["shared_initializers"] = share_identical_initializers(onnx_model)
     with atomic_path(path) as tmp_out:
         onnx.save(onnx_model, str(tmp_out))
     info["opset"] = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), None)
     info["checker"] = "passed (full_check)"
     info["inputs"] = describe_inputs(onnx_model)
     return info
+
+
+def share_identical_initializers(onnx_model) -> int:
+    """Keep one initializer per distinct tensor (type, shape, bytes); every user reads that one.
+
+    Each view runs the same backbone, so graph passes that rewrite weights per node (BatchNorm folding in
+    the exporter or in quantisation pre-processing) leave one copy of each weight per view; sharing them
+    again keeps the file at one backbone. Returns how many initializers were removed.
+    """
+    from onnx import numpy_helper
+
+    g = onnx_model.graph
+    overridable = {i.name for i in g.input}  # an initializer that is also a graph input may be fed: leave it
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    kept = []
+    for init in g.initializer:
+        if init.name in overridable or init.data_location == init.EXTERNAL:
+            kept.append(init)
+            continue
+        key = (init.data_type, tuple(init.dims), numpy_helper.to_array(init).tobytes())
+        if key in first:
+            rename[init.name] = first[key]
+        else:
+            first[key] = init.name
+            kept.append(init)
+    if not rename:
+        return 0
+    for node in _all_nodes(g):
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    for i, out in enumerate(g.output):
+        if out.name in rename:  # a graph output that is a weight: keep its name through an Identity
+            raise EdgeIQAError(f"graph output {out.name!r} is an initializer; cannot share it")
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    stale = [vi for vi in g.value_info if vi.name in rename]
+    for vi in stale:
+        g.value_info.remove(vi)
+    return len(rename)
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for a in node.attribute:  # If/Loop bodies read outer-scope names too
+            if a.type == a.GRAPH:
+                yield from _all_nodes(a.g)
+            elif a.type == a.GRAPHS:
+                for sub in a.graphs:
+                    yield from _all_nodes(sub)
 
 
 def describe_inputs(onnx_model) -> list[dict]:

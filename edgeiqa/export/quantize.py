@@ -9,6 +9,10 @@ statistics and the MLP head (nodes with outputs of rank < 4) stay in float, as a
 int8 would flatten the very texture energy the score depends on. (Measured on EfficientNet-Lite0, 26
 real photos: SRCC vs float 0.986 with the head in float, 0.978 all-int8, 0.80 when only Conv nodes were
 quantised on the folded graph, which quantises before the clip.)
+Folding BatchNorm writes one folded weight per Conv node, i.e. one copy per view of the shared backbone;
+identical initializers are shared again before quantising, so each weight is stored once in int8
+(EfficientNet-Lite0, two views: 96 -> 48 int8 weight tensors, int8/fp32 file size 0.59 -> 0.38, scores
+bit-identical to the unshared model).
 
 onnx-fp16: weights and compute in float16 with inputs and output kept float32 (so the runtime feeds the
 same arrays), via onnxconverter-common when installed, else the same converter shipped in onnxruntime.
@@ -70,8 +74,11 @@ def make_calibration_reader(batches: Iterable[dict[str, np.ndarray]]):
 
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, batches: list[dict[str, np.ndarray]], *,
-                  per_channel: bool = True, method: str = "minmax") -> dict:
-    """Static QDQ int8 quantisation of `fp32_path` calibrated on `batches`. Returns facts for metadata."""
+                  per_channel: bool = True, method: str = "minmax", share_weights: bool = True) -> dict:
+    """Static QDQ int8 quantisation of `fp32_path` calibrated on `batches`. Returns facts for metadata.
+
+    share_weights: store each backbone weight once however many views use it (False only to compare).
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if not batches:
@@ -95,6 +102,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, batches: list[dic
                 quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
             source = pre
             info["preprocess"] = "quant_pre_process"
+            info["shared_initializers"] = _share_weights(pre) if share_weights else 0
         except Exception as exc:  # noqa: BLE001 - quantise the plain export instead
             info["preprocess"] = f"skipped ({type(exc).__name__}: {str(exc)[:200]})"
         keep_float = head_nodes(source)
@@ -118,6 +126,20 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, batches: list[dic
     if not info["quantized_nodes"]:
         raise EdgeIQAError(f"int8 quantisation produced no quantised nodes in {out_path}")
     return info
+
+
+def _share_weights(path: Path) -> int:
+    """BatchNorm folding in pre-processing writes one folded weight per Conv node, i.e. one per view for
+    the shared backbone; share them again so the quantiser stores each weight once."""
+    import onnx
+
+    from edgeiqa.export.onnx_export import share_identical_initializers
+
+    model = onnx.load(str(path))
+    removed = share_identical_initializers(model)
+    if removed:
+        onnx.save(model, str(path))
+    return removed
 
 
 def count_quant_nodes(path: str | Path) -> int:

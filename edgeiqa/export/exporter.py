@@ -1,0 +1,368 @@
+"""export: a trained student (RUN/student.pt + card.json) -> a deployable artefact with its metadata.
+
+One export function per format, registered under the format's name in the formats table
+(`edgeiqa.export.formats.FORMATS`) with `@exports(name)`: it writes the artefact and says what it built
+(`Built`). `export_model` does what every format shares: validate the flags, load the student, recount
+the GMACs on the exported graph, measure parity against torch on real images, and write the metadata
+into the model (ONNX) and into a `.json` sidecar.
+
+No torch import at module level: `edgeiqa.export` re-exports this module and the runtime imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.export.formats import FORMATS, TENSORRT_PARITY, Format, check_flags, get_format
+from edgeiqa.provenance import package_versions, sha256_file
+
+DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "tensorrt": 500}
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    metadata: dict
+    parity: dict | None
+    sidecar: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def format(self) -> str:
+        return self.metadata.get("format", "?")
+
+    def summary(self) -> dict:
+        return {"format": self.format, "path": str(self.path), "sidecar": str(self.sidecar) if self.sidecar else None,
+                "size_bytes": self.path.stat().st_size if self.path.exists() else None,
+                "exporter": (self.metadata.get("export") or {}).get("exporter"),
+                "gmacs": self.metadata.get("gmacs"), "parity": self.parity, "warnings": self.warnings}
+
+
+@dataclass
+class ExportJob:
+    """What a format's export function gets: the loaded student and where to write."""
+
+    fmt: Format
+    model: object  # IQAStudent in eval mode, training heads dropped
+    views: list
+    ckpt: Path
+    out: Path
+    tmp: Path  # scratch folder beside `out`, removed after the export
+    profile: str | None
+    dynamic_batch: bool
+    calib: object
+    imgs: int | None
+    flags: dict
+
+
+@dataclass
+class Built:
+    """What a format's export function built."""
+
+    precision: str = "fp32"
+    graph_info: dict = field(default_factory=dict)  # facts from the torch -> ONNX step
+    extra: dict = field(default_factory=dict)  # format-specific metadata sections
+    count_path: Path | None = None  # ONNX graph whose GMACs are recounted (None: no graph)
+    fp32_path: Path | None = None  # the float32 ONNX graph the artefact came from (for the size ratio)
+
+
+EXPORTERS: dict[str, Callable[[ExportJob], Built]] = {}
+
+
+def exports(name: str):
+    """Register the export function of the formats-table row `name` (one function per format)."""
+    if name not in FORMATS:
+        raise KeyError(f"{name!r} is not a row of the formats table")
+
+    def register(fn):
+        if name in EXPORTERS:
+            raise KeyError(f"format {name!r} already has an export function")
+        EXPORTERS[name] = fn
+        return fn
+
+    return register
+
+
+# ----------------------------------------------------------------------------------------------- formats
+
+
+def _fp32_onnx(job: ExportJob, path: Path) -> dict:
+    from edgeiqa.export.onnx_export import export_onnx
+
+    return export_onnx(job.model, job.views, path, dynamic_batch=job.dynamic_batch, opset=job.flags.get("opset"),
+                       exporter=job.flags.get("exporter") or "auto")
+
+
+def _calibration_batches(job: ExportJob) -> tuple[list, dict]:
+    from edgeiqa.export import parity as par
+
+    images, src = par.load_images(job.calib, job.profile, job.imgs or DEFAULT_CALIB_IMAGES[job.fmt.name],
+                                  par.CALIB_SPLITS)
+    return par.view_batches(images, job.views), src
+
+
+@exports("torch")
+def export_torch(job: ExportJob) -> Built:
+    shutil.copyfile(job.ckpt, job.out)
+    return Built()
+
+
+@exports("onnx")
+def export_onnx_fp32(job: ExportJob) -> Built:
+    info = _fp32_onnx(job, job.out)
+    return Built(graph_info=info, count_path=job.out, fp32_path=job.out)
+
+
+@exports("onnx-fp16")
+def export_onnx_fp16(job: ExportJob) -> Built:
+    from edgeiqa.export.quantize import convert_fp16
+
+    fp32 = job.tmp / "fp32.onnx"
+    info = _fp32_onnx(job, fp32)
+    return Built("fp16", info, {"fp16": convert_fp16(fp32, job.out)}, count_path=job.out, fp32_path=fp32)
+
+
+@exports("onnx-int8")
+def export_onnx_int8(job: ExportJob) -> Built:
+    from edgeiqa.export.quantize import quantize_int8
+
+    fp32 = job.tmp / "fp32.onnx"
+    info = _fp32_onnx(job, fp32)
+    batches, src = _calibration_batches(job)
+    quant = quantize_int8(fp32, job.out, batches)
+    return Built("int8", info, {"quantization": {**quant, "calibration_source": src}}, count_path=job.out,
+                 fp32_path=fp32)
+
+
+@exports("tensorrt")
+def export_tensorrt(job: ExportJob) -> Built:
+    from edgeiqa.export.tensorrt_export import build_engine
+
+    fp32 = job.tmp / "fp32.onnx"
+    info = _fp32_onnx(job, fp32)
+    batches, src = _calibration_batches(job) if job.flags.get("int8") else (None, None)
+    engine = build_engine(fp32, job.out, job.views, fp16=bool(job.flags.get("fp16")), int8=bool(job.flags.get("int8")),
+                          calib_batches=batches, dynamic_batch=job.dynamic_batch,
+                          max_batch=int(job.flags.get("max_batch") or 8), workspace_gb=job.flags.get("workspace"))
+    return Built(engine["precision"], info, {"tensorrt": {**engine, "calibration_source": src}}, count_path=fp32,
+                 fp32_path=fp32)
+
+
+if set(EXPORTERS) != set(FORMATS):  # pragma: no cover - a table row without its function is a programming error
+    raise RuntimeError(f"formats without an export function: {sorted(set(FORMATS) - set(EXPORTERS))}")
+
+
+# ----------------------------------------------------------------------------------------------- shared steps
+
+
+def resolve_run(run_dir: str | Path) -> tuple[Path, dict | None, Path]:
+    """(student checkpoint, card or None, run folder) for a run folder or a student .pt path."""
+    p = Path(run_dir)
+    if p.is_dir():
+        ckpt, run = p / "student.pt", p
+    elif p.is_file():
+        ckpt, run = p, p.parent
+    else:
+        raise EdgeIQAError(f"run folder or student checkpoint not found: {p}")
+    if not ckpt.exists():
+        raise EdgeIQAError(f"{run}: no student.pt (a run folder from `edgeiqa distill` holds student.pt and card.json)")
+    card_path = run / "card.json"
+    card = None
+    if card_path.exists():
+        try:
+            card = json.loads(card_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise EdgeIQAError(f"{card_path}: not valid JSON: {exc}") from None
+    return ckpt, card, run
+
+
+def export_model(run_dir: str | Path, fmt: str, *, dynamic_batch: bool = False, calib=None, imgs: int | None = None,
+                 out: str | Path | None = None, **flags) -> ExportResult:
+    """Export the student of `run_dir` to format `fmt` (see FORMATS).
+
+    calib: dataset spec (or list of image paths) for calibration and parity; default: the run profile's
+    data, else the sample set. imgs: number of images for calibration and parity (default 16 for parity,
+    128 for onnx-int8 calibration, 500 for TensorRT int8). out: artefact path (default RUN/export/<name>).
+    flags: opset, exporter, fp16, int8, workspace, max_batch (only those the format takes; others are an
+    error: see FLAGS in edgeiqa.export.formats).
+    """
+    f = get_format(fmt)
+    check_flags(f, {"dynamic_batch": dynamic_batch, "calib": calib, "imgs": imgs, **flags})
+    if imgs is not None and int(imgs) < 1:
+        raise EdgeIQAError(f"--imgs must be >= 1, got {imgs}")
+    if f.backend == "tensorrt":
+        from edgeiqa.export.tensorrt_export import require_tensorrt
+
+        require_tensorrt()
+    ckpt, card, run = resolve_run(run_dir)
+    out = Path(out) if out else run / "export" / f.filename
+    if out.suffix.lower() != f.suffix:
+        raise EdgeIQAError(f"--out {out}: format {f.name} writes {f.suffix} files")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _export(f, ckpt, card, out, dynamic_batch=bool(dynamic_batch), calib=calib,
+                         imgs=None if imgs is None else int(imgs), flags=flags)
+    messages = []
+    for w in caught:
+        msg = str(w.message)
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)) or msg in messages:
+            continue
+        if w.category is UserWarning and (msg.startswith("edgeiqa:") or w.filename.startswith(str(Path(__file__).parent.parent))):
+            messages.append(msg)
+    for msg in messages:
+        warnings.warn(msg, stacklevel=2)
+    result.warnings = messages
+    return result
+
+
+def _recount_gmacs(model, views, count_path: Path | None, card_gmacs) -> dict:
+    """GMACs recounted on the exported graph, compared with the card's fvcore count."""
+    import torch
+
+    from edgeiqa.export import metadata as md
+
+    if count_path is None:
+        return {"card": card_gmacs, "note": "torch format: same weights as the checkpoint, no graph to recount"}
+    shapes = {v.name: [1, 3, *v.size] for v in views}
+    count = md.count_onnx_gmacs(count_path, shapes)
+    bn = md.fvcore_batchnorm_gmacs(model, [torch.zeros(1, 3, *v.size) for v in views])
+    gmacs = md.gmacs_check(card_gmacs, count, bn)
+    if gmacs["match"] is False:
+        warnings.warn(
+            f"edgeiqa: GMACs recounted on the exported graph ({gmacs['onnx_fvcore_convention']:.4f}) differ "
+            f"from the card ({card_gmacs:.4f}) by {100 * gmacs['rel_diff']:.2f}% (> {100 * md.GMACS_TOLERANCE:.0f}%)"
+            + (f"; {len(gmacs['uncounted_nodes'])} node(s) without shapes" if gmacs["uncounted_nodes"] else "")
+        )
+    return gmacs
+
+
+def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profile, imgs) -> dict:
+    """Parity of the artefact against torch on real images (raw scores)."""
+    from edgeiqa.export import parity as par
+
+    if f.backend == "torch":
+        return {"skipped": "the torch format is the checkpoint itself"}
+    images, src = par.load_images(calib, profile, imgs or par.DEFAULT_PARITY_IMAGES, par.PARITY_SPLITS)
+    batches = par.view_batches(images, views)
+    ref = par.run_all(torch_run, batches)
+    if f.backend == "onnxruntime":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        cand = par.run_all(lambda b: sess.run(None, b)[0], batches)
+        device = "onnxruntime CPUExecutionProvider"
+    else:
+        from edgeiqa.export.tensorrt_export import EngineRunner
+
+        runner = EngineRunner(out)
+        cand = par.run_all(runner.run, batches)
+        device = "TensorRT"
+    bar = TENSORRT_PARITY[precision] if f.backend == "tensorrt" else {"max_abs": f.parity_max_abs, "min_srcc": f.parity_min_srcc}
+    parity = par.compare(ref, cand, max_abs=bar.get("max_abs"), min_srcc=bar.get("min_srcc"))
+    parity.update({"images": src, "compared": f"{device} vs torch (raw scores, before the logistic mapping)"})
+    if not parity["ok"]:
+        warnings.warn(
+            f"edgeiqa: parity vs torch below the {f.name} bar: max |diff| {parity['max_abs_diff']:.3g}, "
+            f"SRCC {parity['srcc'] if parity['srcc'] is None else round(parity['srcc'], 4)} on {parity['n_images']} images"
+        )
+    return parity
+
+
+def _size(out: Path, fp32: Path | None) -> dict | None:
+    """Artefact size against the float32 ONNX graph it came from (both before metadata is embedded)."""
+    if fp32 is None or not fp32.exists():
+        return None
+    size, base = out.stat().st_size, fp32.stat().st_size
+    return {"bytes": size, "fp32_onnx_bytes": base, "ratio_to_fp32": round(size / base, 4) if base else None}
+
+
+def _export(f: Format, ckpt: Path, card: dict | None, out: Path, *, dynamic_batch: bool, calib, imgs: int | None,
+            flags: dict) -> ExportResult:
+    import torch
+
+    from edgeiqa.data.views import NORMALIZATION, ViewSpec
+    from edgeiqa.export import metadata as md
+    from edgeiqa.students import load_student
+
+    model, payload = load_student(ckpt)
+    model.drop_training_heads()
+    model.eval()
+    views = [ViewSpec.from_dict(v) for v in payload["views"]]
+    meta_in = dict(payload.get("meta") or {})
+    card = card or {}
+    profile = card.get("profile") or meta_in.get("profile")
+    card_gmacs = (card.get("student") or {}).get("gmacs", meta_in.get("gmacs"))
+
+    def torch_run(batch):
+        with torch.no_grad():
+            return model(*[torch.from_numpy(batch[v.name]) for v in views]).numpy()
+
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
+        job = ExportJob(f, model, views, ckpt, out, Path(tmp), profile, dynamic_batch, calib, imgs, flags)
+        built = EXPORTERS[f.name](job)
+        gmacs = _recount_gmacs(model, views, built.count_path, card_gmacs)
+        size = _size(out, built.fp32_path)
+        parity = _parity(f, built.precision, out, torch_run, views, calib, profile, imgs)
+
+    names = [v.name for v in views]
+    batch_dim = "batch" if dynamic_batch else 1
+    graph_info = built.graph_info
+    metadata = {
+        "edgeiqa_metadata": md.METADATA_VERSION,
+        "format": f.name,
+        "backend": f.backend,
+        "device": f.device,
+        "precision": built.precision,
+        "profile": profile,
+        "student": payload.get("student"),
+        "views": payload["views"],
+        "input_order": names,
+        "inputs": graph_info.get("inputs") or [{"name": v.name, "shape": [batch_dim, 3, *v.size]} for v in views],
+        "input_size": {v.name: list(v.size) for v in views},
+        "output": "score",
+        "layout": "NCHW",
+        "color": "RGB",
+        "pixel_scale": 1.0 / 255.0,
+        "normalization": NORMALIZATION,
+        "logistic": meta_in.get("logistic"),
+        "score_range": meta_in.get("score_range"),
+        "dynamic_batch": dynamic_batch,
+        "export": {k: v for k, v in graph_info.items() if k != "inputs"} or None,
+        **built.extra,
+        "size": size,
+        "gmacs": gmacs,
+        "parity": parity,
+        "source": {
+            "checkpoint": str(ckpt),
+            "sha256": sha256_file(ckpt),
+            "card": str(ckpt.parent / "card.json") if card else None,
+            "card_student": card.get("student"),
+            "seed": meta_in.get("seed"),
+            "pruning": {k: v for k, v in (payload.get("pruning") or {}).items() if k != "attributes"} or None,
+        },
+        "versions": package_versions(("tensorrt",) if f.backend == "tensorrt" else ()),
+    }
+    metadata = json.loads(json.dumps(metadata, default=_jsonable))
+    if f.suffix == ".onnx":
+        md.embed_onnx_metadata(out, metadata)
+    sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out)})
+    return ExportResult(path=out, metadata=metadata, parity=parity, sidecar=sidecar)
+
+
+def _jsonable(obj):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(obj)
