@@ -251,6 +251,28 @@ def test_int8_is_quantised_runs_and_stays_correlated(int8_export, photos):
     assert size["ratio_to_fp32"] < 0.5
 
 
+@pytest.mark.slow
+def test_int8_writes_nothing_into_the_working_directory(photos, tmp_path, monkeypatch):
+    """onnxruntime's symbolic shape inference fails on the TorchScript fragments graph and used to leave
+    sym_shape_infer_temp.onnx and a 14 MB .data file in the user's current directory."""
+    from edgeiqa.export import parity as par
+    from edgeiqa.export.onnx_export import export_onnx
+    from edgeiqa.export.quantize import quantize_int8
+    from edgeiqa.students import create_student
+
+    views = [ViewSpec("fragments", (56, 56), 7)]
+    model = create_student("efficientnet_lite0", views, offline_pretrained=False, hidden=8).drop_training_heads().eval()
+    export_onnx(model, views, tmp_path / "f.onnx", exporter="torchscript")
+    images, _ = par.load_images(photos[:2], None, 2, par.CALIB_SPLITS)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    info = quantize_int8(tmp_path / "f.onnx", tmp_path / "q.onnx", par.view_batches(images, views))
+    assert list(cwd.iterdir()) == []
+    assert info["preprocess"].startswith("quant_pre_process")  # BatchNorm still folded without symbolic shapes
+    assert info["quantized_nodes"] > 10
+
+
 def test_fp16_keeps_float32_io(run_dir, photos, tmp_path):
     from edgeiqa.export import export_model
 

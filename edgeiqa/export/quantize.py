@@ -20,7 +20,9 @@ same arrays), via onnxconverter-common when installed, else the same converter s
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -92,19 +94,14 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, batches: list[dic
             "activations": "uint8", "calibration": method,
             "calibration_batches": len(batches), "preprocess": None}
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
-        source = Path(fp32_path)
-        pre = Path(tmp) / "pre.onnx"
-        try:  # shape inference + graph optimisation recommended before static quantisation
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
-            source = pre
-            info["preprocess"] = "quant_pre_process"
-            info["shared_initializers"] = _share_weights(pre) if share_weights else 0
-        except Exception as exc:  # noqa: BLE001 - quantise the plain export instead
-            info["preprocess"] = f"skipped ({type(exc).__name__}: {str(exc)[:200]})"
+        source = Path(tmp) / "pre.onnx"
+        # onnxruntime's symbolic shape inference writes sym_shape_infer_temp.onnx and a .data file into
+        # the working directory when it fails: run it from the scratch folder
+        with contextlib.chdir(tmp):
+            info["preprocess"] = _pre_process(Path(fp32_path), source)
+        if not source.exists():
+            shutil.copyfile(fp32_path, source)
+        info["shared_initializers"] = _share_weights(source) if share_weights else 0
         keep_float = head_nodes(source)
         info["float_nodes"] = len(keep_float)
         reader = make_calibration_reader(batches)
@@ -126,6 +123,26 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, batches: list[dic
     if not info["quantized_nodes"]:
         raise EdgeIQAError(f"int8 quantisation produced no quantised nodes in {out_path}")
     return info
+
+
+def _pre_process(source: Path, out: Path) -> str:
+    """Shape inference + graph optimisation (BatchNorm folding) recommended before static quantisation.
+
+    Symbolic shape inference gives up on some graphs (the fragments view exported by TorchScript); the
+    optimisation is still worth having without it. Returns what ran, for the metadata."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    first = None
+    for symbolic in (True, False):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quant_pre_process(str(source), str(out), skip_symbolic_shape=not symbolic)
+            return "quant_pre_process" if symbolic else f"quant_pre_process without symbolic shapes ({first})"
+        except Exception as exc:  # noqa: BLE001 - try without symbolic shapes, else quantise the plain export
+            first = first or f"{type(exc).__name__}: {str(exc)[:200]}"
+            out.unlink(missing_ok=True)
+    return f"skipped ({first})"
 
 
 def _share_weights(path: Path) -> int:
