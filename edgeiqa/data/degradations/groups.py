@@ -1,0 +1,51 @@
+"""The group table: every degradation kind (the sample ladder's nine and this library's) in one group.
+
+Seven groups follow KADID-10k's reference list of 25 distortion types (Lin, Hosu, Saupe 2019); the
+eighth, `camera`, holds chains of artefacts as a phone makes them. KADID's JPEG and pixelate types are
+the sample ladder's `jpeg` and `pixelate`; the ladder's other kinds sit in the group they belong to.
+Leave-kinds-out folds and ranking pre-training pick kinds by group through `kinds_in_group`.
+"""
+
+from __future__ import annotations
+
+from edgeiqa.data.distortions import DISTORTIONS
+from edgeiqa.errors import EdgeIQAError, did_you_mean
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "blurs": ("blur", "gaussian_blur", "lens_blur", "motion_blur"),
+    "color": ("color", "color_diffusion", "color_shift", "color_quantization", "desaturate", "oversaturate"),
+    "compression": ("jpeg", "jpeg2000"),
+    "noise": ("noise", "white_noise", "color_noise", "impulse_noise", "multiplicative_noise", "denoise"),
+    "brightness": ("overexposure", "underexposure", "brighten", "darken", "mean_shift"),
+    "spatial": ("pixelate", "jitter", "patch_shuffle", "quantization", "color_block"),
+    "sharpness_contrast": ("contrast", "sharpen", "contrast_change"),
+    "camera": ("mixed", "low_light", "blur_jpeg", "noise_jpeg", "camera_chain"),
+}
+
+_GROUP_OF = {kind: group for group, members in GROUPS.items() for kind in members}
+
+
+def group_names() -> list[str]:
+    return list(GROUPS)
+
+
+def kinds_in_group(name: str) -> list[str]:
+    """The kinds of one group; EdgeIQAError naming the closest group for an unknown name."""
+    try:
+        return list(GROUPS[name])
+    except (KeyError, TypeError):
+        raise EdgeIQAError(f"unknown degradation group {name!r} (groups: {', '.join(GROUPS)})"
+                           f"{did_you_mean(str(name), GROUPS)}") from None
+
+
+def group_of(kind: str) -> str:
+    """The group a kind belongs to; EdgeIQAError naming the closest kind for an unknown name."""
+    try:
+        return _GROUP_OF[kind]
+    except (KeyError, TypeError):
+        raise EdgeIQAError(f"unknown degradation kind {kind!r}{did_you_mean(str(kind), _GROUP_OF)}") from None
+
+
+def describe_kinds() -> list[dict[str, str]]:
+    """One row per kind, table order: group, kind, description (the README table is made from it)."""
+    return [{"group": g, "kind": k, "description": DISTORTIONS[k].description} for g, ks in GROUPS.items() for k in ks]
