@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from edgeiqa.errors import EdgeIQAError, did_you_mean
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.registry import Registry
 
 
 @dataclass
@@ -26,6 +27,11 @@ class LossBatch:
     feat_mask: torch.Tensor | None = None  # (N,) bool: which rows have a teacher feature
 
 
+# name -> loss function `fn(LossBatch) -> scalar`; the registered function computes the loss.
+LOSSES = Registry("loss")
+register_loss = LOSSES.register
+
+
 def _pairs(batch: LossBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Index pairs (i, j), i < j, in the same scene with different targets."""
     n = batch.pred.shape[0]
@@ -36,14 +42,17 @@ def _pairs(batch: LossBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return i[keep], j[keep]
 
 
+@register_loss("mse")
 def mse(b: LossBatch) -> torch.Tensor:
     return (b.weight * (b.pred - b.target) ** 2).sum() / b.weight.sum().clamp_min(1e-8)
 
 
+@register_loss("l1")
 def l1(b: LossBatch) -> torch.Tensor:
     return (b.weight * (b.pred - b.target).abs()).sum() / b.weight.sum().clamp_min(1e-8)
 
 
+@register_loss("plcc")
 def plcc(b: LossBatch) -> torch.Tensor:
     """1 - Pearson correlation over the batch (scale-free; needs >= 3 distinct targets)."""
     if b.pred.numel() < 3 or b.target.std() < 1e-8:
@@ -54,6 +63,7 @@ def plcc(b: LossBatch) -> torch.Tensor:
     return (1 - r) / 2
 
 
+@register_loss("fidelity")
 def fidelity(b: LossBatch) -> torch.Tensor:
     """Fidelity loss (Tsai et al.) on same-scene pairs, with a Thurstone-style target probability."""
     i, j = _pairs(b)
@@ -66,6 +76,7 @@ def fidelity(b: LossBatch) -> torch.Tensor:
     return (w * loss).sum() / w.sum().clamp_min(1e-8)
 
 
+@register_loss("rank")
 def rank(b: LossBatch, margin: float = 0.1) -> torch.Tensor:
     """Margin ranking loss on same-scene pairs."""
     i, j = _pairs(b)
@@ -75,6 +86,7 @@ def rank(b: LossBatch, margin: float = 0.1) -> torch.Tensor:
     return F.relu(margin - sign * (b.pred[i] - b.pred[j])).mean()
 
 
+@register_loss("feature")
 def feature(b: LossBatch) -> torch.Tensor:
     """1 - cosine similarity between the student's projection and the teacher's opinion feature."""
     if b.proj is None or b.feat is None:
@@ -85,13 +97,9 @@ def feature(b: LossBatch) -> torch.Tensor:
     return (1 - F.cosine_similarity(b.proj[mask], b.feat[mask], dim=1)).mean()
 
 
-LOSSES = {"mse": mse, "l1": l1, "plcc": plcc, "fidelity": fidelity, "rank": rank, "feature": feature}
-
-
 def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
     for name, w in weights.items():
-        if name not in LOSSES:
-            raise EdgeIQAError(f"unknown loss {name!r} (known: {', '.join(LOSSES)}){did_you_mean(name, LOSSES)}")
+        LOSSES.get(name)  # unknown -> EdgeIQAError with the closest name
         if float(w) < 0:
             raise EdgeIQAError(f"loss weight for {name!r} must be >= 0, got {w}")
     if not any(float(w) > 0 for w in weights.values()):
@@ -119,7 +127,7 @@ def combined_loss(weights: dict[str, float], batch: LossBatch) -> tuple[torch.Te
     parts = {}
     for name, w in weights.items():
         if w > 0:
-            value = LOSSES[name](batch)
+            value = LOSSES.create(name, batch)
             parts[name] = float(value.detach())
             total = total + w * value
     return total, parts

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeiqa import budget as B
+from edgeiqa.budget import fitting as fit
 from edgeiqa.cli.main import main
 from edgeiqa.errors import BudgetExceeded, EdgeIQAError
 
@@ -81,7 +82,7 @@ def test_over_budget_exit_3_names_a_fitting_input(capsys):
     assert h % 32 == 0 and w % 32 == 0 and h < 360 and abs(w / h - 640 / 360) < 0.1
     fitted = B.resolve_model("mobilenetv3_large_100", (h, w)).count(cross_check=False).total_gmacs
     assert fitted <= 0.5
-    bigger = B.resolve_model("mobilenetv3_large_100", B._candidate((360, 640), h // 32 + 1))
+    bigger = B.resolve_model("mobilenetv3_large_100", fit._candidate((360, 640), h // 32 + 1))
     assert bigger.count(cross_check=False).total_gmacs > 0.5  # it is the largest that fits
 
 
@@ -103,9 +104,9 @@ def test_largest_fitting_input_search(cost, estimate):
         return cost(size)
 
     found = B.largest_fitting_input(recount, hw, budget, cost(hw), estimate=estimate)
-    brute = max(k for k in range(1, 2160 // 32 + 1) if cost(B._candidate(hw, k)) <= budget)
-    assert found[0] == B._candidate(hw, brute)
-    assert len(calls) <= B.MAX_SEARCH_COUNTS
+    brute = max(k for k in range(1, 2160 // 32 + 1) if cost(fit._candidate(hw, k)) <= budget)
+    assert found[0] == fit._candidate(hw, brute)
+    assert len(calls) <= fit.MAX_SEARCH_COUNTS
     assert B.largest_fitting_input(recount, hw, 1e-9, cost(hw)) is None  # nothing fits
 
 
@@ -120,26 +121,107 @@ def test_check_budget_message_for_fixed_input_model():
     assert B.check_budget(report, budget=100) is report  # fits now
 
 
-def test_registry_hook_and_views(monkeypatch):
-    import edgeiqa.students as students
+def _cli_json(capsys, *argv):
+    rc = main(["budget", *argv, "--json"])
+    out = capsys.readouterr()
+    return rc, (json.loads(out.out) if out.out.strip() else None), out.err
 
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
 
-        def forward(self, x):
-            return self.conv(x).mean((2, 3))
+@pytest.mark.slow
+def test_student_name_counts_the_deployed_student_not_timms_classifier(capsys):
+    """nf_regnet_b1 is both a student and a timm classifier: the student (backbone on every view + IQA
+    head) is counted, by distill's own function. Before the fix: timm's classifier, or an error."""
+    from edgeiqa.data.views import ViewSpec
+    from edgeiqa.distill.budget_fit import count_registered
 
-    monkeypatch.setattr(students, "is_registered", lambda name: name == "tiny-student", raising=False)
-    monkeypatch.setattr(students, "create_for_budget", lambda name, hw, views: Tiny(), raising=False)
-    target = B.resolve_model("tiny-student", (64, 96), ["resize", "fragments"])
-    report = target.count()
-    per_view = 64 * 96 * 8 * 3 * 9 / 1e9
-    assert report.views == {"resize": pytest.approx(per_view), "fragments": pytest.approx(per_view)}
-    assert report.total_gmacs == pytest.approx(2 * per_view)  # same backbone on each view: the sum
-    assert report.cross_check_gmacs == pytest.approx(2 * per_view)
-    assert report.params_m == pytest.approx(8 * 3 * 9 / 1e6)
+    rc, report, err = _cli_json(capsys, "--model", "nf_regnet_b1", "--input", "56x56", "--views", "resize,fragments")
+    assert rc == 0, err
+    views = [ViewSpec("resize", (56, 56)), ViewSpec("fragments", (56, 56))]
+    distill = count_registered("nf_regnet_b1", views, 50.0)
+    assert report["total_gmacs"] == pytest.approx(distill.total_gmacs, abs=1e-4)
+    assert report["views"] == pytest.approx({k: round(v, 4) for k, v in distill.views.items()})
+    assert set(report["views"]) == {"resize", "fragments"}
+    timm_model = B.resolve_model("nf_regnet_b1", (56, 56), ["resize", "fragments"]).count(cross_check=False)
+    assert abs(report["total_gmacs"] - timm_model.total_gmacs) > 1e-4  # not timm's classifier
+    assert report["params_m"] != pytest.approx(timm_model.params_m, rel=1e-3)
+    assert report["total_gmacs"] > sum(report["views"].values())  # the IQA head is counted too
+
+
+@pytest.mark.slow
+def test_student_with_a_profile_counts_the_profiles_views(capsys):
+    from edgeiqa.distill.budget_fit import count_registered, views_at
+    from edgeiqa.profiles import load_profile
+
+    views = load_profile("sample").student_views
+    rc, report, err = _cli_json(capsys, "--model", "ghostnetv2", "--profile", "sample")
+    assert rc == 0, err
+    assert report["total_gmacs"] == pytest.approx(count_registered("ghostnetv2", views, 50.0).total_gmacs, abs=1e-4)
+    assert report["input"] == "288x288" and set(report["views"]) == {"resize", "fragments"}
+    # --input rescales every view the way distill's fitting search does
+    rc, smaller, err = _cli_json(capsys, "--model", "ghostnetv2", "--profile", "sample", "--input", "192x192")
+    expected = count_registered("ghostnetv2", views_at(views, (192, 192)), 50.0).total_gmacs
+    assert rc == 0 and smaller["total_gmacs"] == pytest.approx(expected, abs=1e-4)
+    assert smaller["input"] == "192x192" and smaller["total_gmacs"] < report["total_gmacs"]
+
+
+@pytest.mark.slow
+def test_teacher_name_counts_the_multiview_teacher(capsys):
+    from edgeiqa.teachers import get_teacher_entry
+    from edgeiqa.teachers.pipeline import teacher_gmacs
+
+    rc, report, err = _cli_json(capsys, "--model", "lite0_mv")
+    assert rc == 0, err
+    entry = get_teacher_entry("lite0_mv")
+    assert list(report["views"]) == [v.name for v in entry.views] == ["resize", "fragments"]
+    assert report["input"] == "320x320"
+    # the same total `teachers train` records in member.json: every view's backbone plus the head
+    assert report["total_gmacs"] == pytest.approx(teacher_gmacs("lite0_mv"), abs=1e-3)
+    assert report["total_gmacs"] > sum(report["views"].values())
+    assert report["views"]["fragments"] > report["views"]["resize"]  # 336x336 vs 320x320
+
+
+def test_unknown_or_misused_names_are_one_line_exit_2(capsys):
+    for name, closest in (("mobilenetv3_larg", "mobilenetv3_large"), ("lite0_m", "lite0_mv")):
+        assert main(["budget", "--model", name, "--input", "224"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"did you mean: {closest}," in err  # the closest name first
+    cases = [
+        (["--model", "lite0_mv", "--input", "224"], "registered views"),  # a teacher's views are its own
+        (["--model", "mobilenetv3_large_100", "--profile", "sample"], "--profile applies to edgeiqa students"),
+        (["--model", "mobilenetv3_large_100"], "--input HxW is required"),
+        (["--model", "ghostnetv2"], "--profile NAME"),
+        (["--model", "ghostnetv2", "--profile", "sample", "--views", "resize"], "leave out --views"),
+        (["--model", "ghostnetv2", "--profile", "sampel"], "did you mean 'sample'"),
+        (["--model", "ghostnetv2", "--input", "224", "--budget", "-1"], "positive"),
+    ]
+    for argv, message in cases:
+        assert main(["budget", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)
+
+
+@pytest.mark.parametrize("affine,per_element", [(True, 2), (False, 1)])
+def test_batchnorm_convention(affine, per_element):
+    """fvcore counts an eval-mode affine BatchNorm as 2 MACs per element (normalise + scale/shift), 1
+    without the affine part; the README states these figures. FlopCounterMode counts none."""
+    x = torch.zeros(1, 16, 8, 8)
+    report = B.count_gmacs(nn.BatchNorm2d(16, affine=affine), x)
+    assert report.total_gmacs * 1e9 == per_element * x.numel()
+    assert report.cross_check_gmacs == 0
+    ln = B.count_gmacs(nn.LayerNorm(16), torch.zeros(1, 10, 16))
+    assert ln.total_gmacs * 1e9 == 5 * 10 * 16
+
+
+@pytest.mark.slow
+def test_budget_stage_imports_no_later_stage():
+    """budget is shared by teachers and students: it must not import them (the CLI resolves their names)."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgeiqa.budget; print(sorted(m for m in sys.modules if m.startswith(('edgeiqa.students', 'edgeiqa.teachers', 'edgeiqa.distill'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_cli_user_errors_are_clean(capsys):

@@ -40,29 +40,8 @@ Repeatability: p50 of two consecutive runs agree within 25 % on a noisy 2-core m
 (benchmarks/bench_sample.py checks it).
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-
-from edgeiqa.bench.report import COLUMNS, CSV_NAME, JSON_NAME, write_csv, write_json, write_plots
+from edgeiqa.bench.outputs import write_outputs
+from edgeiqa.bench.report import COLUMNS
 from edgeiqa.bench.runner import BenchOptions, default_formats, exit_code, parse_formats, run_bench
 
 __all__ = ["BenchOptions", "COLUMNS", "run_bench", "write_outputs", "exit_code", "parse_formats", "default_formats"]
-
-
-def write_outputs(report: dict, out: str | Path, plots: bool = True) -> list[Path]:
-    """bench.json, bench.csv and (with plots) latency_vs_srcc.png + gmacs_vs_srcc.png in `out`.
-
-    The paths are also recorded in report["files"]."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / JSON_NAME, write_csv(report["rows"], out / CSV_NAME)]
-    if plots:
-        title = f"{report.get('student') or 'student'} on {(report.get('device') or {}).get('cpu_model', '')}"
-        try:
-            files += write_plots(report["rows"], out, title=title)
-        except Exception as exc:  # noqa: BLE001 - plots never cost the numbers
-            report.setdefault("warnings", []).append(f"plots not written: {type(exc).__name__}: {exc}")
-    report["files"] = [str(p) for p in files]
-    write_json(report, out / JSON_NAME)
-    return files

@@ -29,7 +29,6 @@ Only numpy, Pillow and OpenCV are used.
 
 from __future__ import annotations
 
-import difflib
 import io
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.registry import Registry
 
 SEVERITIES = 6  # levels 1..6 of the sample set; 0 is the original
 
@@ -71,19 +71,14 @@ class Distortion:
         return self.degrade(img, severity_to_amount(severity), rng)
 
 
-DISTORTIONS: dict[str, Distortion] = {}
+# name -> Distortion; the registered function `fn(img, amount, rng)` computes the degraded image.
+DEGRADATIONS: Registry[Distortion] = Registry("distortion", Distortion)
+DISTORTIONS: dict[str, Distortion] = DEGRADATIONS.entries  # the table itself (tests swap an entry in it)
 
 
 def register_distortion(name: str, description: str, uses_rng: bool = False):
     """Decorator: add `fn(img, amount, rng) -> uint8 RGB` to the table under `name`."""
-
-    def wrap(fn):
-        if name in DISTORTIONS:
-            raise ValueError(f"distortion {name!r} registered twice")
-        DISTORTIONS[name] = Distortion(name, fn, description, uses_rng)
-        return fn
-
-    return wrap
+    return DEGRADATIONS.register(name, description=description, uses_rng=uses_rng)
 
 
 def severity_to_amount(severity: int) -> float:
@@ -93,12 +88,7 @@ def severity_to_amount(severity: int) -> float:
 
 
 def get_distortion(kind: str) -> Distortion:
-    try:
-        return DISTORTIONS[kind]
-    except KeyError:
-        near = difflib.get_close_matches(str(kind), DISTORTIONS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise EdgeIQAError(f"unknown distortion {kind!r} (known: {', '.join(DISTORTIONS)}){hint}") from None
+    return DEGRADATIONS.get(kind)
 
 
 def kinds() -> list[str]:

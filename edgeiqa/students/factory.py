@@ -12,12 +12,11 @@ from pathlib import Path
 
 import torch
 
-from edgeiqa.backbones import feature_backbone
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import atomic_path
 from edgeiqa.students.model import IQAStudent
-from edgeiqa.students.registry import get_student_entry
+from edgeiqa.students.registry import STUDENTS
 
 CHECKPOINT_FORMAT = "edgeiqa-student/1"
 
@@ -33,14 +32,8 @@ def create_student(
     feature_dim: int | None = None,
 ) -> IQAStudent:
     """A registered student with an IQA head. `weights` = a backbone state dict file (not a student.pt)."""
-    entry = get_student_entry(name)
-    backbone, source, channels = feature_backbone(
-        entry.timm_name, entry.out_indices, pretrained=pretrained, offline_pretrained=offline_pretrained, weights=weights
-    )
-    model = IQAStudent(backbone, channels, views, hidden=hidden, feature_dim=feature_dim)
-    model.student_name = name
-    model.weights_source = source
-    return model
+    return STUDENTS.create(name, views, pretrained=pretrained, offline_pretrained=offline_pretrained,
+                           weights=weights, hidden=hidden, feature_dim=feature_dim)
 
 
 def save_student(model: IQAStudent, path: str | Path, views: list[ViewSpec], meta: dict) -> None:

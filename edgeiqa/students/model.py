@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeiqa.backbones import pool_mean_std
+from edgeiqa.backbones import feature_backbone, pool_mean_std
 from edgeiqa.data.views import ViewSpec
+from edgeiqa.students.registry import get_student_entry
 
 
 class IQAStudent(nn.Module):
@@ -65,3 +66,25 @@ class IQAStudent(nn.Module):
         """The deployable model: no projection head (export and GMAC counting use this)."""
         self.projection = None
         return self
+
+
+def build_student(
+    name: str,
+    views: list[ViewSpec],
+    *,
+    pretrained: bool = False,
+    offline_pretrained: bool = True,
+    weights=None,
+    hidden: int = 256,
+    feature_dim: int | None = None,
+) -> IQAStudent:
+    """The registered student `name` (its timm backbone and feature levels) with an IQA head over `views`.
+    `weights` = a backbone state dict file (not a student.pt). Family files call this."""
+    entry = get_student_entry(name)
+    backbone, source, channels = feature_backbone(
+        entry.timm_name, entry.out_indices, pretrained=pretrained, offline_pretrained=offline_pretrained, weights=weights
+    )
+    model = IQAStudent(backbone, channels, views, hidden=hidden, feature_dim=feature_dim)
+    model.student_name = name
+    model.weights_source = source
+    return model

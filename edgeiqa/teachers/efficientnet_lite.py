@@ -1,3 +1,4 @@
+from edgeiqa.teachers.model import IQATeacher, build_teacher
 from edgeiqa.teachers.registry import register_teacher
 
 
@@ -7,9 +8,10 @@ from edgeiqa.teachers.registry import register_teacher
     views=[("resize", (336, 336)), ("fragments", (336, 336))],
     encoder="multilevel",
 )
-def lite2_mv():
+def lite2_mv(**kwargs) -> IQATeacher:
     """EfficientNet-Lite2 with its shipped ImageNet weights (offline), resize + large fragments views,
     mean+std pooled multi-level features: the member that makes the ensemble strong without a network."""
+    return build_teacher("lite2_mv", **kwargs)
 
 
 @register_teacher(
@@ -18,5 +20,6 @@ def lite2_mv():
     views=[("resize", (320, 320)), ("fragments", (336, 336))],
     encoder="multilevel",
 )
-def lite0_mv():
+def lite0_mv(**kwargs) -> IQATeacher:
     """EfficientNet-Lite0 (shipped weights), resize + fragments: a cheap pretrained member."""
+    return build_teacher("lite0_mv", **kwargs)

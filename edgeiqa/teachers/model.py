@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgeiqa.backbones import create_backbone, pool_mean_std
-from edgeiqa.teachers.registry import TeacherEntry
+from edgeiqa.teachers.registry import TeacherEntry, get_teacher_entry
 
 
 class PooledEncoder(nn.Module):
@@ -81,3 +81,8 @@ class IQATeacher(nn.Module):
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(score (N,), opinion feature (N, hidden))."""
         return self.head(self.encode(*views))
+
+
+def build_teacher(name: str, pretrained: bool = False, hidden: int = 256) -> IQATeacher:
+    """The registered teacher `name` (backbones per its entry, IQA head). Family files call this."""
+    return IQATeacher(get_teacher_entry(name), pretrained=pretrained, hidden=hidden)
