@@ -72,9 +72,10 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: 
                draft: int | None = None) -> np.ndarray:
     """Read `path` as an RGB uint8 array (H, W, 3) with EXIF orientation applied.
 
-    draft: when set, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides
-    >= `draft` px (Pillow's `Image.draft`): 4-60x less work on large photos, for callers that only resize
-    the image down (the runtime's resize-only views). Other formats, and JPEGs already small, decode in full.
+    draft: when set, a JPEG whose sides are both >= 2 x `draft` is decoded at the smallest DCT scale (1/2,
+    1/4, 1/8) that keeps both sides >= `draft` px (Pillow's `Image.draft`): up to 64x fewer pixels, for
+    callers that only resize the image down (the runtime passes twice its resize views' size). Other
+    formats and smaller JPEGs decode in full.
 
     Raises ImageLoadError (naming the file and the reason) for missing, empty, truncated, corrupt,
     non-image, too small or too large files.

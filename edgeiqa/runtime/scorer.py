@@ -88,7 +88,7 @@ class Scorer:
         self._has_full = any(v.kind == "full" for v in self.views)
         # Reduced-size JPEG decoding only when every view resizes the whole image (no native pixels needed).
         resize_only = all(v.kind == "resize" for v in self.views)
-        self.draft = max(max(v.size) for v in self.views) if (fast_decode and resize_only) else None
+        self.draft = 2 * max(max(v.size) for v in self.views) if (fast_decode and resize_only) else None
 
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
