@@ -260,8 +260,8 @@ def test_reduced_jpeg_decode_for_resize_views(onnx_path, photos, tmp_path):
     png = tmp_path / "big.png"
     Image.open(big).save(png)
     assert load_image(png, draft=128).shape == (1200, 1600, 3)  # only JPEG has DCT scaling
-    fast = Scorer.load(onnx_path)
-    exact = Scorer.load(onnx_path, fast_decode=False)
+    fast = Scorer.load(onnx_path, fast_decode=True)  # what `edgeiqa score` uses unless --full-decode
+    exact = Scorer.load(onnx_path)  # the library default: exactly the training pipeline
     assert fast.draft == 128 and exact.draft is None
     f, e = fast.score_one(big), exact.score_one(big)
     assert e == pytest.approx(exact.score_one(png), abs=1e-3)  # full decode: the decoded pixels of the PNG copy

@@ -358,3 +358,20 @@ def test_torch_model_defaults_to_one_thread_and_reports_it(folder, tmp_path, cap
     rc = _score([folder / "good.jpg", "--model", run, "--out", tmp_path / "s.csv", "--json", "--no-progress",
                  "--threads", "2"])
     assert json.loads(capsys.readouterr().out)["threads"] == 2
+
+
+def test_reduced_decode_by_default_and_full_decode_flag(model, tmp_path, capsys):
+    """`edgeiqa score` decodes a large JPEG at a reduced scale for a resize-only model; --full-decode gives
+    exactly the library's (training) pipeline."""
+    from edgeiqa.runtime import Scorer
+
+    big = tmp_path / "big.jpg"
+    Image.fromarray(_astronaut()).resize((1024, 1024), Image.BICUBIC).save(big, quality=92)
+    got = {}
+    for extra in ((), ("--full-decode",)):
+        assert _score([big, "--model", model, "--json", "--no-progress", *extra]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        got[extra] = (doc["summary"]["fast_decode"], doc["results"][0]["score"])
+    assert got[()][0] is True and got[("--full-decode",)][0] is False
+    assert got[("--full-decode",)][1] == round(Scorer.load(model).score_one(big), 6)
+    assert got[()][1] == round(Scorer.load(model, fast_decode=True).score_one(big), 6)

@@ -3,10 +3,10 @@
 Preprocessing is the training pipeline itself: `load_image` (EXIF, any mode -> RGB, size guards) ->
 `make_views(rng=None)` (evaluation: fixed fragment offsets) -> `to_batch` (ImageNet normalisation), with
 the views read from the artefact's metadata. A raw score goes through the metadata's logistic mapping
-when one is set. One exception, on by default and switched off with `fast_decode=False`: when every view
-is a `resize` view, a large JPEG is decoded at a reduced DCT scale that keeps at least twice the view's
-pixels (`load_image(draft=...)`), since the view throws the rest away (see benchmarks/score_folder.py for
-the speed gain and the score difference).
+when one is set. One opt-in exception, `fast_decode=True` (the default of `edgeiqa score`, off in the
+library so eval and bench see exactly the training pipeline): when every view is a `resize` view, a large
+JPEG is decoded at a reduced DCT scale that keeps at least twice the view's size (`load_image(draft=...)`),
+since the view throws the rest away (benchmarks/score_folder.py: speed gain and score difference).
 
 At load the metadata is checked against the graph (metadata version, view names vs input names, view
 sizes vs static input shapes): a model whose metadata does not belong to it is refused with one line.
@@ -76,7 +76,7 @@ def array_to_rgb(arr: np.ndarray) -> np.ndarray:
 
 
 class Scorer:
-    def __init__(self, backend, path: str | Path, fast_decode: bool = True):
+    def __init__(self, backend, path: str | Path, fast_decode: bool = False):
         self.backend = backend
         self.path = Path(path)
         self.metadata = meta = backend.metadata
@@ -92,13 +92,13 @@ class Scorer:
 
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
-             fast_decode: bool = True) -> "Scorer":
+             fast_decode: bool = False) -> "Scorer":
         """Open a model by suffix: `.onnx` (onnxruntime), `.engine` (TensorRT), `.pt` or a run folder (torch).
 
         providers: explicit onnxruntime provider list (names or aliases such as "cpu", "cuda"); the first
         must be the one that runs. device: "cpu" (default), "cuda" or "cuda:N". threads: intra-op threads
         (default: 1 for torch, every usable core for onnxruntime; `backend.threads` says which).
-        fast_decode: reduced-size JPEG decoding for resize-only models (see the module docstring).
+        fast_decode: reduced-size JPEG decoding for resize-only models (opt-in; see the module docstring).
         """
         backend = open_backend(path, providers=providers, device=device, threads=threads)
         return cls(backend, path, fast_decode=fast_decode)
