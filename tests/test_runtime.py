@@ -266,3 +266,21 @@ def test_reduced_jpeg_decode_for_resize_views(onnx_path, photos, tmp_path):
     f, e = fast.score_one(big), exact.score_one(big)
     assert e == pytest.approx(exact.score_one(png), abs=1e-3)  # full decode: the decoded pixels of the PNG copy
     assert abs(f - e) < 0.05 * (abs(e) + 1e-3) + 0.02
+
+
+def test_fast_path_keeps_native_pixels_for_fragments(photos, tmp_path):
+    """resize + fragments with fast_decode: the fragments view is exactly the full-decode one (native
+    pixels), the resize view starts from a box-reduced copy and stays close to the exact one."""
+    from PIL import Image
+
+    from edgeiqa.runtime import Scorer
+
+    run = make_run(tmp_path / "rf", [ViewSpec("resize", (64, 64)), ViewSpec("fragments", (56, 56))])
+    big = tmp_path / "big.jpg"
+    Image.open(photos[0]).convert("RGB").resize((1024, 768), Image.BICUBIC).save(big, quality=92)
+    fast, exact = Scorer.load(run, fast_decode=True), Scorer.load(run)
+    assert fast.fast and fast.draft is None  # fragments need the full decode
+    (fv, _), (ev, _) = fast.preprocess(big), exact.preprocess(big)
+    assert np.array_equal(fv["fragments"], ev["fragments"])
+    assert not np.array_equal(fv["resize"], ev["resize"])
+    assert np.abs(fv["resize"].astype(int) - ev["resize"].astype(int)).mean() < 2.0

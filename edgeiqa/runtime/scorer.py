@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from edgeiqa.data.images import MIN_SIDE, load_image, pil_to_rgb
-from edgeiqa.data.views import ViewSpec, make_views, to_batch
+from edgeiqa.data.views import ViewSpec, make_view, make_views, to_batch
 from edgeiqa.errors import EdgeIQAError, ImageLoadError
 from edgeiqa.runtime.backends import open_backend
 
@@ -86,9 +86,11 @@ class Scorer:
         if self.uses_face and importlib.util.find_spec("cv2") is None:
             raise EdgeIQAError(f"{self.path} has a face view, which needs OpenCV (not installed): {FACE_EXTRA}")
         self._has_full = any(v.kind == "full" for v in self.views)
-        # Reduced-size JPEG decoding only when every view resizes the whole image (no native pixels needed).
+        # Reduced-size JPEG decoding only when every view resizes the whole image (no native pixels needed);
+        # otherwise resize views start from a box-reduced copy (>= 2x the view) of the full decode.
         resize_only = all(v.kind == "resize" for v in self.views)
-        self.draft = 2 * max(max(v.size) for v in self.views) if (fast_decode and resize_only) else None
+        self.fast = bool(fast_decode) and any(v.kind == "resize" for v in self.views)
+        self.draft = 2 * max(max(v.size) for v in self.views) if (self.fast and resize_only) else None
 
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
@@ -107,7 +109,7 @@ class Scorer:
         return {"model": str(self.path), "backend": self.backend.name, "provider": self.backend.provider,
                 "device": self.backend.device, "threads": self.backend.threads, "format": self.metadata.get("format"),
                 "views": [v.to_dict() for v in self.views], "logistic": self.logistic is not None,
-                "fast_decode": self.draft is not None}
+                "fast_decode": self.fast}
 
     # ------------------------------------------------------------------------------------------------
     def to_rgb(self, item) -> np.ndarray:
@@ -120,7 +122,15 @@ class Scorer:
 
     def preprocess(self, item) -> tuple[dict[str, np.ndarray], dict]:
         """One item (path, PIL image or array) -> ({view name: uint8 view}, info). Raises ImageLoadError/EdgeIQAError."""
-        return make_views(self.to_rgb(item), self.views, rng=None)
+        img = self.to_rgb(item)
+        if not self.fast:
+            return make_views(img, self.views, rng=None)
+        views, info = {}, {}
+        for spec in self.views:
+            src = _box_reduced(img, spec.size) if spec.kind == "resize" else img
+            views[spec.name], extra = make_view(src, spec, rng=None)
+            info.update(extra)
+        return views, info
 
     def safe_preprocess(self, item):
         """((views, info), None) or (None, reason): one odd file never stops the others."""
@@ -229,6 +239,17 @@ class Scorer:
 
 def _shape_key(views: dict[str, np.ndarray]) -> tuple:
     return tuple((k, v.shape) for k, v in views.items())
+
+
+def _box_reduced(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`img` shrunk by the largest integer box factor that keeps >= 2x `size` (Pillow `reduce`), or itself:
+    the bicubic resize of a 12 MP photo to 288 px costs several times the model; from this copy it is cheap."""
+    factor = min(img.shape[0] // (2 * size[0]), img.shape[1] // (2 * size[1]))
+    if factor < 2:
+        return img
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).reduce(factor))
 
 
 def _is_pil(obj) -> bool:
