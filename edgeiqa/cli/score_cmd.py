@@ -89,7 +89,7 @@ def _check_args(args) -> None:
 def run(args) -> int:
     from edgeiqa.runtime import Scorer
     from edgeiqa.runtime.inputs import walk_inputs
-    from edgeiqa.runtime.output import RowSink, make_row, summarize, to_csv, to_json
+    from edgeiqa.runtime.output import RowSink, make_row, to_csv, to_json
     from edgeiqa.runtime.pipeline import Listed
 
     _check_args(args)
@@ -126,13 +126,11 @@ def run(args) -> int:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    rows = sink.sorted_rows()
-    summary = {**summarize(rows), "new": n_new, "resumed": len(rows) - n_new,
-               "images_per_s": round(n_new / seconds, 2) if seconds > 0 else None,
-               "backend": scorer.backend.name, "provider": scorer.backend.provider,
-               "threads": scorer.backend.threads, "workers": args.workers, "batch": args.batch,
-               "fast_decode": scorer.fast}
-    rows = sink.finish(args.model, summary)
+    extra = {"new": n_new, "images_per_s": round(n_new / seconds, 2) if seconds > 0 else None,
+             "backend": scorer.backend.name, "provider": scorer.backend.provider,
+             "threads": scorer.backend.threads, "workers": args.workers, "batch": args.batch,
+             "fast_decode": scorer.fast}
+    rows, summary = sink.finish(args.model, extra)
     n_err = summary["failed"]
     if args.out:
         if args.json:

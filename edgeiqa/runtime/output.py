@@ -99,16 +99,21 @@ def _read_part(path: Path) -> list[dict]:
 
 
 class RowSink:
-    """Where rows go: streamed to OUT.part and sorted into OUT at the end, or kept for stdout."""
+    """Where rows go: streamed to OUT.part and sorted into OUT at the end, or kept for stdout.
+
+    While scoring into a file only the paths already written are held (for --resume and duplicates);
+    the rows themselves are read back from disk for the final sort."""
 
     def __init__(self, out: str | Path | None, with_face: bool, resume: bool = False):
         self.out = Path(out) if out else None
         self.with_face = with_face
-        self.rows: dict[str, dict] = {}
+        self.paths: set[str] = set()
+        self._kept: list[dict] = []  # stdout mode only
         self._file = None
         if self.out is None:
             return
         self.part = self.out.with_name(self.out.name + ".part")
+        self._resumed_final = resume and self.out.exists()
         if resume:
             if self.out.exists():
                 self._take(_read_final(self.out))
@@ -124,19 +129,18 @@ class RowSink:
             if ("face_found" in r) != self.with_face:
                 raise EdgeIQAError(f"--resume: the rows in {self.out} were written by a model "
                                    f"{'with' if 'face_found' in r else 'without'} a face view; this one is not alike")
-            self.rows[r["path"]] = r
+            self.paths.add(r["path"])
 
     def done(self, path: str) -> bool:
-        return path in self.rows
+        return path in self.paths
 
     def add(self, row: dict) -> None:
-        self.rows[row["path"]] = row
+        self.paths.add(row["path"])
         if self._file is not None:
             self._file.write(json.dumps(row) + "\n")
             self._file.flush()
-
-    def sorted_rows(self) -> list[dict]:
-        return [self.rows[k] for k in sorted(self.rows)]
+        else:
+            self._kept.append(row)
 
     def render(self, rows: list[dict], fmt: str, model: str, summary: dict) -> str:
         if fmt == ".json":
@@ -145,15 +149,24 @@ class RowSink:
             return to_jsonl(rows)
         return to_csv(rows, self.with_face)
 
-    def finish(self, model: str, summary: dict) -> list[dict]:
-        """Write OUT sorted (atomically) and drop OUT.part; returns the sorted rows."""
-        rows = self.sorted_rows()
-        if self._file is not None:
+    def finish(self, model: str, extra: dict) -> tuple[list[dict], dict]:
+        """All rows (earlier ones with --resume, then this run's) sorted by path, and their summary; with a
+        file, OUT is written atomically and OUT.part removed."""
+        if self._file is None:
+            merged = {r["path"]: r for r in self._kept}
+        else:
             self._file.close()
             self._file = None
+            merged = {}
+            if self.out.exists() and self._resumed_final:
+                merged.update((r["path"], r) for r in _read_final(self.out))
+            merged.update((r["path"], r) for r in _read_part(self.part))
+        rows = [merged[k] for k in sorted(merged)]
+        summary = {**summarize(rows), **extra}
+        if self.out is not None:
             write_text_atomic(self.out, self.render(rows, self.out.suffix.lower(), model, summary))
             os.unlink(self.part)
-        return rows
+        return rows, summary
 
     def close(self) -> None:
         if self._file is not None:
