@@ -189,11 +189,98 @@ def test_onnx_runtime_imports_no_torch_timm_or_training_code(onnx_path, photos):
         f"s = Scorer.load({str(onnx_path)!r})\n"
         f"r = s.score({[str(p) for p in photos[:3]]!r}, batch_size=2)\n"
         "assert all(x.ok for x in r), r\n"
-        "bad = [m for m in ('torch', 'timm', 'torchvision', 'fvcore', 'edgeiqa.students', 'edgeiqa.teachers',\n"
-        "                   'edgeiqa.distill', 'edgeiqa.training', 'edgeiqa.backbones') if m in sys.modules]\n"
+        "r2 = s.score_arrays([__import__('numpy').zeros((32, 32, 3), 'uint8')])\n"
+        "assert r2[0].ok\n"
+        "bad = [m for m in ('torch', 'timm', 'torchvision', 'fvcore', 'scipy', 'sklearn', 'skimage', 'cv2', 'onnx',\n"
+        "                   'matplotlib', 'edgeiqa.students', 'edgeiqa.teachers', 'edgeiqa.distill',\n"
+        "                   'edgeiqa.training', 'edgeiqa.backbones', 'edgeiqa.metrics', 'edgeiqa.data.datasets',\n"
+        "                   'edgeiqa.data.torchdata', 'edgeiqa.data.sample', 'edgeiqa.data.distortions',\n"
+        "                   'edgeiqa.data.loading', 'edgeiqa.export.onnx_export', 'edgeiqa.export.parity')\n"
+        "       if m in sys.modules]\n"
         "assert not bad, bad\n"
         "print('clean')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "clean" in out.stdout
+
+
+def test_same_score_whatever_the_batch(onnx_path, run_dir, photos):
+    """Issue 9 defect 11: an image's score does not depend on the batch it was scored in (onnxruntime and
+    torch, default threads), to 1e-6."""
+    from edgeiqa.runtime import Scorer
+
+    for model in (onnx_path, run_dir):
+        s = Scorer.load(model)
+        one = np.array([r.score for r in s.score(photos[:9], batch_size=1)])
+        eight = np.array([r.score for r in s.score(photos[:9], batch_size=8)])
+        assert np.abs(one - eight).max() <= 1e-6, (model, np.abs(one - eight).max())
+    assert Scorer.load(run_dir).backend.threads == 1  # torch: one thread unless asked
+    assert Scorer.load(onnx_path, threads=1).backend.threads == 1
+
+
+def test_score_arrays_matches_files(onnx_path, photos, tmp_path):
+    """PIL images and arrays of any layout/depth get the preprocessing of a file: the same score."""
+    from PIL import Image
+
+    from edgeiqa.runtime import Scorer
+
+    s = Scorer.load(onnx_path)
+    files = [photos[0], photos[1]]
+    ref = [r.score for r in s.score(files)]
+    pil = Image.open(photos[1])
+    rgb = np.asarray(pil.convert("RGB"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a camera frame held sideways: EXIF says rotate 90 degrees clockwise
+    rotated = tmp_path / "rot.png"
+    Image.fromarray(np.rot90(rgb, 1).copy()).save(rotated, exif=exif)
+    items = [Image.open(photos[0]), rgb, rgb.astype(np.uint16) * 257, Image.open(rotated), np.zeros((4, 4, 3), np.uint8)]
+    res = s.score_arrays(items, batch_size=2)
+    assert [r.ok for r in res] == [True, True, True, True, False]
+    assert res[0].score == pytest.approx(ref[0], abs=1e-6)
+    for r in res[1:4]:
+        assert r.score == pytest.approx(ref[1], abs=1e-6)
+    assert [r.info["index"] for r in res] == [0, 1, 2, 3, 4] and "too small" in res[4].error
+    with pytest.raises(EdgeIQAError, match="give PIL images or numpy arrays"):
+        s.score_arrays([str(photos[0])])
+
+
+def test_reduced_jpeg_decode_for_resize_views(onnx_path, photos, tmp_path):
+    """A large JPEG is decoded at a reduced DCT scale (>= 2x the view) for a resize-only model: far fewer
+    pixels, nearly the same score; fast_decode=False (--full-decode) gives the full-decode score."""
+    from PIL import Image
+
+    from edgeiqa.data.images import load_image
+    from edgeiqa.runtime import Scorer
+
+    big = tmp_path / "big.jpg"
+    Image.open(photos[0]).convert("RGB").resize((1600, 1200), Image.BICUBIC).save(big, quality=92)
+    assert load_image(big).shape == (1200, 1600, 3)
+    assert load_image(big, draft=128).shape == (150, 200, 3)  # 1/8 scale still keeps >= 128 px (2x the view)
+    png = tmp_path / "big.png"
+    Image.open(big).save(png)
+    assert load_image(png, draft=128).shape == (1200, 1600, 3)  # only JPEG has DCT scaling
+    fast = Scorer.load(onnx_path, fast_decode=True)  # what `edgeiqa score` uses unless --full-decode
+    exact = Scorer.load(onnx_path)  # the library default: exactly the training pipeline
+    assert fast.draft == 128 and exact.draft is None
+    f, e = fast.score_one(big), exact.score_one(big)
+    assert e == pytest.approx(exact.score_one(png), abs=1e-3)  # full decode: the decoded pixels of the PNG copy
+    assert abs(f - e) < 0.05 * (abs(e) + 1e-3) + 0.02
+
+
+def test_fast_path_keeps_native_pixels_for_fragments(photos, tmp_path):
+    """resize + fragments with fast_decode: the fragments view is exactly the full-decode one (native
+    pixels), the resize view starts from a box-reduced copy and stays close to the exact one."""
+    from PIL import Image
+
+    from edgeiqa.runtime import Scorer
+
+    run = make_run(tmp_path / "rf", [ViewSpec("resize", (64, 64)), ViewSpec("fragments", (56, 56))])
+    big = tmp_path / "big.jpg"
+    Image.open(photos[0]).convert("RGB").resize((1024, 768), Image.BICUBIC).save(big, quality=92)
+    fast, exact = Scorer.load(run, fast_decode=True), Scorer.load(run)
+    assert fast.fast and fast.draft is None  # fragments need the full decode
+    (fv, _), (ev, _) = fast.preprocess(big), exact.preprocess(big)
+    assert np.array_equal(fv["fragments"], ev["fragments"])
+    assert not np.array_equal(fv["resize"], ev["resize"])
+    assert np.abs(fv["resize"].astype(int) - ev["resize"].astype(int)).mean() < 2.0

@@ -71,12 +71,27 @@ def folder(tmp_path_factory):
     img.save(d / "exif_rotated.jpg", exif=exif)
     Image.new("RGB", (1, 1), (200, 10, 10)).save(d / "tiny.png")
     (d / "notes.jpg").write_text("this is a text file with a .jpg name\n")
-    (d / "readme.txt").write_text("not listed: no image extension")
+    (d / "readme.txt").write_text("a text file: listed with its reason, never dropped")
     write_bomb_png(d / "bomb.png")
+    img.save(d / "anim.gif")  # any format Pillow opens is scored (GIF: the first frame)
+    img.save(d / "noext", format="PNG")  # no extension at all, but a PNG inside
+    (d / "album.jpg").mkdir()  # a folder named like an image: a row, and its contents are walked
+    img.save(d / "album.jpg" / "inside.png")
+    (d / "dangling.jpg").symlink_to(d / "gone.jpg")
+    (d / "loop.jpg").symlink_to(d / "loop.jpg")
+    (d / "nested" / "up").symlink_to(d)  # a symlinked folder that contains itself: not followed
     return d
 
 
 EXPECTED = {
+    "album.jpg": "is a folder, not an image",
+    "album.jpg/inside.png": None,
+    "anim.gif": None,
+    "dangling.jpg": "dangling symlink",
+    "loop.jpg": "symlink loop",
+    "nested/up": "a loop",
+    "noext": None,
+    "readme.txt": "not an image",
     "bomb.png": "too large",
     "cmyk.jpg": None,
     "empty.jpg": "empty file",
@@ -114,7 +129,7 @@ def test_folder_with_bad_files(folder, model, tmp_path):
     assert rc == 1  # some files failed
     rows = _read_csv(out)
     names = [Path(r["path"]).relative_to(folder).as_posix() for r in rows]
-    assert names == sorted(EXPECTED)  # one row per image-named file, sorted; readme.txt not listed
+    assert names == sorted(EXPECTED)  # one row per entry, sorted; nothing dropped
     assert list(rows[0]) == ["path", "score", "status", "error"]
     for name, row in zip(names, rows):
         reason = EXPECTED[name]
@@ -160,7 +175,7 @@ def test_all_ok_exit_zero_json_and_explicit_files(folder, model, tmp_path, capsy
     assert doc["summary"]["files"] == 2 and doc["summary"]["failed"] == 0  # duplicates collapse
     assert [r["status"] for r in doc["results"]] == ["ok", "ok"]
     err = capsys.readouterr().err
-    assert "scoring" in err and "2/2" in err  # the tqdm progress bar goes to stderr
+    assert "scoring" in err and "img/s" in err  # the tqdm progress bar (with its rate) goes to stderr
     assert "scored 2/2 files" in err
 
 
@@ -188,7 +203,7 @@ def test_face_view_adds_face_found_column(folder, tmp_path, capsys):
 
 def test_bad_out_suffix_and_missing_model(folder, model, tmp_path, capsys):
     assert _score([folder, "--model", model, "--out", tmp_path / "x.txt"]) == 2
-    assert ".csv or .json" in capsys.readouterr().err
+    assert ".csv, .jsonl or .json" in capsys.readouterr().err
     assert _score([folder, "--model", tmp_path / "none.onnx"]) == 2
     assert "model not found" in capsys.readouterr().err
 
@@ -212,9 +227,152 @@ def test_cli_with_onnx_model_imports_no_torch(folder, model):
         "import sys\n"
         "from edgeiqa.cli.main import main\n"
         f"rc = main(['score', {str(folder / 'good.jpg')!r}, '--model', {str(model)!r}, '--no-progress'])\n"
-        "bad = [m for m in ('torch', 'timm', 'edgeiqa.students', 'edgeiqa.teachers', 'edgeiqa.distill') if m in sys.modules]\n"
+        "bad = [m for m in ('torch', 'timm', 'edgeiqa.students', 'edgeiqa.teachers', 'edgeiqa.distill',\n"
+        "                   'edgeiqa.cli.distill_cmd', 'edgeiqa.cli.bench_cmd', 'edgeiqa.cli.export_cmd') if m in sys.modules]\n"
         "assert rc == 0 and not bad, (rc, bad)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("path,score,status,error\n")
+
+
+# --- issue 9 defect 4 / issue 11: empty input, streaming, resume ------------------------------------
+
+
+def test_empty_input_is_an_error(model, tmp_path, capsys):
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    out = tmp_path / "s.csv"
+    assert _score([empty, "--model", model, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing to score" in err
+    assert not out.exists() and not Path(str(out) + ".part").exists()
+
+
+def _many_photos(folder: Path, dest: Path, n: int) -> Path:
+    """n distinct real images (crops of the astronaut at shifting offsets), in two sub-folders."""
+    dest.mkdir()
+    img = _astronaut()
+    for i in range(n):
+        sub = dest / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        y, x = (i * 3) % 300, (i * 7) % 270
+        Image.fromarray(img[y: y + 200, x: x + 240]).save(sub / f"p{i:03d}.jpg", quality=88)
+    (dest / "a" / "zz-not-an-image.jpg").write_text("text")
+    return dest
+
+
+def test_killed_run_plus_resume_equals_one_run(folder, model, tmp_path):
+    """Kill `edgeiqa score` mid-way (SIGKILL: no cleanup), rerun with --resume: the same CSV, byte for byte,
+    as one uninterrupted run; nothing scored before the kill is lost or scored twice."""
+    import os
+    import signal
+    import time
+
+    photos = _many_photos(folder, tmp_path / "many", 120)
+    ref = tmp_path / "ref.csv"
+    assert _score([photos, "--model", model, "--out", ref, "--no-progress", "--workers", "2", "--batch", "4"]) == 1
+    out = tmp_path / "killed.csv"
+    part = Path(str(out) + ".part")
+    cmd = [sys.executable, "-m", "edgeiqa", "score", str(photos), "--model", str(model), "--out", str(out),
+           "--no-progress", "--workers", "1", "--batch", "1", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if part.exists() and part.read_bytes().count(b"\n") >= 10:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = part.read_bytes().count(b"\n")
+    assert 10 <= kept < 121 and not out.exists()
+    rc = _score([photos, "--model", model, "--out", out, "--no-progress", "--workers", "2", "--batch", "4",
+                 "--resume", "--json"])
+    assert rc == 1
+    assert out.read_bytes() == ref.read_bytes()
+    assert not part.exists()
+    # A second --resume on the finished file scores nothing new and changes nothing.
+    assert _score([photos, "--model", model, "--out", out, "--no-progress", "--resume"]) == 1
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_jsonl_output_and_json_summary(folder, model, tmp_path, capsys):
+    out = tmp_path / "s.jsonl"
+    rc = _score([folder / "good.jpg", folder / "nested" / "deeper", "--model", model, "--out", out, "--json",
+                 "--no-progress"])
+    assert rc == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["path"]).name for r in rows] == ["good.jpg", "good2.png"]
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == 2 and summary["scored"] == 2 and summary["threads"] >= 1
+    assert summary["workers"] == 2 and summary["batch"] == 8 and summary["images_per_s"] > 0
+
+
+# --- issue 9 defects 6, 9, 11: arguments, metadata vs graph, threads --------------------------------
+
+
+def test_misspelt_provider_suggests(folder, model, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert _score([folder / "good.jpg", "--model", model, "--provider", "cpux", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'cpu'" in err
+    assert not out.exists()
+    assert _score([folder / "good.jpg", "--model", model, "--threads", "-1"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def _with_metadata(model: Path, dest: Path, **changes) -> Path:
+    import shutil
+
+    from edgeiqa.export.metadata import embed_onnx_metadata, read_metadata
+
+    shutil.copyfile(model, dest)
+    meta = read_metadata(model)
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    embed_onnx_metadata(dest, meta)
+    return dest
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"views": [{"kind": "resize", "size": [96, 96], "grid": 7}]}, "metadata view 'resize' is 96x96 but the graph input"),
+    ({"views": [{"kind": "center", "size": [64, 64], "grid": 7}]}, "do not match its metadata views"),
+    ({"edgeiqa_metadata": 99}, "metadata version 99, this runtime reads version 1"),
+    ({"edgeiqa_metadata": None}, "no metadata version"),
+])
+def test_metadata_that_does_not_match_the_graph_is_refused(model, tmp_path, folder, capsys, changes, message):
+    bad = _with_metadata(model, tmp_path / "bad.onnx", **changes)
+    assert _score([folder / "good.jpg", "--model", bad, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_torch_model_defaults_to_one_thread_and_reports_it(folder, tmp_path, capsys):
+    run = make_run(tmp_path / "run", [ViewSpec("resize", (64, 64))])
+    rc = _score([folder / "good.jpg", "--model", run, "--out", tmp_path / "s.csv", "--json", "--no-progress"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["threads"] == 1
+    rc = _score([folder / "good.jpg", "--model", run, "--out", tmp_path / "s.csv", "--json", "--no-progress",
+                 "--threads", "2"])
+    assert json.loads(capsys.readouterr().out)["threads"] == 2
+
+
+def test_reduced_decode_by_default_and_full_decode_flag(model, tmp_path, capsys):
+    """`edgeiqa score` decodes a large JPEG at a reduced scale for a resize-only model; --full-decode gives
+    exactly the library's (training) pipeline."""
+    from edgeiqa.runtime import Scorer
+
+    big = tmp_path / "big.jpg"
+    Image.fromarray(_astronaut()).resize((1024, 1024), Image.BICUBIC).save(big, quality=92)
+    got = {}
+    for extra in ((), ("--full-decode",)):
+        assert _score([big, "--model", model, "--json", "--no-progress", *extra]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        got[extra] = (doc["summary"]["fast_decode"], doc["results"][0]["score"])
+    assert got[()][0] is True and got[("--full-decode",)][0] is False
+    assert got[("--full-decode",)][1] == round(Scorer.load(model).score_one(big), 6)
+    assert got[()][1] == round(Scorer.load(model, fast_decode=True).score_one(big), 6)

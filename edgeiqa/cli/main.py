@@ -1,32 +1,65 @@
 """The `edgeiqa` command. Each subcommand lives in its own `*_cmd.py` module with a `register()`.
 
-Subcommand modules import heavy libraries (torch, timm, onnxruntime) inside their handlers, so
-`edgeiqa --help` stays fast and `edgeiqa score --model x.onnx` never loads the training stack.
+Lazy: only the module of the command being run is imported (all of them for `edgeiqa --help`), and the
+modules import heavy libraries inside their handlers, so `edgeiqa score --model x.onnx` starts fast and
+never loads the training stack. In the runtime-only install (`pip install edgeiqa`, no `[train]` extra)
+every command but `score` stops with one line naming the extra to install (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from edgeiqa import __version__
 from edgeiqa.errors import EdgeIQAError
 
 # Order here is the order `edgeiqa --help` lists them: the pipeline's order.
-COMMAND_MODULES = [
-    "data_cmd",
-    "budget_cmd",
-    "teachers_cmd",
-    "distill_cmd",
-    "eval_cmd",
-    "export_cmd",
-    "score_cmd",
-    "bench_cmd",
-]
+COMMAND_MODULES = {
+    "data": "data_cmd",
+    "budget": "budget_cmd",
+    "teachers": "teachers_cmd",
+    "distill": "distill_cmd",
+    "eval": "eval_cmd",
+    "export": "export_cmd",
+    "score": "score_cmd",
+    "bench": "bench_cmd",
+}
+RUNTIME_COMMANDS = ("score",)  # the rest need the training stack
+TRAIN_EXTRA = "pip install 'edgeiqa[train]'"
+# Top-level modules that only the [train] extra installs: a command that misses one names the extra.
+TRAIN_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxscript", "fvcore", "torch_pruning", "scipy",
+                 "skimage", "sklearn", "matplotlib", "rich", "safetensors", "psutil", "cv2", "efficientnet_lite_pytorch")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def training_missing() -> str | None:
+    """The first training-stack module not installed, or None."""
+    for mod in ("torch", "timm", "fvcore", "scipy"):
+        if importlib.util.find_spec(mod) is None:
+            return mod
+    return None
+
+
+def require_training(command: str) -> None:
+    missing = training_missing()
+    if missing:
+        raise EdgeIQAError(f"`{command}` needs the training install ({missing} is not installed; this is the "
+                           f"runtime-only install, which runs `edgeiqa score`): {TRAIN_EXTRA}")
+
+
+def _wanted_command(argv: list[str] | None) -> str | None:
+    args = sys.argv[1:] if argv is None else argv
+    for a in args:
+        if a in COMMAND_MODULES:
+            return a
+        if not a.startswith("-"):
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeiqa",
         description="Distil image-quality teachers into small students under a GMAC budget, "
@@ -34,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgeiqa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for command, name in COMMAND_MODULES.items():
+        if only is not None and command != only:
+            continue
         try:
             module = importlib.import_module(f"edgeiqa.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -47,7 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return int(args.func(args) or 0)
+        command = getattr(args, "command", None) or "distill"
+        if command not in RUNTIME_COMMANDS:
+            require_training(f"edgeiqa {command}" if getattr(args, "command", None) else "distill")
+        try:
+            return int(args.func(args) or 0)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in TRAIN_MODULES:
+                extra = "pip install 'edgeiqa[face]'" if exc.name == "cv2" else TRAIN_EXTRA
+                raise EdgeIQAError(f"{exc.name} is not installed: {extra}") from None
+            raise
     except EdgeIQAError as exc:
         print(f"edgeiqa: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -62,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_wanted_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

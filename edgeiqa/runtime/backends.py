@@ -12,13 +12,13 @@ scoring with an ONNX model never loads torch, timm or the training code.
 
 from __future__ import annotations
 
-import difflib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 METADATA_KEY = "edgeiqa"
 PROVIDER_ALIASES = {
@@ -69,6 +69,20 @@ def resolve_providers(providers, device: str | None) -> list:
     return out
 
 
+def default_threads() -> int:
+    """Cores this process may use (affinity-aware): onnxruntime's intra-op thread count by default."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> int | None:
+    if threads is not None and int(threads) < 1:
+        raise EdgeIQAError(f"threads must be >= 1, got {threads}")
+    return None if threads is None else int(threads)
+
+
 def _provider_name(p) -> str:
     return p[0] if isinstance(p, tuple) else p
 
@@ -82,22 +96,25 @@ class OnnxBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise EdgeIQAError(f"model not found: {self.path}")
+        threads = check_threads(threads)
         wanted = resolve_providers(providers, device)
         available = ort.get_available_providers()
         known = ort.get_all_providers()
         for p in wanted:
             name = _provider_name(p)
             if name not in available:
-                near = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {near[0]!r}?" if near and near[0] != name else ""
+                hint = did_you_mean(name, [k for k in list(PROVIDER_ALIASES) + known if k != name])
                 extra = " (install onnxruntime-gpu for CUDA)" if name == "CUDAExecutionProvider" else ""
                 raise EdgeIQAError(
                     f"onnxruntime provider {name!r} is not available in this onnxruntime build{extra}{hint}; "
                     f"available: {', '.join(available)}"
                 )
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        # An explicit count (all usable cores by default) so the number reported is the one used; no
+        # spinning: idle intra-op threads would steal the cores the decode workers need on a busy machine.
+        self.threads = threads or default_threads()
+        opts.intra_op_num_threads = self.threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=wanted)
@@ -113,11 +130,15 @@ class OnnxBackend:
         self.device = "cpu" if self.provider == "CPUExecutionProvider" else self.provider.replace("ExecutionProvider", "").lower()
         inputs = self.session.get_inputs()
         self.input_names = [i.name for i in inputs]
+        self.input_shapes = {i.name: list(i.shape) for i in inputs}  # ints where static, else names/None
         batch_dims = {i.shape[0] for i in inputs}
         self.fixed_batch = next(iter(batch_dims)) if len(batch_dims) == 1 and isinstance(next(iter(batch_dims)), int) else None
         self.output_name = self.session.get_outputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        self.metadata = json.loads(meta) if meta else _sidecar(self.path)
+        try:
+            self.metadata = json.loads(meta) if meta else _sidecar(self.path)
+        except json.JSONDecodeError as exc:
+            raise EdgeIQAError(f"{self.path}: the embedded edgeiqa metadata is not valid JSON ({exc})") from None
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         out = self.session.run([self.output_name], {n: feeds[n] for n in self.input_names})[0]
@@ -136,8 +157,10 @@ class TorchBackend:
         dev = (device or "cpu").lower()
         if dev.startswith("cuda") and not torch.cuda.is_available():
             raise EdgeIQAError(f"device {device!r} asked for but torch sees no CUDA GPU")
-        if threads:
-            torch.set_num_threads(int(threads))
+        # One intra-op thread unless asked: torch's default (every core) was 4x slower on a loaded 2-core
+        # machine (issue 9, defect 11), and with one thread a score does not depend on the batch it is in.
+        self.threads = check_threads(threads) or 1
+        torch.set_num_threads(self.threads)
         model, payload = load_student(self.path)
         if hasattr(model, "drop_training_heads"):
             model.drop_training_heads()
@@ -146,9 +169,13 @@ class TorchBackend:
         self.device = dev
         self.provider = f"torch-{dev}"
         self.input_names = list(model.view_names)
+        self.input_shapes = {}  # a torch module takes any size; nothing to check against the metadata
         self.fixed_batch = None
         meta = dict(payload.get("meta") or {})
+        from edgeiqa.export.metadata import METADATA_VERSION
+
         self.metadata = {
+            "edgeiqa_metadata": METADATA_VERSION,
             "views": payload["views"],
             "logistic": meta.get("logistic"),
             "profile": meta.get("profile"),
@@ -180,7 +207,9 @@ class TensorRTBackend:
         self.device = self.runner.device
         self.provider = "TensorRT"
         self.input_names = self.runner.input_names
+        self.input_shapes = {}
         self.fixed_batch = self.runner.fixed_batch
+        self.threads = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.runner.run(feeds)

@@ -3,19 +3,24 @@
 Preprocessing is the training pipeline itself: `load_image` (EXIF, any mode -> RGB, size guards) ->
 `make_views(rng=None)` (evaluation: fixed fragment offsets) -> `to_batch` (ImageNet normalisation), with
 the views read from the artefact's metadata. A raw score goes through the metadata's logistic mapping
-when one is set.
+when one is set. One opt-in exception, `fast_decode=True` (the default of `edgeiqa score`, off in the
+library so eval and bench see exactly the training pipeline): when every view is a `resize` view, a large
+JPEG is decoded at a reduced DCT scale that keeps at least twice the view's size (`load_image(draft=...)`),
+since the view throws the rest away (benchmarks/score_folder.py: speed gain and score difference).
 
-Determinism: items are decoded in parallel (`workers` threads) but batched strictly in input order, in
-groups of `batch_size` valid items (bad items are skipped, never shift a batch boundary differently
-between runs), so the same inputs give the same scores on every run.
+At load the metadata is checked against the graph (metadata version, view names vs input names, view
+sizes vs static input shapes): a model whose metadata does not belong to it is refused with one line.
+
+Determinism: items are decoded in parallel (`workers` threads) but batched strictly in input order
+(`edgeiqa.runtime.pipeline`), and a score does not depend on the batch it was computed in (checked by the
+tests to 1e-6 for onnxruntime and torch), so the same inputs give the same scores on every run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,11 +28,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from edgeiqa.data.images import MIN_SIDE, load_image, pil_to_rgb
-from edgeiqa.data.views import ViewSpec, make_views, to_batch
+from edgeiqa.data.views import ViewSpec, make_view, make_views, to_batch
 from edgeiqa.errors import EdgeIQAError, ImageLoadError
 from edgeiqa.runtime.backends import open_backend
 
-
+FACE_EXTRA = "pip install 'edgeiqa[face]'"
 @dataclass
 class ScoreResult:
     path: str | None  # None for an array input
@@ -71,56 +76,73 @@ def array_to_rgb(arr: np.ndarray) -> np.ndarray:
 
 
 class Scorer:
-    def __init__(self, backend, path: str | Path):
+    def __init__(self, backend, path: str | Path, fast_decode: bool = False):
         self.backend = backend
         self.path = Path(path)
-        meta = backend.metadata
-        if not meta or "views" not in meta:
-            raise EdgeIQAError(
-                f"{self.path}: no edgeiqa metadata (views, normalisation); export models with `edgeiqa export`"
-            )
-        self.metadata = meta
-        self.views = [ViewSpec.from_dict(v) for v in meta["views"]]
-        names = [v.name for v in self.views]
-        if list(backend.input_names) != names:
-            raise EdgeIQAError(f"{self.path}: model inputs {backend.input_names} do not match its metadata views {names}")
+        self.metadata = meta = backend.metadata
+        self.views = _check_metadata(self.path, meta, backend)
         self.logistic = meta.get("logistic")
         self.uses_face = any(v.kind == "face" for v in self.views)
+        if self.uses_face and importlib.util.find_spec("cv2") is None:
+            raise EdgeIQAError(f"{self.path} has a face view, which needs OpenCV (not installed): {FACE_EXTRA}")
         self._has_full = any(v.kind == "full" for v in self.views)
+        # Reduced-size JPEG decoding only when every view resizes the whole image (no native pixels needed);
+        # otherwise resize views start from a box-reduced copy (>= 2x the view) of the full decode.
+        resize_only = all(v.kind == "resize" for v in self.views)
+        self.fast = bool(fast_decode) and any(v.kind == "resize" for v in self.views)
+        self.draft = 2 * max(max(v.size) for v in self.views) if (self.fast and resize_only) else None
 
     @classmethod
-    def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None) -> "Scorer":
+    def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
+             fast_decode: bool = False) -> "Scorer":
         """Open a model by suffix: `.onnx` (onnxruntime), `.engine` (TensorRT), `.pt` or a run folder (torch).
 
         providers: explicit onnxruntime provider list (names or aliases such as "cpu", "cuda"); the first
-        must be the one that runs. device: "cpu" (default), "cuda" or "cuda:N".
+        must be the one that runs. device: "cpu" (default), "cuda" or "cuda:N". threads: intra-op threads
+        (default: 1 for torch, every usable core for onnxruntime; `backend.threads` says which).
+        fast_decode: reduced-size JPEG decoding for resize-only models (opt-in; see the module docstring).
         """
         backend = open_backend(path, providers=providers, device=device, threads=threads)
-        return cls(backend, path)
+        return cls(backend, path, fast_decode=fast_decode)
 
     def describe(self) -> dict:
         return {"model": str(self.path), "backend": self.backend.name, "provider": self.backend.provider,
-                "device": self.backend.device, "format": self.metadata.get("format"),
-                "views": [v.to_dict() for v in self.views], "logistic": self.logistic is not None}
+                "device": self.backend.device, "threads": self.backend.threads, "format": self.metadata.get("format"),
+                "views": [v.to_dict() for v in self.views], "logistic": self.logistic is not None,
+                "fast_decode": self.fast}
 
     # ------------------------------------------------------------------------------------------------
-    def preprocess(self, item) -> tuple[dict[str, np.ndarray], dict]:
-        """One item (path or array) -> ({view name: uint8 view}, info). Raises ImageLoadError/EdgeIQAError."""
+    def to_rgb(self, item) -> np.ndarray:
+        """A path, a PIL image or an array -> RGB uint8 (H, W, 3), as training reads it."""
         if isinstance(item, np.ndarray):
-            img = array_to_rgb(item)
-        else:
-            img = load_image(item)
-        views, info = make_views(img, self.views, rng=None)
+            return array_to_rgb(item)
+        if _is_pil(item):
+            return pil_image_to_rgb(item)
+        return load_image(item, draft=self.draft)
+
+    def preprocess(self, item) -> tuple[dict[str, np.ndarray], dict]:
+        """One item (path, PIL image or array) -> ({view name: uint8 view}, info). Raises ImageLoadError/EdgeIQAError."""
+        img = self.to_rgb(item)
+        if not self.fast:
+            return make_views(img, self.views, rng=None)
+        views, info = {}, {}
+        for spec in self.views:
+            src = _box_reduced(img, spec.size) if spec.kind == "resize" else img
+            views[spec.name], extra = make_view(src, spec, rng=None)
+            info.update(extra)
         return views, info
 
-    def _safe_preprocess(self, item):
+    def safe_preprocess(self, item):
+        """((views, info), None) or (None, reason): one odd file never stops the others."""
         try:
             return self.preprocess(item), None
         except ImageLoadError as exc:
             return None, exc.reason
         except EdgeIQAError as exc:
             return None, str(exc)
-        except Exception as exc:  # noqa: BLE001 - one odd file never stops the batch
+        except MemoryError:
+            return None, "out of memory while decoding"
+        except Exception as exc:  # noqa: BLE001 - malformed inputs trip odd errors deep in decoders
             return None, f"could not preprocess: {type(exc).__name__}: {exc}"
 
     def _map(self, raw: np.ndarray) -> np.ndarray:
@@ -143,23 +165,21 @@ class Scorer:
             raise EdgeIQAError(f"model returned {out.shape[0]} scores for a batch of {n}")
         return out[:n]
 
-    def _flush(self, pending, results):
-        if not pending:
+    def infer(self, batch: list[tuple["ScoreResult", dict]]) -> None:
+        """Run one batch of (result, views) and fill each result's score (or its error)."""
+        if not batch:
             return
-        idxs = [i for i, _ in pending]
-        views_list = [v for _, v in pending]
         try:
-            raw = self._run_batch(views_list)
+            raw = self._run_batch([v for _, v in batch])
         except Exception as exc:  # noqa: BLE001 - retry one by one so only the culprit fails
-            if len(pending) > 1:
-                for one in pending:
-                    self._flush([one], results)
+            if len(batch) > 1:
+                for one in batch:
+                    self.infer([one])
                 return
-            results[idxs[0]].error = f"inference failed: {type(exc).__name__}: {exc}"
+            batch[0][0].error = f"inference failed: {type(exc).__name__}: {exc}"
             return
         mapped = self._map(raw)
-        for i, r, m in zip(idxs, raw, mapped):
-            res = results[i]
+        for (res, _), r, m in zip(batch, raw, mapped):
             if not (math.isfinite(float(r)) and math.isfinite(float(m))):
                 res.error = "model returned a non-finite score"
                 continue
@@ -167,53 +187,47 @@ class Scorer:
             if self.logistic is not None:
                 res.info["raw_score"] = float(r)
 
-    def score(self, items: Sequence | Iterable, batch_size: int = 8, workers: int = 1,
-              progress: bool = False) -> list[ScoreResult]:
-        """Score paths and/or arrays. One result per item, in input order; bad items carry `error`."""
-        items = list(items)
+    def iter_score(self, items: Iterable, batch_size: int = 8, workers: int = 1, on_done=None):
+        """Score a stream of items; yields one ScoreResult per item, in input order, with bounded memory.
+
+        An item is a path, a PIL image, an array, or a `(path, reason)` pair for an entry listed without
+        scoring (a folder walk's non-files). See `edgeiqa.runtime.pipeline`."""
+        from edgeiqa.runtime.pipeline import score_stream
+
         if batch_size < 1:
             raise EdgeIQAError(f"batch size must be >= 1, got {batch_size}")
-        workers = max(1, int(workers or 1))
-        results = [
-            ScoreResult(None if isinstance(it, np.ndarray) else str(it), None,
-                        info={} if not isinstance(it, np.ndarray) else {"index": i})
-            for i, it in enumerate(items)
-        ]
+        yield from score_stream(self, items, batch_size=batch_size, workers=max(1, int(workers or 1)))
+
+    def score(self, items: Sequence | Iterable, batch_size: int = 8, workers: int = 1,
+              progress: bool = False) -> list[ScoreResult]:
+        """Score paths, PIL images and/or arrays. One result per item, in input order; bad items carry `error`."""
+        items = list(items)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(items), unit="img", file=sys.stderr, dynamic_ncols=True, desc="scoring")
-        chunk = max(batch_size, workers) * 4
-        pending: list[tuple[int, dict]] = []
-        pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        out = []
         try:
-            for start in range(0, len(items), chunk):
-                part = items[start:start + chunk]
-                prepared = list(pool.map(self._safe_preprocess, part)) if pool else [self._safe_preprocess(x) for x in part]
-                for offset, (out, err) in enumerate(prepared):
-                    i = start + offset
-                    if err is not None:
-                        results[i].error = err
-                        continue
-                    views, info = out
-                    results[i].info.update(info)
-                    if self._has_full and pending and _shape_key(pending[0][1]) != _shape_key(views):
-                        self._flush(pending, results)  # a batch needs one shape per view
-                        pending = []
-                    pending.append((i, views))
-                    if len(pending) >= batch_size:
-                        self._flush(pending, results)
-                        pending = []
+            for res in self.iter_score(items, batch_size=batch_size, workers=workers):
+                out.append(res)
                 if bar is not None:
-                    bar.update(len(part))
-            self._flush(pending, results)
+                    bar.update(1)
         finally:
-            if pool is not None:
-                pool.shutdown()
             if bar is not None:
                 bar.close()
-        return results
+        return out
+
+    def score_arrays(self, images: Sequence, batch_size: int = 8, workers: int = 1) -> list[ScoreResult]:
+        """Score in-memory images (PIL images or (H, W[, 3|4]) arrays of any depth), e.g. camera frames.
+
+        Same preprocessing as files (a PIL image's EXIF orientation is applied, as for a file); results in
+        input order with `info["index"]`; a bad image gets an error, the others are scored."""
+        images = list(images)
+        for i, im in enumerate(images):
+            if not (isinstance(im, np.ndarray) or _is_pil(im)):
+                raise EdgeIQAError(f"score_arrays: item {i} is a {type(im).__name__}; give PIL images or numpy arrays")
+        return self.score(images, batch_size=batch_size, workers=workers)
 
     def score_one(self, item) -> float:
         """Score one image; raises the item's error instead of returning it."""
@@ -227,5 +241,61 @@ def _shape_key(views: dict[str, np.ndarray]) -> tuple:
     return tuple((k, v.shape) for k, v in views.items())
 
 
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 2)))
+def _box_reduced(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`img` shrunk by the largest integer box factor that keeps >= 2x `size` (Pillow `reduce`), or itself:
+    the bicubic resize of a 12 MP photo to 288 px costs several times the model; from this copy it is cheap."""
+    factor = min(img.shape[0] // (2 * size[0]), img.shape[1] // (2 * size[1]))
+    if factor < 2:
+        return img
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).reduce(factor))
+
+
+def _is_pil(obj) -> bool:
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "getbands")
+
+
+def pil_image_to_rgb(img) -> np.ndarray:
+    """An in-memory PIL image -> RGB uint8, with the same EXIF rotation and size guard as a file."""
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    rgb = pil_to_rgb(img)
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise ImageLoadError("<image>", f"too small ({rgb.shape[1]}x{rgb.shape[0]}); at least {MIN_SIDE} px per side is needed")
+    return np.ascontiguousarray(rgb)
+
+
+def _check_metadata(path: Path, meta, backend) -> list[ViewSpec]:
+    """The views of a model whose metadata belongs to its graph; else one EdgeIQAError line."""
+    from edgeiqa.export.metadata import METADATA_VERSION
+
+    if not meta or "views" not in meta:
+        raise EdgeIQAError(f"{path}: no edgeiqa metadata (views, normalisation); export models with `edgeiqa export`")
+    version = meta.get("edgeiqa_metadata")
+    if version != METADATA_VERSION:
+        said = "no metadata version" if version is None else f"metadata version {version!r}"
+        raise EdgeIQAError(f"{path}: {said}, this runtime reads version {METADATA_VERSION}; re-export the model "
+                           "with this edgeiqa version")
+    try:
+        views = [ViewSpec.from_dict(v) for v in meta["views"]]
+    except EdgeIQAError as exc:
+        raise EdgeIQAError(f"{path}: bad view in the metadata: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgeIQAError(f"{path}: malformed view in the metadata ({type(exc).__name__}: {exc})") from None
+    if not views:
+        raise EdgeIQAError(f"{path}: the metadata lists no views")
+    names = [v.name for v in views]
+    if list(backend.input_names) != names:
+        raise EdgeIQAError(f"{path}: model inputs {backend.input_names} do not match its metadata views {names}")
+    for v in views:
+        shape = backend.input_shapes.get(v.name)
+        if not shape:
+            continue
+        want = [3, *v.size]
+        if len(shape) != 4 or any(isinstance(g, int) and g != w for g, w in zip(shape[1:], want)
+                                  if v.kind != "full"):
+            raise EdgeIQAError(f"{path}: metadata view {v.name!r} is {want[1]}x{want[2]} but the graph input "
+                               f"{v.name!r} has shape {shape}; the metadata does not belong to this graph (re-export)")
+    return views
