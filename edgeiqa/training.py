@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,7 +125,8 @@ class Trainer:
             state["history"].append(record)
             state["epoch"] = epoch + 1
             if progress:
-                tqdm.write(f"{self.desc} epoch {epoch + 1}/{cfg.epochs}: " + json.dumps(record))
+                # Logs go to stderr: stdout carries only results (`--json` prints one document there).
+                tqdm.write(f"{self.desc} epoch {epoch + 1}/{cfg.epochs}: " + json.dumps(record), file=sys.stderr)
             atomic_save(
                 {"model": self.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "rng": torch.get_rng_state(), "state": state},

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,10 +83,20 @@ def test_missing_dataset_path_names_it(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_csv, tmp_path_factory):
+    """A tiny distill run, started the way a user does: from its parent folder, `--out student`, with progress
+    and `--json` (stdout must hold exactly the card, all logs on stderr)."""
     out = tmp_path_factory.mktemp("run")
     profile = write_profile(out / "tiny.toml", epochs=2)
-    rc = main(["distill", "--profile", str(profile), "--data", f"csv:{tiny_csv}", "--out", str(out / "student"), "--quiet"])
+    stdout, cwd = io.StringIO(), os.getcwd()
+    os.chdir(out)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            rc = main(["distill", "--profile", "tiny.toml", "--data", f"csv:{tiny_csv}", "--out", "student", "--json"])
+    finally:
+        os.chdir(cwd)
     assert rc == 0
+    card = json.loads(stdout.getvalue())  # the whole of stdout is one JSON document (issue 9, defect 5)
+    assert card["student"]["gmacs"] > 0 and card["training"]["history"]
     return out / "student"
 
 
@@ -111,6 +125,31 @@ def test_eval_cli_on_csv_student_and_teacher(run_dir, tiny_csv, capsys):
     assert main(["eval", "--model", str(run_dir), "--teacher", "--data", f"csv:{tiny_csv}", "--json", "--quiet"]) == 0
     teacher = json.loads(capsys.readouterr().out)
     assert teacher["srcc_scene_median"] == pytest.approx(card["teacher"]["srcc_scene_median"], abs=1e-4)
+
+
+def test_run_folder_is_relocatable(run_dir, tiny_csv, tmp_path, monkeypatch, capsys):
+    """Moved elsewhere and used from another working directory, the run still finds its teachers."""
+    from edgeiqa.bench.teacher import resolve_teachers_dir
+
+    card = json.loads((run_dir / "card.json").read_text())
+    assert card["teacher"]["dir"] == "teachers"  # stored relative to the run folder
+    moved = shutil.copytree(run_dir, tmp_path / "elsewhere" / "run")
+    monkeypatch.chdir(tmp_path)  # neither the old cwd nor the old place of the run
+    assert resolve_teachers_dir(card, Path("elsewhere/run"), None) == Path("elsewhere/run/teachers")
+    assert main(["eval", "--model", "elsewhere/run", "--teacher", "--data", f"csv:{tiny_csv}", "--json", "--quiet"]) == 0
+    teacher = json.loads(capsys.readouterr().out)
+    assert teacher["srcc_scene_median"] == pytest.approx(card["teacher"]["srcc_scene_median"], abs=1e-4)
+    shutil.rmtree(moved / "teachers")
+    assert main(["eval", "--model", "elsewhere/run", "--teacher", "--data", f"csv:{tiny_csv}", "--quiet"]) == 2
+    assert "no ensemble.json" in capsys.readouterr().err
+
+
+def test_old_card_with_cwd_relative_teachers_dir_still_resolves(run_dir, tmp_path, monkeypatch):
+    from edgeiqa.bench.teacher import resolve_teachers_dir
+
+    monkeypatch.chdir(run_dir.parent)  # an old card: "student/teachers", relative to where distill ran
+    card = {"teacher": {"dir": "student/teachers"}}
+    assert resolve_teachers_dir(card, Path("student"), None) == Path("student/teachers")
 
 
 def test_distill_resume_reuses_teachers_and_labels(run_dir, tiny_csv, capsys):

@@ -131,9 +131,9 @@ def test_labelset_skips_bad_images_with_reason(trained, tmp_path):
 def test_teachers_cli_train_and_label(tiny_csv, tmp_path, capsys):
     profile = write_profile(tmp_path / "p.toml")
     rc = main(["teachers", "train", "--teacher", "lite0_mv", "--data", f"csv:{tiny_csv}", "--out", str(tmp_path / "t"),
-               "--profile", str(profile), "--self-train", "--json", "--quiet"])
+               "--profile", str(profile), "--self-train", "--json"])  # with progress: logs must go to stderr
     assert rc == 0
-    card = json.loads(capsys.readouterr().out)
+    card = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON document
     assert card["members"] == ["lite0_mv"]
     assert set(card["self_train"]["lite0_mv"]) == {"before", "after"}
     assert card["self_train"]["lite0_mv"]["after"].get("srcc_scene_median") is not None

@@ -40,13 +40,15 @@ def _fmt(v):
 
 
 def handle(args) -> int:
-    from edgeiqa.distill.pipeline import run_distill
     from edgeiqa.profiles import load_profile
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    profile = load_profile(args.profile)
-    card = run_distill(profile, teacher=args.teacher, budget=args.budget, student=args.student, data=args.data,
-                       unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit, epochs=args.epochs,
+    # Options that override the profile are checked with it, before any work (and before torch is imported).
+    profile = load_profile(args.profile, overrides={"budget_gmacs": args.budget, "distill.epochs": args.epochs})
+    from edgeiqa.distill.pipeline import run_distill
+
+    card = run_distill(profile, teacher=args.teacher, student=args.student, data=args.data,
+                       unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit,
                        teachers_dir=Path(args.teachers) if args.teachers else None, pretrained=args.pretrained,
                        progress=not args.quiet, log=log)
     if args.json:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeiqa.cli.common import print_json
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.runpaths import resolve_run_path
 
 
 def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool) -> tuple[dict, dict]:
@@ -17,9 +18,10 @@ def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool) ->
 
         tdir = model
         if (model / "card.json").exists() and not (model / "ensemble.json").exists():
-            tdir = Path(json.loads((model / "card.json").read_text())["teacher"]["dir"])
-            if not tdir.is_absolute() and not tdir.exists():
-                tdir = model / "teachers"
+            raw = (json.loads((model / "card.json").read_text()).get("teacher") or {}).get("dir") or "teachers"
+            tdir = resolve_run_path(raw, model)
+            if not (tdir / "ensemble.json").exists():
+                raise EdgeIQAError(f"teachers folder {tdir} from {model / 'card.json'} has no ensemble.json")
         return score_with_ensemble(tdir, paths, progress=progress)
     from edgeiqa.runtime import Scorer
 

@@ -36,20 +36,24 @@ def cmd_train(args) -> int:
     from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, self_train, teacher_config, train_members
 
     log = _log(args)
-    profile = load_profile(args.profile)
-    dataset = load_dataset(args.data or profile.get("data", "sample"))
+    # Options that override the profile are checked with it, before any work.
+    overrides = {"teacher.epochs" if args.finetune else "teacher.head_epochs": args.epochs, "seed": args.seed,
+                 "teacher.losses": parse_loss_spec(args.losses) if args.losses else None}
+    profile = load_profile(args.profile, overrides=overrides)
     names = resolve_members(args.teacher, profile)
-    cfg = teacher_config(profile, args.seed, finetune=args.finetune)
-    if args.epochs:
-        cfg.epochs = args.epochs
-    if args.losses:
-        cfg.losses = parse_loss_spec(args.losses)
+    ensemble_weights = _parse_weights(args.ensemble_weights)
+    if args.weights and not Path(args.weights).exists():
+        from edgeiqa.errors import EdgeIQAError
+
+        raise EdgeIQAError(f"--weights {args.weights}: no such file or folder")
+    dataset = load_dataset(args.data or profile.get("data", "sample"))
+    cfg = teacher_config(profile, finetune=args.finetune)
     out = Path(args.out)
     weights = {n: args.weights for n in names} if args.weights else None
     t0 = time.time()
     results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
                             resume=args.resume, progress=not args.quiet, log=log)
-    ens, card = build_ensemble(results, dataset, out, _parse_weights(args.ensemble_weights), seconds=round(time.time() - t0, 1))
+    ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
     if args.self_train:
         pool = [r for r in dataset.records if r.split == "pool"]
         if not pool:

@@ -27,10 +27,12 @@ from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.budget import check_budget
 from edgeiqa.distill.budget_fit import count_registered, count_student, fit_by_input, pick_student, prune_to_budget
+from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import write_json_atomic
 from edgeiqa.losses import LossBatch, check_loss_weights
 from edgeiqa.profiles import Profile
 from edgeiqa.provenance import package_versions
+from edgeiqa.runpaths import to_run_path
 from edgeiqa.students import create_student, save_student
 from edgeiqa.teachers.labelset import LabelSet, build_labelset
 from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, teacher_config, train_members
@@ -141,9 +143,16 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     t_start = time.time()
     timings = {}
     out = Path(out)
+    # Every setting is checked before any work: nothing is written when one is wrong.
+    if budget is not None and not budget > 0:
+        raise EdgeIQAError(f"--budget must be > 0 GMACs, got {budget}")
+    if epochs is not None and epochs < 1:
+        raise EdgeIQAError(f"--epochs must be >= 1, got {epochs}")
     budget = float(budget if budget is not None else profile.get("budget_gmacs", 50.0))
     views = profile.student_views
     student_name = student or profile["student"].get("name", "auto")
+    names = resolve_members(teacher, profile)
+    cfg = distill_config(profile, epochs)
 
     # Budget first: an impossible request fails in seconds, before any training.
     t0 = time.time()
@@ -166,7 +175,6 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     # 2. Teachers
     t0 = time.time()
     tdir = Path(teachers_dir) if teachers_dir else out / "teachers"
-    names = resolve_members(teacher, profile)
     tcfg = teacher_config(profile)
     results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log)
     _, tcard = build_ensemble(results, dataset, tdir)
@@ -178,7 +186,6 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     timings["labelset_s"] = round(time.time() - t0, 1)
 
     # 4. Student
-    cfg = distill_config(profile, epochs)
     feat_dim = labels.features["ensemble"].shape[1]
     torch.manual_seed(cfg.seed)
     model = create_student(student_name, views, hidden=int(profile["student"].get("hidden", 256)), feature_dim=feat_dim,
@@ -239,7 +246,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                     "checkpoint": "student.pt"},
         "teacher": {"members": names, "weights": tcard["weights"], "weights_fitted_on": tcard["weights_fitted_on"],
                     "gmacs": teacher_gmacs, "gmacs_members": tcard["gmacs"]["members"], **t_test,
-                    "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": str(tdir)},
+                    "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": to_run_path(tdir, out)},
         "ratios": {"gmacs_student_over_teacher": round(report.total_gmacs / teacher_gmacs, 4) if teacher_gmacs else None,
                    "srcc_scene_mean_kept": kept},
         "labelset": {"dir": "labels", "n_images": labels.manifest["n_images"], "skipped": labels.manifest["skipped"],
