@@ -42,6 +42,22 @@ def atomic_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "state")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """`last.pt` read back for `--resume`; a truncated or foreign file is refused naming it (never resumed from)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgeIQAError(f"cannot resume: {path} is corrupt or truncated ({reason}); delete it to start over, "
+                           f"or drop --resume") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS) or "config" not in ckpt["state"]:
+        raise EdgeIQAError(f"cannot resume: {path} is not an edgeiqa training checkpoint; delete it or drop --resume")
+    return ckpt
+
+
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     backbone, head = [], []
     for name, p in model.named_parameters():
@@ -86,7 +102,7 @@ class Trainer:
         state = {"epoch": 0, "history": [], "best": -math.inf, "config": asdict(cfg)}
         last = self.out_dir / "last.pt"
         if resume and last.exists():
-            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            ckpt = load_checkpoint(last)
             if ckpt["state"]["config"] != state["config"]:
                 raise EdgeIQAError(f"cannot resume from {last}: it was trained with other settings; remove it or drop --resume")
             self.model.load_state_dict(ckpt["model"])

@@ -127,6 +127,51 @@ def test_eval_cli_on_csv_student_and_teacher(run_dir, tiny_csv, capsys):
     assert teacher["srcc_scene_median"] == pytest.approx(card["teacher"]["srcc_scene_median"], abs=1e-4)
 
 
+def test_eval_exits_1_when_some_images_fail(run_dir, tiny_csv, tmp_path, capsys):
+    """README: exit 1 when some files could not be scored (issue 9, defect 8); the rest are still evaluated."""
+    import csv
+
+    rows = list(csv.DictReader(open(tiny_csv, newline="")))
+    test = [r for r in rows if r["split"] == "test"][:6]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image at all")
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(test + [{**test[0], "image": str(bad), "score": "0.5"}])
+    assert main(["eval", "--model", str(run_dir), "--data", f"csv:{tmp_path / 't.csv'}", "--json", "--quiet"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_failed"] == 1 and str(bad) in out["errors"] and out["n_images"] == 6
+
+
+def test_distill_resume_with_a_truncated_checkpoint_refuses_naming_it(run_dir, tiny_csv, tmp_path, capsys):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    last = run / "ckpt" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    rc = main(["distill", "--profile", str(run_dir.parent / "tiny.toml"), "--data", f"csv:{tiny_csv}", "--out", str(run),
+               "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{last} is corrupt or truncated" in err
+
+
+def test_distill_rebuilds_a_corrupt_labelset_naming_the_file(run_dir, tiny_csv, tmp_path, capsys):
+    from edgeiqa.teachers.labelset import LabelSet
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    feats = run / "labels" / "features.safetensors"
+    good = feats.read_bytes()
+    feats.write_bytes(good[: len(good) // 2])
+    with pytest.raises(EdgeIQAError, match="features.safetensors: missing, corrupt or truncated"):
+        LabelSet(run / "labels")
+    rc = main(["distill", "--profile", str(run_dir.parent / "tiny.toml"), "--data", f"csv:{tiny_csv}", "--out", str(run),
+               "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "features.safetensors is corrupt or truncated" in err and "rebuilding" in err
+    assert feats.read_bytes() == good  # rebuilt from the same teachers: the same bytes
+
+
 def test_run_folder_is_relocatable(run_dir, tiny_csv, tmp_path, monkeypatch, capsys):
     """Moved elsewhere and used from another working directory, the run still finds its teachers."""
     from edgeiqa.bench.teacher import resolve_teachers_dir

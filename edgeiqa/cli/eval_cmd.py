@@ -63,13 +63,14 @@ def handle(args) -> int:
             print(f"{'worst_kind':<20} {out['worst_kind']}")
         for p, e in errors.items():
             print(f"failed: {p}: {e}", file=sys.stderr)
-    return 0
+    return 1 if errors else 0  # README: 1 when some images could not be scored
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="metrics of a student, teacher ensemble or exported model on a dataset",
                        description="Score the labelled images of a dataset with a model and report SRCC/PLCC/KRCC/MAE/RMSE; "
-                       "with scenes, the per-scene median and mean (PIQ23 protocol) and the worst distortion kind.")
+                       "with scenes, the per-scene median and mean (PIQ23 protocol) and the worst distortion kind. "
+                       "Exit code 1 when some images could not be scored (they are listed, and counted in n_failed).")
     p.add_argument("--model", required=True, help="run dir (student.pt), student.pt, .onnx, .engine, or a teachers dir")
     p.add_argument("--data", required=True, help="dataset spec, e.g. sample, csv:val.csv, piq23:ROOT")
     p.add_argument("--split", default="auto", help="split(s) to evaluate: auto (test if present, else all), all, or e.g. val,test")

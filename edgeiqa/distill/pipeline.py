@@ -182,7 +182,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
 
     # 3. LabelSet of every image
     t0 = time.time()
-    labels = LabelSet(build_labelset(tdir, dataset, out / "labels", progress=progress))
+    labels = LabelSet(build_labelset(tdir, dataset, out / "labels", progress=progress, log=log))
     timings["labelset_s"] = round(time.time() - t0, 1)
 
     # 4. Student
