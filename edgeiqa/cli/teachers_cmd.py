@@ -55,9 +55,9 @@ def cmd_train(args) -> int:
                             resume=args.resume, progress=not args.quiet, log=log)
     ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
     if args.self_train:
-        pool = [r for r in dataset.records if r.split == "pool"]
-        if not pool:
-            pool = [r for r in dataset.records if r.score is None]
+        from edgeiqa.data.datasets import unlabelled_pool
+
+        pool = unlabelled_pool(dataset.records)
         card["self_train"] = self_train(names, dataset, pool, out, cfg, progress=not args.quiet, log=log)
         (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     card["seconds"] = round(time.time() - t0, 1)

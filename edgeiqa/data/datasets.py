@@ -131,6 +131,13 @@ def parse_spec(spec: str) -> DatasetSpec:
     return _validated(DatasetSpec(key, target, options, text))
 
 
+def unlabelled_pool(records: list[ImageRecord]) -> list[ImageRecord]:
+    """The one rule for the images teachers pseudo-label (distill's student pool, `teachers train --self-train`):
+    every `pool` record (its ground truth, if any, is held back), and every unlabelled record outside val and
+    test (no split, or `train`). Val and test images are never pseudo-labelled: they judge the models."""
+    return [r for r in records if r.split == "pool" or (r.score is None and r.split not in ("val", "test"))]
+
+
 def require_target(spec: DatasetSpec) -> None:
     """A spec's file or folder must exist: the same error (exit 2) as a bare path that does not exist."""
     if LOADERS[spec.name].needs_target and not expand_path(spec.target).exists():

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from edgeiqa import metrics
-from edgeiqa.data.datasets import load_dataset
+from edgeiqa.data.datasets import load_dataset, unlabelled_pool
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.budget import check_budget
@@ -43,17 +43,10 @@ EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_
 
 
 def eval_summary(pred: dict[str, float], records, failed: int = 0) -> dict:
-    """The eval JSON keys over labelled records (per-scene values when the records have scenes)."""
-    rows = [r for r in records if r.score is not None and str(r.path) in pred and np.isfinite(pred[str(r.path)])]
-    if len(rows) < 3:
-        return {"n_images": len(rows), "n_failed": failed}
-    has_scene = any(r.scene for r in rows)
-    m = metrics.evaluate([pred[str(r.path)] for r in rows], [r.score for r in rows],
-                         scenes=[r.scene for r in rows] if has_scene else None,
-                         kinds=[r.kind for r in rows] if any(r.kind for r in rows) else None)
+    """The eval JSON keys of metrics.summarize() over labelled records; n_failed counts the unscored ones."""
+    m = metrics.summarize(records, pred)
     out = {k: m[k] for k in EVAL_KEYS if k in m}
-    out["n_images"] = len(rows)
-    out["n_failed"] = failed + sum(1 for r in records if r.score is not None and str(r.path) not in pred)
+    out["n_failed"] = failed + m["n_unscored"]
     if "per_kind" in m:
         out["per_kind"] = m["per_kind"]
     return out
@@ -82,12 +75,13 @@ def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float, use_po
     """Ground-truth train images + pseudo-labelled images (pool split, or unlabelled ones), with feature rows."""
     row_of = {r["image"]: k for k, r in enumerate(labels.rows)}
     pseudo = labels.score_of()
+    pool = {id(r) for r in unlabelled_pool(dataset.records)} if use_pool else set()
     chosen = []
     for r in dataset.records:
         p = str(r.path)
         if r.split == "train" and r.score is not None:
             chosen.append((r, float(r.score), 1.0))
-        elif use_pool and (r.split == "pool" or (r.score is None and r.split in (None, "train"))) and p in pseudo:
+        elif id(r) in pool and p in pseudo:
             chosen.append((r, pseudo[p], pseudo_weight))
     ids = scene_ids([r.scene for r, _, _ in chosen])
     items = [TrainItem(str(r.path), s, sid, w, row_of.get(str(r.path), -1)) for (r, s, w), sid in zip(chosen, ids)]
