@@ -54,12 +54,13 @@ def cmd_train(args) -> int:
     results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
                             resume=args.resume, progress=not args.quiet, log=log)
     ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
-    if args.self_train:
+    if args.self_train or profile["teacher"].get("self_train"):
         from edgeiqa.data.datasets import unlabelled_pool
 
         pool = unlabelled_pool(dataset.records)
-        card["self_train"] = self_train(names, dataset, pool, out, cfg, progress=not args.quiet, log=log)
-        (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+        card["self_train"] = self_train(names, dataset, pool, out, cfg, pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)),
+                                        finetune=args.finetune, pretrained=args.pretrained, weights=weights,
+                                        progress=not args.quiet, log=log)
     card["seconds"] = round(time.time() - t0, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     if args.json:
@@ -157,7 +158,9 @@ def register(sub) -> None:
     tr.add_argument("--pretrained", action="store_true", help="start from timm's hub weights (needs a network)")
     tr.add_argument("--weights", help="local checkpoint (teacher.pt or a backbone state dict) to start from")
     tr.add_argument("--ensemble-weights", help="fixed member weights, e.g. lite2_mv=0.7,vit_s=0.3 (default: fitted on val)")
-    tr.add_argument("--self-train", action="store_true", help="after training, one self-training round on the pool with pseudo-labels")
+    tr.add_argument("--self-train", action="store_true", help="after training, one self-training round: each member retrains on "
+                    "labelled + ensemble-pseudo-labelled pool images, from the same start (--pretrained/--weights), into "
+                    "OUT/selftrain (default: the profile's [teacher] self_train)")
     tr.add_argument("--seed", type=int, help="random seed (default: the profile's)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted member from its last epoch checkpoint")
     tr.add_argument("--json", action="store_true", help="print the teachers card as JSON")

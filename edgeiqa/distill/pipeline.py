@@ -1,7 +1,8 @@
 """`distill --teacher ensemble --budget 50`: teachers -> LabelSet -> student under the budget -> card.
 
 Steps (each reused when its inputs are unchanged, so a re-run or `--resume` only does what is left):
-1. dataset + profile; 2. teachers trained (or reused) in OUT/teachers, ensemble fitted on val;
+1. dataset + profile; 2. teachers trained (or reused) in OUT/teachers, ensemble fitted on val (with
+`--self-train` / `[teacher] self_train`, one self-training round into OUT/teachers/selftrain, whose ensemble labels);
 3. LabelSet of every image (OUT/labels); 4. student picked (`auto` = most capable that fits) and counted
 with fvcore at the profile's views, `--fit` shrinks input or prunes; 5. student trained on ground truth
 (train split) + calibrated pseudo-labels (pool / unlabelled images) with the named losses, opinion
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -35,7 +37,7 @@ from edgeiqa.provenance import package_versions
 from edgeiqa.runpaths import to_run_path
 from edgeiqa.students import create_student, save_student
 from edgeiqa.teachers.labelset import LabelSet, build_labelset
-from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, teacher_config, train_members
+from edgeiqa.teachers.pipeline import SELFTRAIN_DIR, build_ensemble, resolve_members, self_train, teacher_config, train_members
 from edgeiqa.training import TrainConfig, Trainer
 
 EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc_kind_worst",
@@ -172,6 +174,14 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     tcfg = teacher_config(profile)
     results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log)
     _, tcard = build_ensemble(results, dataset, tdir)
+    self_report = None
+    if profile["teacher"].get("self_train"):
+        # Efficient-FIQA: the teachers retrain once on their own pseudo-labels of the pool; that ensemble labels.
+        self_report = self_train(names, dataset, unlabelled_pool(dataset.records), tdir, tcfg,
+                                 pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)), pretrained=pretrained,
+                                 progress=progress, log=log)
+        tdir = tdir / SELFTRAIN_DIR
+        tcard = json.loads((tdir / "card.json").read_text())
     timings["teachers_s"] = round(time.time() - t0, 1)
 
     # 3. LabelSet of every image
@@ -240,7 +250,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                     "checkpoint": "student.pt"},
         "teacher": {"members": names, "weights": tcard["weights"], "weights_fitted_on": tcard["weights_fitted_on"],
                     "gmacs": teacher_gmacs, "gmacs_members": tcard["gmacs"]["members"], **t_test,
-                    "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": to_run_path(tdir, out)},
+                    "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": to_run_path(tdir, out),
+                    "self_train": self_report},
         "ratios": {"gmacs_student_over_teacher": round(report.total_gmacs / teacher_gmacs, 4) if teacher_gmacs else None,
                    "srcc_scene_mean_kept": kept},
         "labelset": {"dir": "labels", "n_images": labels.manifest["n_images"], "skipped": labels.manifest["skipped"],

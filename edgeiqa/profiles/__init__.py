@@ -23,7 +23,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "": {"name": (str,), "description": (str,), "data": (str,), "budget_gmacs": (int, float), "seed": (int,),
          "student": (dict,), "teacher": (dict,), "distill": (dict,)},
     "student": {"name": (str,), "views": (list,), "input": (list,), "hidden": (int,), "freeze_blocks": (int,)},
-    "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,)},
+    "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,),
+                "self_train": (bool,)},
     "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float)},
 }
 REQUIRED = {"": ("name", "student", "teacher", "distill"), "student": ("views",)}
@@ -49,7 +50,7 @@ def _check_keys(section: str, table: dict, where: str) -> None:
             hint = did_you_mean(key, allowed, cutoff=0.5) or f" (valid: {', '.join(allowed)})"
             label = f"[{section}] " if section else ""
             raise EdgeIQAError(f"{where}: unknown key {label}{key!r}{hint}")
-        if not isinstance(value, allowed[key]) or isinstance(value, bool):
+        if not isinstance(value, allowed[key]) or (isinstance(value, bool) and bool not in allowed[key]):
             raise EdgeIQAError(f"{where}: key {key!r} must be {' or '.join(t.__name__ for t in allowed[key])}, got {value!r}")
     for key in REQUIRED.get(section, ()):
         if key not in table:
