@@ -9,6 +9,7 @@ A member whose member.json records the same dataset and settings is reused, not 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -52,8 +53,10 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=None)
 def teacher_gmacs(name: str) -> float:
-    """fvcore GMACs of one teacher at its own views (all views, the whole model)."""
+    """fvcore GMACs of one teacher at its own views (all views, the whole model); counted once per process
+    (it depends on the registered name only), so the self-training round does not count again."""
     from edgeiqa.budget import count_gmacs
 
     teacher = create_teacher(name).eval()
