@@ -36,6 +36,7 @@ __all__ = [
     "logistic4",
     "plcc_fitted",
     "evaluate",
+    "summarize",
     "aim_rank_score",
     "MIN_SCENE_IMAGES",
 ]
@@ -274,6 +275,31 @@ def evaluate(pred, target, scenes: Iterable | None = None, kinds: Iterable | Non
             per_kind=per_kind,
         )
     return out
+
+
+def summarize(records: Iterable, score_of: Mapping[str, float]) -> dict:
+    """The one per-split summary (teachers, distill, eval and bench all use it): `evaluate()` over the
+    labelled `records` (ImageRecord-like: .path, .score, .scene, .kind) whose image has a finite score.
+
+    Per-scene metrics when every scored record has a scene; per-kind when any has a kind. `per_scene` is
+    left out (cards stay small). Always `n_images` (records scored) and `n_unscored` (labelled records
+    with no finite score); with fewer than MIN_SCENE_IMAGES scored records, only those two counts.
+    """
+    labelled = [r for r in records if r.score is not None]
+    rows = []
+    for r in labelled:
+        s = score_of.get(str(r.path))
+        if s is not None and math.isfinite(s):
+            rows.append((r, float(s)))
+    counts = {"n_images": len(rows), "n_unscored": len(labelled) - len(rows)}
+    if len(rows) < MIN_SCENE_IMAGES:
+        return counts
+    recs = [r for r, _ in rows]
+    m = evaluate([s for _, s in rows], [r.score for r in recs],
+                 scenes=[r.scene for r in recs] if all(r.scene is not None for r in recs) else None,
+                 kinds=[r.kind for r in recs] if any(r.kind for r in recs) else None)
+    m.pop("per_scene", None)
+    return {**m, **counts}
 
 
 # ---------------------------------------------------------------------------------------------- AIM score

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,22 @@ class TrainConfig:
 def atomic_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "state")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """`last.pt` read back for `--resume`; a truncated or foreign file is refused naming it (never resumed from)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgeIQAError(f"cannot resume: {path} is corrupt or truncated ({reason}); delete it to start over, "
+                           f"or drop --resume") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS) or "config" not in ckpt["state"]:
+        raise EdgeIQAError(f"cannot resume: {path} is not an edgeiqa training checkpoint; delete it or drop --resume")
+    return ckpt
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -85,7 +102,7 @@ class Trainer:
         state = {"epoch": 0, "history": [], "best": -math.inf, "config": asdict(cfg)}
         last = self.out_dir / "last.pt"
         if resume and last.exists():
-            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            ckpt = load_checkpoint(last)
             if ckpt["state"]["config"] != state["config"]:
                 raise EdgeIQAError(f"cannot resume from {last}: it was trained with other settings; remove it or drop --resume")
             self.model.load_state_dict(ckpt["model"])
@@ -124,7 +141,8 @@ class Trainer:
             state["history"].append(record)
             state["epoch"] = epoch + 1
             if progress:
-                tqdm.write(f"{self.desc} epoch {epoch + 1}/{cfg.epochs}: " + json.dumps(record))
+                # Logs go to stderr: stdout carries only results (`--json` prints one document there).
+                tqdm.write(f"{self.desc} epoch {epoch + 1}/{cfg.epochs}: " + json.dumps(record), file=sys.stderr)
             atomic_save(
                 {"model": self.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "rng": torch.get_rng_state(), "state": state},

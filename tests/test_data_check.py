@@ -132,12 +132,24 @@ def test_check_structural_problem_is_reported(tmp_path, capsys):
     path = _csv(tmp_path / "l.csv", ["image", "mos"], [["a.jpg", "3"]])
     report = check_dataset(f"csv:{path}")
     assert report["problems"][0]["kind"] == "dataset" and "missing column 'score'" in report["problems"][0]["message"]
-    assert main(["data", "check", f"csv:{tmp_path / 'absent.csv'}"]) == 1
+
+
+
+@pytest.mark.parametrize("prefix", ["", "csv:"])
+def test_check_missing_csv_is_a_spec_error_with_or_without_prefix(tmp_path, capsys, prefix):
+    # issue 9, defect 8: `data check nothere.csv` and `data check csv:nothere.csv` exit alike (2), one line
+    assert main(["data", "check", f"{prefix}{tmp_path / 'absent.csv'}"]) == 2
     out, err = capsys.readouterr()
-    assert "absent.csv" in out and "file not found" in out and "Traceback" not in out + err
-    # a bare path that does not exist is a spec error (exit 2)
-    assert main(["data", "check", str(tmp_path / "absent.csv")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "absent.csv" in err and "no such file or folder" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_check_header_only_csv_fails(tmp_path, capsys):
+    path = _csv(tmp_path / "l.csv", ["image", "score"], [])
+    report = check_dataset(f"csv:{path}")
+    assert not report["ok"] and report["problems"][0]["kind"] == "dataset" and "no images" in report["problems"][0]["message"]
+    assert main(["data", "check", str(path)]) == 1
+    assert "no images" in capsys.readouterr().out
 
 
 def test_check_bad_spec_is_a_user_error(capsys):

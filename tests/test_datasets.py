@@ -168,7 +168,8 @@ def test_csv_missing_column_names_it(tmp_path):
 
 
 def test_csv_missing_file_names_it(tmp_path):
-    with pytest.raises(DatasetError, match="file not found") as info:
+    # the same message as a bare path (issue 9, defect 8)
+    with pytest.raises(DatasetError, match="no such file or folder") as info:
         load_dataset(f"csv:{tmp_path / 'absent.csv'}")
     assert "absent.csv" in str(info.value)
 
@@ -408,7 +409,7 @@ def test_folder(tmp_path):
     (tmp_path / "deep" / "nothing").mkdir()
     with pytest.raises(DatasetError, match="no image files"):
         load_dataset(f"folder:{tmp_path / 'deep' / 'nothing'}")
-    with pytest.raises(DatasetError, match="not found"):
+    with pytest.raises(DatasetError, match="no such file or folder"):
         load_dataset(f"folder:{tmp_path / 'nope'}")
 
 
@@ -437,3 +438,18 @@ def test_sample_loads(sample_csv):
     # test scenes are unseen by every other split (pool included)
     others = set().union(*(scenes[s] for s in scenes if s != "test"))
     assert not scenes["test"] & others
+
+
+def test_unlabelled_pool_rule():
+    """One rule for the images teachers pseudo-label (distill and teachers train --self-train)."""
+    from pathlib import Path
+
+    from edgeiqa.data.datasets import unlabelled_pool
+    from edgeiqa.data.records import ImageRecord
+
+    recs = {name: ImageRecord(Path(f"/x/{name}.png"), score, split=split) for name, score, split in [
+        ("pool_labelled", 1.0, "pool"), ("pool", None, "pool"), ("train_unlabelled", None, "train"),
+        ("no_split", None, None), ("train", 2.0, "train"), ("val_unlabelled", None, "val"),
+        ("test_unlabelled", None, "test"), ("labelled_no_split", 3.0, None)]}
+    got = {r.path.stem for r in unlabelled_pool(list(recs.values()))}
+    assert got == {"pool_labelled", "pool", "train_unlabelled", "no_split"}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,6 +67,7 @@ def test_profiles_load_and_unknown_keys_suggest(tmp_path):
         load_profile("sampel")
 
 
+@pytest.mark.slow
 def test_tiny_budget_fails_fast_before_training(tmp_path, capsys):
     rc = main(["distill", "--teacher", "ensemble", "--budget", "0.01", "--out", str(tmp_path / "run"), "--quiet"])
     assert rc == 3
@@ -79,13 +84,24 @@ def test_missing_dataset_path_names_it(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_csv, tmp_path_factory):
+    """A tiny distill run, started the way a user does: from its parent folder, `--out student`, with progress
+    and `--json` (stdout must hold exactly the card, all logs on stderr)."""
     out = tmp_path_factory.mktemp("run")
     profile = write_profile(out / "tiny.toml", epochs=2)
-    rc = main(["distill", "--profile", str(profile), "--data", f"csv:{tiny_csv}", "--out", str(out / "student"), "--quiet"])
+    stdout, cwd = io.StringIO(), os.getcwd()
+    os.chdir(out)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            rc = main(["distill", "--profile", "tiny.toml", "--data", f"csv:{tiny_csv}", "--out", "student", "--json"])
+    finally:
+        os.chdir(cwd)
     assert rc == 0
+    card = json.loads(stdout.getvalue())  # the whole of stdout is one JSON document (issue 9, defect 5)
+    assert card["student"]["gmacs"] > 0 and card["training"]["history"]
     return out / "student"
 
 
+@pytest.mark.slow
 def test_distill_writes_student_card_and_plot(run_dir):
     card = json.loads((run_dir / "card.json").read_text())
     for side in ("student", "teacher"):
@@ -100,6 +116,7 @@ def test_distill_writes_student_card_and_plot(run_dir):
     assert payload["meta"]["gmacs"] == card["student"]["gmacs"]
 
 
+@pytest.mark.slow
 def test_eval_cli_on_csv_student_and_teacher(run_dir, tiny_csv, capsys):
     keys = {"srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc", "plcc", "krcc",
             "mae", "rmse", "n_images", "n_scenes", "n_failed"}
@@ -113,6 +130,104 @@ def test_eval_cli_on_csv_student_and_teacher(run_dir, tiny_csv, capsys):
     assert teacher["srcc_scene_median"] == pytest.approx(card["teacher"]["srcc_scene_median"], abs=1e-4)
 
 
+@pytest.mark.slow
+def test_eval_exits_1_when_some_images_fail(run_dir, tiny_csv, tmp_path, capsys):
+    """README: exit 1 when some files could not be scored (issue 9, defect 8); the rest are still evaluated."""
+    import csv
+
+    rows = list(csv.DictReader(open(tiny_csv, newline="")))
+    test = [r for r in rows if r["split"] == "test"][:6]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image at all")
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(test + [{**test[0], "image": str(bad), "score": "0.5"}])
+    assert main(["eval", "--model", str(run_dir), "--data", f"csv:{tmp_path / 't.csv'}", "--json", "--quiet"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_failed"] == 1 and str(bad) in out["errors"] and out["n_images"] == 6
+
+
+@pytest.mark.slow
+def test_distill_resume_with_a_truncated_checkpoint_refuses_naming_it(run_dir, tiny_csv, tmp_path, capsys):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    last = run / "ckpt" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    rc = main(["distill", "--profile", str(run_dir.parent / "tiny.toml"), "--data", f"csv:{tiny_csv}", "--out", str(run),
+               "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{last} is corrupt or truncated" in err
+
+
+@pytest.mark.slow
+def test_distill_rebuilds_a_corrupt_labelset_naming_the_file(run_dir, tiny_csv, tmp_path, capsys):
+    from edgeiqa.teachers.labelset import LabelSet
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    feats = run / "labels" / "features.safetensors"
+    good = feats.read_bytes()
+    feats.write_bytes(good[: len(good) // 2])
+    with pytest.raises(EdgeIQAError, match="features.safetensors: missing, corrupt or truncated"):
+        LabelSet(run / "labels")
+    rc = main(["distill", "--profile", str(run_dir.parent / "tiny.toml"), "--data", f"csv:{tiny_csv}", "--out", str(run),
+               "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "features.safetensors is corrupt or truncated" in err and "rebuilding" in err
+    assert feats.read_bytes() == good  # rebuilt from the same teachers: the same bytes
+
+
+@pytest.mark.slow
+def test_distill_self_train_labels_with_the_self_trained_ensemble(run_dir, tiny_csv, tmp_path):
+    """issue 9, defect 12: `distill --self-train` runs the round the fiqa profile advertises (on by default there)."""
+    assert load_profile("fiqa")["teacher"]["self_train"] is True
+    run = shutil.copytree(run_dir, tmp_path / "run")  # first-round teachers reused; the round itself is new
+    rc = main(["distill", "--profile", str(run_dir.parent / "tiny.toml"), "--data", f"csv:{tiny_csv}", "--out", str(run),
+               "--self-train", "--epochs", "1", "--quiet"])
+    assert rc == 0
+    card = json.loads((run / "card.json").read_text())
+    assert card["teacher"]["dir"] == "teachers/selftrain"
+    assert set(card["teacher"]["self_train"]["lite0_mv"]) == {"before", "after"}
+    manifest = json.loads((run / "labels" / "manifest.json").read_text())
+    assert manifest["teachers"][0]["sha256"] == json.loads(
+        (run / "teachers" / "selftrain" / "lite0_mv" / "member.json").read_text())["checkpoint_sha256"]
+    assert card["training"]["n_pseudo"] > 0
+
+
+@pytest.mark.slow
+def test_run_folder_is_relocatable(run_dir, tiny_csv, tmp_path, monkeypatch, capsys):
+    """Moved elsewhere and used from another working directory, the run still finds its teachers."""
+    from edgeiqa.bench.teacher import resolve_teachers_dir
+
+    card = json.loads((run_dir / "card.json").read_text())
+    assert card["teacher"]["dir"] == "teachers"  # stored relative to the run folder
+    moved = shutil.copytree(run_dir, tmp_path / "elsewhere" / "run")
+    monkeypatch.chdir(tmp_path)  # neither the old cwd nor the old place of the run
+    assert resolve_teachers_dir(card, Path("elsewhere/run"), None) == Path("elsewhere/run/teachers")
+    assert main(["eval", "--model", "elsewhere/run", "--teacher", "--data", f"csv:{tiny_csv}", "--json", "--quiet"]) == 0
+    teacher = json.loads(capsys.readouterr().out)
+    assert teacher["srcc_scene_median"] == pytest.approx(card["teacher"]["srcc_scene_median"], abs=1e-4)
+    shutil.rmtree(moved / "teachers")
+    assert main(["eval", "--model", "elsewhere/run", "--teacher", "--data", f"csv:{tiny_csv}", "--quiet"]) == 2
+    assert "no ensemble.json" in capsys.readouterr().err
+
+
+def test_old_card_with_cwd_relative_teachers_dir_still_resolves(tmp_path, monkeypatch):
+    from edgeiqa.bench.teacher import resolve_teachers_dir
+    from edgeiqa.runpaths import resolve_run_path, to_run_path
+
+    (tmp_path / "student" / "teachers").mkdir(parents=True)
+    (tmp_path / "student" / "teachers" / "ensemble.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)  # an old card: "student/teachers", relative to where distill ran
+    card = {"teacher": {"dir": "student/teachers"}}
+    assert resolve_teachers_dir(card, Path("student"), None) == Path("student/teachers")
+    assert to_run_path("student/teachers", "student") == "teachers"
+    assert to_run_path(tmp_path / "shared", "student") == str(tmp_path / "shared")  # outside the run: absolute
+    assert resolve_run_path(str(tmp_path / "shared"), "student") == tmp_path / "shared"
+
+
+@pytest.mark.slow
 def test_distill_resume_reuses_teachers_and_labels(run_dir, tiny_csv, capsys):
     before = (run_dir / "labels" / "manifest.json").stat().st_mtime_ns
     rc = main(["distill", "--profile", str(run_dir.parent / "tiny.toml"), "--data", f"csv:{tiny_csv}",
@@ -124,6 +239,7 @@ def test_distill_resume_reuses_teachers_and_labels(run_dir, tiny_csv, capsys):
     assert card["student"]["srcc_scene_mean"] == first["student"]["srcc_scene_mean"]
 
 
+@pytest.mark.slow
 def test_budget_fit_input_shrinks_views(tmp_path):
     from edgeiqa.distill.budget_fit import count_student, fit_by_input
 
@@ -134,6 +250,7 @@ def test_budget_fit_input_shrinks_views(tmp_path):
     assert all(v.size[0] % (7 if v.kind == "fragments" else 32) == 0 for v in fitted)
 
 
+@pytest.mark.slow
 def test_budget_fit_prune_reaches_budget():
     from edgeiqa.distill.budget_fit import count_student, prune_to_budget
 

@@ -184,3 +184,28 @@ def test_aim_rank_score_by_hand():
     assert score == {"A": pytest.approx(1.7), "B": pytest.approx(1.7), "C": pytest.approx(2.6)}
     with pytest.raises(ValueError):
         M.aim_rank_score({"A": {"srcc": 0.9}})
+
+
+def test_summarize_is_evaluate_over_scored_labelled_records():
+    """One per-split summary (teachers, distill, eval, bench): evaluate() over the labelled, finitely scored records."""
+    from pathlib import Path
+
+    from edgeiqa.data.records import ImageRecord
+
+    rng = np.random.default_rng(0)
+    recs = [ImageRecord(Path(f"/x/{i}.png"), float(i % 5), scene=f"s{i // 5}", kind="blur" if i < 10 else "noise")
+            for i in range(20)]
+    recs.append(ImageRecord(Path("/x/unlabelled.png")))
+    score_of = {str(r.path): float(r.score or 0) + rng.normal(0, 0.5) for r in recs}
+    score_of["/x/3.png"] = float("nan")  # a failed image
+    m = M.summarize(recs, score_of)
+    rows = [r for r in recs if r.score is not None and str(r.path) != "/x/3.png"]
+    ref = M.evaluate([score_of[str(r.path)] for r in rows], [r.score for r in rows],
+                           scenes=[r.scene for r in rows], kinds=[r.kind for r in rows])
+    assert m["n_images"] == 19 and m["n_unscored"] == 1 and "per_scene" not in m
+    for k in ("srcc", "plcc", "srcc_scene_median", "srcc_scene_mean", "srcc_kind_worst", "worst_kind"):
+        assert m[k] == ref[k], k
+    # a scene missing on one record: pooled metrics only, no per-scene numbers mixing in a 'None' scene
+    partial = [ImageRecord(r.path, r.score, None if i == 0 else r.scene) for i, r in enumerate(recs)]
+    assert "srcc_scene_median" not in M.summarize(partial, score_of)
+    assert M.summarize(recs[:2], score_of) == {"n_images": 2, "n_unscored": 0}

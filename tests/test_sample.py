@@ -225,6 +225,7 @@ def test_build_is_atomic(tmp_path, monkeypatch, two_photos, capsys):
     assert capsys.readouterr() == ("", "")
 
 
+@pytest.mark.slow
 def test_failed_forced_rebuild_keeps_the_old_set(tmp_path, monkeypatch, two_photos, capsys):
     root = tmp_path / "sample-v1"
     # a stale temp folder left by a killed build of a dead process is removed by the next build

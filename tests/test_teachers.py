@@ -54,6 +54,7 @@ def trained(tiny_csv, tmp_path_factory):
     return out, ds, results, ens, card
 
 
+@pytest.mark.slow
 def test_teacher_learns_on_unseen_photo(trained):
     out, ds, results, ens, card = trained
     test = card["metrics"]["ensemble"]["test"]
@@ -65,6 +66,7 @@ def test_teacher_learns_on_unseen_photo(trained):
     assert member["gmacs"] > 1.0
 
 
+@pytest.mark.slow
 def test_member_is_reused_when_inputs_unchanged(trained):
     out, ds, results, ens, card = trained
     profile = load_profile(str(out / "p.toml"))
@@ -73,6 +75,34 @@ def test_member_is_reused_when_inputs_unchanged(trained):
     assert any("reusing" in m for m in logs)
 
 
+@pytest.mark.slow
+def test_self_training_keeps_the_members_starting_weights(trained, tmp_path):
+    """issue 9, defect 12: the self-training round starts from the same weights as the first round (it used
+    to drop `weights`/`pretrained`), trains on the pool's pseudo-labels and is reused when nothing changed."""
+    import shutil
+
+    from edgeiqa.data.datasets import unlabelled_pool
+    from edgeiqa.teachers.pipeline import SELFTRAIN_DIR, self_train
+
+    out, ds, *_ = trained
+    tdir = shutil.copytree(out, tmp_path / "t")
+    start = tmp_path / "start.pt"
+    shutil.copy(out / "lite0_mv" / "teacher.pt", start)
+    cfg = teacher_config(load_profile(str(out / "p.toml")))
+    pool = unlabelled_pool(ds.records)
+    assert pool and all(r.split == "pool" for r in pool)
+    logs = []
+    report = self_train(["lite0_mv"], ds, pool, tdir, cfg, weights={"lite0_mv": start}, progress=False, log=logs.append)
+    member = json.loads((tdir / SELFTRAIN_DIR / "lite0_mv" / "member.json").read_text())
+    assert member["weights_source"] == "file:start.pt"
+    assert member["settings"]["extra"] and member["settings"]["weights"] == str(start)
+    assert report["lite0_mv"]["after"].get("srcc") is not None
+    assert (tdir / SELFTRAIN_DIR / "ensemble.json").exists()
+    self_train(["lite0_mv"], ds, pool, tdir, cfg, weights={"lite0_mv": start}, progress=False, log=logs.append)
+    assert any("reusing" in m for m in logs)
+
+
+@pytest.mark.slow
 def test_labelset_rows_features_and_scale(trained, tmp_path):
     out, ds, results, ens, card = trained
     ls = LabelSet(build_labelset(out, ds, tmp_path / "labels", progress=False))
@@ -88,6 +118,7 @@ def test_labelset_rows_features_and_scale(trained, tmp_path):
     assert ls.manifest["teachers"][0]["sha256"]
 
 
+@pytest.mark.slow
 def test_labelset_is_atomic_and_reproducible_after_a_kill(trained, tmp_path):
     out, ds, *_ = trained
     reference = build_labelset(out, ds, tmp_path / "ref", progress=False)
@@ -108,6 +139,7 @@ def test_labelset_is_atomic_and_reproducible_after_a_kill(trained, tmp_path):
     assert (target / "manifest.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_labelset_skips_bad_images_with_reason(trained, tmp_path):
     out, ds, *_ = trained
     src = tmp_path / "pool.csv"
@@ -128,12 +160,13 @@ def test_labelset_skips_bad_images_with_reason(trained, tmp_path):
     assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.jpg"]
 
 
+@pytest.mark.slow
 def test_teachers_cli_train_and_label(tiny_csv, tmp_path, capsys):
     profile = write_profile(tmp_path / "p.toml")
     rc = main(["teachers", "train", "--teacher", "lite0_mv", "--data", f"csv:{tiny_csv}", "--out", str(tmp_path / "t"),
-               "--profile", str(profile), "--self-train", "--json", "--quiet"])
+               "--profile", str(profile), "--self-train", "--json"])  # with progress: logs must go to stderr
     assert rc == 0
-    card = json.loads(capsys.readouterr().out)
+    card = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON document
     assert card["members"] == ["lite0_mv"]
     assert set(card["self_train"]["lite0_mv"]) == {"before", "after"}
     assert card["self_train"]["lite0_mv"]["after"].get("srcc_scene_median") is not None
@@ -150,6 +183,7 @@ def test_label_without_trained_teachers_is_a_clear_error(tiny_csv, tmp_path, cap
     assert "teachers train" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ranking_pretrain_runs_and_resumes(tiny_csv, tmp_path):
     from edgeiqa.teachers.pretrain import ranking_pretrain
 
@@ -163,6 +197,7 @@ def test_ranking_pretrain_runs_and_resumes(tiny_csv, tmp_path):
     t.load_state_dict(state["state_dict"])  # usable as --weights for `teachers train`
 
 
+@pytest.mark.slow
 def test_finetune_trains_the_backbone_end_to_end(tiny_csv, tmp_path):
     from edgeiqa.teachers.train import train_teacher
     from edgeiqa.training import TrainConfig

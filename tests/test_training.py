@@ -33,7 +33,7 @@ def _collate(batch):
             torch.tensor([b[2] for b in batch]), torch.tensor([b[3] for b in batch]), None)
 
 
-def _run(tmp, resume=False, fail_at=None):
+def _run(tmp, resume=False, fail_at=None, progress=False):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     ds = ToyData()
@@ -48,7 +48,7 @@ def _run(tmp, resume=False, fail_at=None):
         return LossBatch(m(x[0]).squeeze(1), y, s, w)
 
     cfg = TrainConfig(epochs=3, lr=1e-2, batch_size=6, losses={"mse": 1.0, "fidelity": 0.5})
-    Trainer(model, step, None, tmp, cfg, desc="toy").fit(loader, resume=resume, progress=False)
+    Trainer(model, step, None, tmp, cfg, desc="toy").fit(loader, resume=resume, progress=progress)
     return model.state_dict()
 
 
@@ -70,6 +70,30 @@ def test_resume_refuses_other_settings(tmp_path):
     loader = torch.utils.data.DataLoader(ds, batch_size=6, collate_fn=_collate)
     with pytest.raises(EdgeIQAError, match="other settings"):
         Trainer(model, lambda m, b: None, None, tmp_path / "a", cfg).fit(loader, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign"])
+def test_resume_from_a_damaged_checkpoint_names_the_file(tmp_path, damage):
+    """issue 9, defect 7: a truncated or foreign last.pt is refused in one line naming it, not a traceback."""
+    _run(tmp_path / "a")
+    last = tmp_path / "a" / "last.pt"
+    data = last.read_bytes()
+    if damage == "truncate":
+        last.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        last.write_bytes(b"\x00" * 100)
+    else:
+        torch.save({"weights": torch.zeros(3)}, last)
+    with pytest.raises(EdgeIQAError, match=f"cannot resume: {last}") as exc:
+        _run(tmp_path / "a", resume=True)
+    assert "\n" not in str(exc.value)
+
+
+def test_epoch_lines_go_to_stderr(tmp_path, capsys):
+    """issue 9, defect 5: stdout is kept for results (`--json`); per-epoch logs go to stderr."""
+    _run(tmp_path / "a", progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "toy epoch 3/3" in err
 
 
 def test_scene_batches_keep_scene_groups():

@@ -4,7 +4,7 @@ Images: the data's `test` split when it has one (else every labelled image; an u
 timing only). `max_images` keeps whole scenes, spread evenly over the sorted scene list, so per-scene
 SRCC stays defined. Default data: the card's dataset, else the profile's, else `sample`.
 
-Metrics (edgeiqa.metrics.evaluate on the scores the deployed model returns, logistic mapping included):
+Metrics (edgeiqa.metrics.summarize on the scores the deployed model returns, logistic mapping included):
 pooled SRCC/PLCC over all images, and with scenes the per-scene median and mean SRCC (PIQ23 protocol).
 Parity vs torch: max |raw score difference| over the same images, the torch student being the reference.
 """
@@ -101,17 +101,9 @@ def select_eval(spec: str, max_images: int | None = None) -> EvalSet:
 
 def accuracy(evalset: EvalSet, score_of: dict[str, float]) -> dict:
     """srcc, plcc, srcc_scene_median, srcc_scene_mean, n_eval (records scored) from {path: score}."""
-    out = {"srcc": None, "plcc": None, "srcc_scene_median": None, "srcc_scene_mean": None, "n_eval": 0}
-    rows = [r for r in evalset.records if r.score is not None and np.isfinite(score_of.get(str(r.path), np.nan))]
-    out["n_eval"] = len(rows)
-    if len(rows) < 2:
-        return out
-    pred = [score_of[str(r.path)] for r in rows]
-    target = [r.score for r in rows]
-    scenes = [r.scene for r in rows] if all(r.scene is not None for r in rows) else None
-    m = metrics.evaluate(pred, target, scenes=scenes)
-    for k in ("srcc", "plcc", "srcc_scene_median", "srcc_scene_mean"):
-        out[k] = m.get(k)
+    m = metrics.summarize(evalset.records, score_of)
+    out = {k: m.get(k) for k in ("srcc", "plcc", "srcc_scene_median", "srcc_scene_mean")}
+    out["n_eval"] = m["n_images"]
     return out
 
 

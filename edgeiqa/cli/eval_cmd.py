@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeiqa.cli.common import print_json
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.runpaths import resolve_run_path
 
 
 def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool) -> tuple[dict, dict]:
@@ -17,9 +18,10 @@ def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool) ->
 
         tdir = model
         if (model / "card.json").exists() and not (model / "ensemble.json").exists():
-            tdir = Path(json.loads((model / "card.json").read_text())["teacher"]["dir"])
-            if not tdir.is_absolute() and not tdir.exists():
-                tdir = model / "teachers"
+            raw = (json.loads((model / "card.json").read_text()).get("teacher") or {}).get("dir") or "teachers"
+            tdir = resolve_run_path(raw, model)
+            if not (tdir / "ensemble.json").exists():
+                raise EdgeIQAError(f"teachers folder {tdir} from {model / 'card.json'} has no ensemble.json")
         return score_with_ensemble(tdir, paths, progress=progress)
     from edgeiqa.runtime import Scorer
 
@@ -61,13 +63,14 @@ def handle(args) -> int:
             print(f"{'worst_kind':<20} {out['worst_kind']}")
         for p, e in errors.items():
             print(f"failed: {p}: {e}", file=sys.stderr)
-    return 0
+    return 1 if errors else 0  # README: 1 when some images could not be scored
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="metrics of a student, teacher ensemble or exported model on a dataset",
                        description="Score the labelled images of a dataset with a model and report SRCC/PLCC/KRCC/MAE/RMSE; "
-                       "with scenes, the per-scene median and mean (PIQ23 protocol) and the worst distortion kind.")
+                       "with scenes, the per-scene median and mean (PIQ23 protocol) and the worst distortion kind. "
+                       "Exit code 1 when some images could not be scored (they are listed, and counted in n_failed).")
     p.add_argument("--model", required=True, help="run dir (student.pt), student.pt, .onnx, .engine, or a teachers dir")
     p.add_argument("--data", required=True, help="dataset spec, e.g. sample, csv:val.csv, piq23:ROOT")
     p.add_argument("--split", default="auto", help="split(s) to evaluate: auto (test if present, else all), all, or e.g. val,test")

@@ -36,26 +36,31 @@ def cmd_train(args) -> int:
     from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, self_train, teacher_config, train_members
 
     log = _log(args)
-    profile = load_profile(args.profile)
-    dataset = load_dataset(args.data or profile.get("data", "sample"))
+    # Options that override the profile are checked with it, before any work.
+    overrides = {"teacher.epochs" if args.finetune else "teacher.head_epochs": args.epochs, "seed": args.seed,
+                 "teacher.losses": parse_loss_spec(args.losses) if args.losses else None}
+    profile = load_profile(args.profile, overrides=overrides)
     names = resolve_members(args.teacher, profile)
-    cfg = teacher_config(profile, args.seed, finetune=args.finetune)
-    if args.epochs:
-        cfg.epochs = args.epochs
-    if args.losses:
-        cfg.losses = parse_loss_spec(args.losses)
+    ensemble_weights = _parse_weights(args.ensemble_weights)
+    if args.weights and not Path(args.weights).exists():
+        from edgeiqa.errors import EdgeIQAError
+
+        raise EdgeIQAError(f"--weights {args.weights}: no such file or folder")
+    dataset = load_dataset(args.data or profile.get("data", "sample"))
+    cfg = teacher_config(profile, finetune=args.finetune)
     out = Path(args.out)
     weights = {n: args.weights for n in names} if args.weights else None
     t0 = time.time()
     results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
                             resume=args.resume, progress=not args.quiet, log=log)
-    ens, card = build_ensemble(results, dataset, out, _parse_weights(args.ensemble_weights), seconds=round(time.time() - t0, 1))
-    if args.self_train:
-        pool = [r for r in dataset.records if r.split == "pool"]
-        if not pool:
-            pool = [r for r in dataset.records if r.score is None]
-        card["self_train"] = self_train(names, dataset, pool, out, cfg, progress=not args.quiet, log=log)
-        (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
+    if args.self_train or profile["teacher"].get("self_train"):
+        from edgeiqa.data.datasets import unlabelled_pool
+
+        pool = unlabelled_pool(dataset.records)
+        card["self_train"] = self_train(names, dataset, pool, out, cfg, pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)),
+                                        finetune=args.finetune, pretrained=args.pretrained, weights=weights,
+                                        progress=not args.quiet, log=log)
     card["seconds"] = round(time.time() - t0, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     if args.json:
@@ -153,7 +158,9 @@ def register(sub) -> None:
     tr.add_argument("--pretrained", action="store_true", help="start from timm's hub weights (needs a network)")
     tr.add_argument("--weights", help="local checkpoint (teacher.pt or a backbone state dict) to start from")
     tr.add_argument("--ensemble-weights", help="fixed member weights, e.g. lite2_mv=0.7,vit_s=0.3 (default: fitted on val)")
-    tr.add_argument("--self-train", action="store_true", help="after training, one self-training round on the pool with pseudo-labels")
+    tr.add_argument("--self-train", action="store_true", help="after training, one self-training round: each member retrains on "
+                    "labelled + ensemble-pseudo-labelled pool images, from the same start (--pretrained/--weights), into "
+                    "OUT/selftrain (default: the profile's [teacher] self_train)")
     tr.add_argument("--seed", type=int, help="random seed (default: the profile's)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted member from its last epoch checkpoint")
     tr.add_argument("--json", action="store_true", help="print the teachers card as JSON")

@@ -5,9 +5,11 @@ Reported problem kinds (each with the CSV line when there is one):
     missing_file  the image a row names does not exist
     unreadable    the image exists but cannot be read (header check; full decode with `decode=True`)
     duplicate     the same image listed on several rows
-    dataset       the dataset could not be read at all (missing CSV or column): nothing else is checked
+    dataset       the dataset could not be read at all (missing column), or it holds no images (a header-only
+                  CSV, an empty folder): nothing else is checked
 
-A bad spec (unknown dataset name, unknown option) is a user error and raises DatasetError.
+A bad spec (unknown dataset name, unknown option, a file or folder that does not exist, with or without
+the `csv:` prefix) is a user error and raises DatasetError (exit 2).
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ def check_dataset(spec: str, decode: bool = False) -> dict:
     Keys: spec, ok, decode, n_records, n_labelled, splits, checked_images, counts (kind -> n),
     problems (list of {kind, line, source, path, message}).
     """
-    from edgeiqa.data.datasets import load_with_problems, parse_spec
+    from edgeiqa.data.datasets import load_with_problems, parse_spec, require_target
 
-    parse_spec(spec)  # a malformed spec is a user error, raised (exit code 2), not a finding
+    require_target(parse_spec(spec))  # a malformed spec or a missing root is a user error (exit 2), not a finding
     problems: list[Problem] = []
     records = []
     source = None
@@ -68,6 +70,8 @@ def check_dataset(spec: str, decode: bool = False) -> dict:
     except DatasetError as exc:
         problems.append(Problem(kind="dataset", message=str(exc)))
         dataset = None
+    if dataset is not None and not records:  # a header-only CSV or an empty folder: nothing to train or score on
+        problems.append(Problem(kind="dataset", message=f"{spec}: no images (no data rows or image files)"))
 
     missing = {p.path for p in problems if p.kind == "missing_file"}
 

@@ -25,7 +25,6 @@ that names the file and line; `edgeiqa.data.check.check_dataset` reports them in
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from edgeiqa.data.loading import (
     require_dir,
 )
 from edgeiqa.data.records import Dataset, ImageRecord
-from edgeiqa.errors import DatasetError
+from edgeiqa.errors import DatasetError, did_you_mean
 
 Loader = Callable[["DatasetSpec", LoadContext], Dataset]
 
@@ -87,8 +86,7 @@ def _known() -> str:
 
 
 def _unknown(name: str, spec: str) -> DatasetError:
-    close = difflib.get_close_matches(name.lower(), list(LOADERS), n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r} ({LOADERS[close[0]].usage})?" if close else ""
+    hint = did_you_mean(name.lower(), LOADERS, cutoff=0.5)
     return DatasetError(f"unknown dataset {name!r} in spec {spec!r}{hint} Known: {_known()}")
 
 
@@ -133,12 +131,24 @@ def parse_spec(spec: str) -> DatasetSpec:
     return _validated(DatasetSpec(key, target, options, text))
 
 
+def unlabelled_pool(records: list[ImageRecord]) -> list[ImageRecord]:
+    """The one rule for the images teachers pseudo-label (distill's student pool, `teachers train --self-train`):
+    every `pool` record (its ground truth, if any, is held back), and every unlabelled record outside val and
+    test (no split, or `train`). Val and test images are never pseudo-labelled: they judge the models."""
+    return [r for r in records if r.split == "pool" or (r.score is None and r.split not in ("val", "test"))]
+
+
+def require_target(spec: DatasetSpec) -> None:
+    """A spec's file or folder must exist: the same error (exit 2) as a bare path that does not exist."""
+    if LOADERS[spec.name].needs_target and not expand_path(spec.target).exists():
+        raise DatasetError(f"dataset spec {spec.text!r}: no such file or folder: {expand_path(spec.target)}")
+
+
 def _validated(spec: DatasetSpec) -> DatasetSpec:
     allowed = LOADERS[spec.name].options
     for key, value in spec.options.items():
         if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, allowed, cutoff=0.5)
             accepted = ", ".join(allowed) if allowed else "none"
             raise DatasetError(f"dataset {spec.name!r}: unknown option {key!r}{hint} (accepted: {accepted})")
         choices = allowed[key]
@@ -173,6 +183,7 @@ def load_with_problems(spec: str, check_files: bool = True) -> tuple[Dataset, Lo
     Raises DatasetError only for faults that stop loading altogether (bad spec, missing CSV or column).
     """
     parsed = parse_spec(spec)
+    require_target(parsed)
     ctx = LoadContext(spec=parsed.text, check_files=check_files)
     dataset = LOADERS[parsed.name].load(parsed, ctx)
     return dataset, ctx

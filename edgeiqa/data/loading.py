@@ -10,7 +10,6 @@ Structural faults that make the rest meaningless (missing CSV, missing column) r
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Iterator
 
 from edgeiqa.data.images import IMAGE_EXTENSIONS
 from edgeiqa.data.records import SPLITS, Dataset, ImageRecord
-from edgeiqa.errors import DatasetError
+from edgeiqa.errors import DatasetError, did_you_mean
 
 # Spellings of split names found in public datasets' files -> the toolkit's names.
 SPLIT_ALIASES = {
@@ -141,8 +140,7 @@ class Table:
     def require(self, *columns: str) -> None:
         for col in columns:
             if not self.has(col):
-                close = difflib.get_close_matches(norm_col(col), self.header, n=1, cutoff=0.6)
-                hint = f"; did you mean {self.raw_header[self.header.index(close[0])]!r}?" if close else ""
+                hint = did_you_mean(norm_col(col), self.header)
                 found = ", ".join(self.raw_header) or "none"
                 raise DatasetError(f"{self.what}: {self.path}: missing column {col!r} (found: {found}){hint}")
 

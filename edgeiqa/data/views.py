@@ -36,8 +36,15 @@ class ViewSpec:
     grid: int = 7  # fragments: grid x grid patches
 
     def __post_init__(self):
+        # Every view of a profile, card or artefact passes here: a bad one fails before any work.
         if self.kind not in VIEW_KINDS:
             raise EdgeIQAError(f"unknown view {self.kind!r} (known: {', '.join(VIEW_KINDS)}){did_you_mean(self.kind, VIEW_KINDS)}")
+        size = tuple(self.size) if isinstance(self.size, (list, tuple)) else (self.size,)
+        if len(size) != 2 or not all(_is_int(v) for v in size):
+            raise EdgeIQAError(f"view {self.kind}: size must be [height, width] (two integers), got {list(size)}")
+        object.__setattr__(self, "size", (int(size[0]), int(size[1])))
+        if not _is_int(self.grid) or self.grid < 1:
+            raise EdgeIQAError(f"view {self.kind}: grid must be an integer >= 1, got {self.grid!r}")
         h, w = self.size
         if h < 16 or w < 16:
             raise EdgeIQAError(f"view {self.kind}: size {h}x{w} is too small (min 16)")
@@ -54,6 +61,10 @@ class ViewSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "ViewSpec":
         return cls(d["kind"], tuple(d["size"]), int(d.get("grid", 7)))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:

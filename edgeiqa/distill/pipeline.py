@@ -1,7 +1,8 @@
 """`distill --teacher ensemble --budget 50`: teachers -> LabelSet -> student under the budget -> card.
 
 Steps (each reused when its inputs are unchanged, so a re-run or `--resume` only does what is left):
-1. dataset + profile; 2. teachers trained (or reused) in OUT/teachers, ensemble fitted on val;
+1. dataset + profile; 2. teachers trained (or reused) in OUT/teachers, ensemble fitted on val (with
+`--self-train` / `[teacher] self_train`, one self-training round into OUT/teachers/selftrain, whose ensemble labels);
 3. LabelSet of every image (OUT/labels); 4. student picked (`auto` = most capable that fits) and counted
 with fvcore at the profile's views, `--fit` shrinks input or prunes; 5. student trained on ground truth
 (train split) + calibrated pseudo-labels (pool / unlabelled images) with the named losses, opinion
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,18 +24,20 @@ import numpy as np
 import torch
 
 from edgeiqa import metrics
-from edgeiqa.data.datasets import load_dataset
+from edgeiqa.data.datasets import load_dataset, unlabelled_pool
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.budget import check_budget
 from edgeiqa.distill.budget_fit import count_registered, count_student, fit_by_input, pick_student, prune_to_budget
+from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import write_json_atomic
 from edgeiqa.losses import LossBatch, check_loss_weights
 from edgeiqa.profiles import Profile
 from edgeiqa.provenance import package_versions
+from edgeiqa.runpaths import to_run_path
 from edgeiqa.students import create_student, save_student
 from edgeiqa.teachers.labelset import LabelSet, build_labelset
-from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, teacher_config, train_members
+from edgeiqa.teachers.pipeline import SELFTRAIN_DIR, build_ensemble, resolve_members, self_train, teacher_config, train_members
 from edgeiqa.training import TrainConfig, Trainer
 
 EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc_kind_worst",
@@ -41,17 +45,10 @@ EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_
 
 
 def eval_summary(pred: dict[str, float], records, failed: int = 0) -> dict:
-    """The eval JSON keys over labelled records (per-scene values when the records have scenes)."""
-    rows = [r for r in records if r.score is not None and str(r.path) in pred and np.isfinite(pred[str(r.path)])]
-    if len(rows) < 3:
-        return {"n_images": len(rows), "n_failed": failed}
-    has_scene = any(r.scene for r in rows)
-    m = metrics.evaluate([pred[str(r.path)] for r in rows], [r.score for r in rows],
-                         scenes=[r.scene for r in rows] if has_scene else None,
-                         kinds=[r.kind for r in rows] if any(r.kind for r in rows) else None)
+    """The eval JSON keys of metrics.summarize() over labelled records; n_failed counts the unscored ones."""
+    m = metrics.summarize(records, pred)
     out = {k: m[k] for k in EVAL_KEYS if k in m}
-    out["n_images"] = len(rows)
-    out["n_failed"] = failed + sum(1 for r in records if r.score is not None and str(r.path) not in pred)
+    out["n_failed"] = failed + m["n_unscored"]
     if "per_kind" in m:
         out["per_kind"] = m["per_kind"]
     return out
@@ -80,12 +77,13 @@ def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float, use_po
     """Ground-truth train images + pseudo-labelled images (pool split, or unlabelled ones), with feature rows."""
     row_of = {r["image"]: k for k, r in enumerate(labels.rows)}
     pseudo = labels.score_of()
+    pool = {id(r) for r in unlabelled_pool(dataset.records)} if use_pool else set()
     chosen = []
     for r in dataset.records:
         p = str(r.path)
         if r.split == "train" and r.score is not None:
             chosen.append((r, float(r.score), 1.0))
-        elif use_pool and (r.split == "pool" or (r.score is None and r.split in (None, "train"))) and p in pseudo:
+        elif id(r) in pool and p in pseudo:
             chosen.append((r, pseudo[p], pseudo_weight))
     ids = scene_ids([r.scene for r, _, _ in chosen])
     items = [TrainItem(str(r.path), s, sid, w, row_of.get(str(r.path), -1)) for (r, s, w), sid in zip(chosen, ids)]
@@ -141,9 +139,16 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     t_start = time.time()
     timings = {}
     out = Path(out)
+    # Every setting is checked before any work: nothing is written when one is wrong.
+    if budget is not None and not budget > 0:
+        raise EdgeIQAError(f"--budget must be > 0 GMACs, got {budget}")
+    if epochs is not None and epochs < 1:
+        raise EdgeIQAError(f"--epochs must be >= 1, got {epochs}")
     budget = float(budget if budget is not None else profile.get("budget_gmacs", 50.0))
     views = profile.student_views
     student_name = student or profile["student"].get("name", "auto")
+    names = resolve_members(teacher, profile)
+    cfg = distill_config(profile, epochs)
 
     # Budget first: an impossible request fails in seconds, before any training.
     t0 = time.time()
@@ -166,19 +171,25 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     # 2. Teachers
     t0 = time.time()
     tdir = Path(teachers_dir) if teachers_dir else out / "teachers"
-    names = resolve_members(teacher, profile)
     tcfg = teacher_config(profile)
     results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log)
     _, tcard = build_ensemble(results, dataset, tdir)
+    self_report = None
+    if profile["teacher"].get("self_train"):
+        # Efficient-FIQA: the teachers retrain once on their own pseudo-labels of the pool; that ensemble labels.
+        self_report = self_train(names, dataset, unlabelled_pool(dataset.records), tdir, tcfg,
+                                 pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)), pretrained=pretrained,
+                                 progress=progress, log=log)
+        tdir = tdir / SELFTRAIN_DIR
+        tcard = json.loads((tdir / "card.json").read_text())
     timings["teachers_s"] = round(time.time() - t0, 1)
 
     # 3. LabelSet of every image
     t0 = time.time()
-    labels = LabelSet(build_labelset(tdir, dataset, out / "labels", progress=progress))
+    labels = LabelSet(build_labelset(tdir, dataset, out / "labels", progress=progress, log=log))
     timings["labelset_s"] = round(time.time() - t0, 1)
 
     # 4. Student
-    cfg = distill_config(profile, epochs)
     feat_dim = labels.features["ensemble"].shape[1]
     torch.manual_seed(cfg.seed)
     model = create_student(student_name, views, hidden=int(profile["student"].get("hidden", 256)), feature_dim=feat_dim,
@@ -239,7 +250,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                     "checkpoint": "student.pt"},
         "teacher": {"members": names, "weights": tcard["weights"], "weights_fitted_on": tcard["weights_fitted_on"],
                     "gmacs": teacher_gmacs, "gmacs_members": tcard["gmacs"]["members"], **t_test,
-                    "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": str(tdir)},
+                    "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": to_run_path(tdir, out),
+                    "self_train": self_report},
         "ratios": {"gmacs_student_over_teacher": round(report.total_gmacs / teacher_gmacs, 4) if teacher_gmacs else None,
                    "srcc_scene_mean_kept": kept},
         "labelset": {"dir": "labels", "n_images": labels.manifest["n_images"], "skipped": labels.manifest["skipped"],

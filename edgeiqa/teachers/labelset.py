@@ -9,8 +9,10 @@ A LabelSet directory holds
 - `manifest.json`: teachers, checkpoint hashes, views, weights, calibration, dataset spec, feature shapes,
   skipped images with their reason, package versions, and `inputs_hash`.
 
-It is written into a temporary folder and renamed into place, so a killed run leaves nothing half
-written; a second run with the same inputs (same images, same checkpoints) reuses it.
+It is written into a temporary folder and renamed into place (edgeiqa.fileio.atomic_path), so a killed run
+leaves nothing half written; a second run with the same inputs (same images, same checkpoints) reuses it,
+after checking its data files against the SHA-256 hashes in the manifest: a corrupt or truncated file is
+named and the LabelSet rebuilt.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from edgeiqa import metrics
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import atomic_path
 from edgeiqa.provenance import package_versions, sha256_file
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble
 from edgeiqa.teachers.train import load_member, predict_images, unique_paths
@@ -61,27 +63,54 @@ def _member_outputs(teachers_dir: Path, name: str, paths: list[str], cache: Imag
     return scores, opinions, {p: cache.failed[p] for p in paths if p in cache.failed}
 
 
+DATA_FILES = ("scores.csv", "features.safetensors")  # hashed in the manifest, checked before every reuse
+
+
+def damaged_file(root: Path, manifest: dict) -> str | None:
+    """The first data file of a LabelSet that is missing or does not match its manifest hash, else None.
+
+    LabelSets written before the hashes were recorded get a load check of their features instead."""
+    hashes = manifest.get("files")
+    for name in DATA_FILES:
+        path = Path(root) / name
+        if not path.is_file():
+            return name
+        if hashes and sha256_file(path) != hashes.get(name):
+            return name
+    if not hashes:
+        try:
+            load_file(str(Path(root) / "features.safetensors"))
+        except Exception:  # safetensors raises its own error types for a truncated header or body
+            return "features.safetensors"
+    return None
+
+
 def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress: bool = True, reuse: bool = True,
-                   _after_member=None) -> Path:
+                   log=None, _after_member=None) -> Path:
     teachers_dir, out = Path(teachers_dir), Path(out)
+    log = log or (lambda msg: None)
     ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
     digest = inputs_hash(teachers_dir, ens, dataset)
     manifest_path = out / "manifest.json"
     if reuse and manifest_path.exists():
         try:
-            if json.loads(manifest_path.read_text()).get("inputs_hash") == digest:
-                return out
+            manifest = json.loads(manifest_path.read_text())
         except json.JSONDecodeError:
-            pass
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        return _build(teachers_dir, ens, dataset, out, tmp, digest, progress, _after_member)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # a killed or failed run leaves no half-written LabelSet
+            manifest = {}
+            log(f"LabelSet {out}: manifest.json is corrupt; rebuilding")
+        if manifest.get("inputs_hash") == digest:
+            bad = damaged_file(out, manifest)
+            if bad is None:
+                return out
+            log(f"LabelSet {out}: {bad} is corrupt or truncated (does not match manifest.json); rebuilding")
+    # Written into a temporary folder renamed into place: a killed or failed run leaves no half-written LabelSet.
+    with atomic_path(out) as tmp:
+        _build(teachers_dir, ens, dataset, tmp, digest, progress, _after_member)
+    return out
 
 
-def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, out: Path, tmp: Path, digest: str, progress: bool,
-           _after_member) -> Path:
+def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, digest: str, progress: bool,
+           _after_member) -> None:
     t0 = time.time()
     paths = unique_paths(dataset)
     cache = ImageCache()
@@ -104,7 +133,6 @@ def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, out: Path, tmp: 
     for r in dataset.records:
         rec_of.setdefault(str(r.path), r)
 
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with open(tmp / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -141,16 +169,11 @@ def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, out: Path, tmp: 
         "score_range": [float(ens_cal.min()), float(ens_cal.max())] if len(ens_cal) else None,
         "skipped": [{"image": p, "reason": failed[p]} for p in sorted(failed)],
         "inputs_hash": digest,
+        "files": {name: sha256_file(tmp / name) for name in DATA_FILES},
         "versions": package_versions(),
         "seconds": round(time.time() - t0, 1),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 class LabelSet:
@@ -162,6 +185,10 @@ class LabelSet:
             raise EdgeIQAError(f"{root} is not a LabelSet (manifest.json missing)")
         self.root = root
         self.manifest = json.loads((root / "manifest.json").read_text())
+        bad = damaged_file(root, self.manifest)
+        if bad is not None:
+            raise EdgeIQAError(f"{root / bad}: missing, corrupt or truncated (does not match manifest.json); "
+                               f"rebuild the LabelSet (`edgeiqa teachers label --force`, or distill rebuilds it)")
         with open(root / "scores.csv", newline="") as f:
             self.rows = list(csv.DictReader(f))
         self.features = load_file(str(root / "features.safetensors"))

@@ -9,6 +9,7 @@ A member whose member.json records the same dataset and settings is reused, not 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -52,8 +53,10 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=None)
 def teacher_gmacs(name: str) -> float:
-    """fvcore GMACs of one teacher at its own views (all views, the whole model)."""
+    """fvcore GMACs of one teacher at its own views (all views, the whole model); counted once per process
+    (it depends on the registered name only), so the self-training round does not count again."""
     from edgeiqa.budget import count_gmacs
 
     teacher = create_teacher(name).eval()
@@ -61,8 +64,18 @@ def teacher_gmacs(name: str) -> float:
     return round(count_gmacs(teacher, inputs, name=name, cross_check=False).total_gmacs, 3)
 
 
+def extra_fingerprint(extra) -> str | None:
+    """Pseudo-labelled extras (record, score, weight) as part of a member's settings: new pseudo-labels retrain."""
+    if not extra:
+        return None
+    h = hashlib.sha256()
+    for r, score, weight in extra:
+        h.update(f"{r.path}|{score:.6f}|{weight}".encode())
+    return h.hexdigest()[:16]
+
+
 def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainConfig, *, finetune: bool = False,
-                  pretrained: bool = False, weights: dict[str, str] | None = None, resume: bool = False,
+                  pretrained: bool = False, weights: dict[str, str] | None = None, extra=(), resume: bool = False,
                   progress: bool = True, log=print) -> list[MemberResult]:
     out_dir = Path(out_dir)
     fingerprint = dataset_fingerprint(dataset)
@@ -72,7 +85,9 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         mdir = out_dir / name
         info_path = mdir / "member.json"
         settings = {"dataset": fingerprint, "config": asdict(cfg), "finetune": finetune, "pretrained": pretrained,
-                    "weights": (weights or {}).get(name)}
+                    "weights": None if (weights or {}).get(name) is None else str(weights[name])}
+        if extra:
+            settings["extra"] = extra_fingerprint(extra)
         if info_path.exists() and json.loads(info_path.read_text()).get("settings") == settings:
             log(f"teacher {name}: reusing {mdir}")
             results.append(load_member(mdir))
@@ -80,7 +95,7 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         t0 = time.time()
         log(f"teacher {name}: training ({'fine-tune' if finetune else 'frozen backbone, head only'})")
         res = train_teacher(name, dataset, mdir, cfg, finetune=finetune, pretrained=pretrained,
-                            weights=(weights or {}).get(name), resume=resume, progress=progress, cache=cache)
+                            weights=(weights or {}).get(name), extra=extra, resume=resume, progress=progress, cache=cache)
         info = json.loads(info_path.read_text())
         info["settings"] = settings
         info["gmacs"] = teacher_gmacs(name)
@@ -111,10 +126,16 @@ def build_ensemble(results: list[MemberResult], dataset: Dataset, out_dir: Path,
     return ens, card
 
 
+SELFTRAIN_DIR = "selftrain"
+
+
 def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cfg: TrainConfig, *,
-               pseudo_weight: float = 0.5, progress: bool = True, log=print) -> dict:
+               pseudo_weight: float = 0.5, finetune: bool = False, pretrained: bool = False,
+               weights: dict[str, str] | None = None, progress: bool = True, log=print) -> dict:
     """Efficient-FIQA's self-training round: each member retrains on labelled + ensemble-pseudo-labelled pool
-    images (into OUT/selftrain/<member>), and the ensemble is refitted. Returns val metrics before/after."""
+    images (into OUT/selftrain/<member>) from the same start as the first round (`finetune`, `pretrained`,
+    `weights`), and the ensemble is refitted there. Members are reused when nothing changed (train_members).
+    Returns val metrics before/after."""
     out_dir = Path(out_dir)
     ens = Ensemble.load(out_dir / ENSEMBLE_FILE)
     members = {n: load_member(out_dir / n) for n in names}
@@ -122,25 +143,20 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
     scores = {n: np.asarray([dict(zip(m.paths, m.scores)).get(p, np.nan) for p in paths]) for n, m in members.items()}
     pseudo = ens.calibrated(scores)
     extra = [(r, float(s), pseudo_weight) for r, s in zip(pool, pseudo) if np.isfinite(s)]
-    st_dir = out_dir / "selftrain"
-    cache = ImageCache()
+    st_dir = out_dir / SELFTRAIN_DIR
     before = {n: m.metrics.get("val", {}) for n, m in members.items()}
-    results = []
-    for n in names:
-        log(f"self-training {n} on {len(extra)} pseudo-labelled images")
-        results.append(train_teacher(n, dataset, st_dir / n, cfg, extra=extra, progress=progress, cache=cache))
-        info = json.loads((out_dir / n / "member.json").read_text())
-        sinfo = json.loads((st_dir / n / "member.json").read_text())
-        sinfo["gmacs"] = info.get("gmacs")
-        (st_dir / n / "member.json").write_text(json.dumps(sinfo, indent=2, default=str))
-    _, card = build_ensemble(results, dataset, st_dir)
+    log(f"self-training {', '.join(names)} on {len(extra)} pseudo-labelled pool images")
+    results = train_members(names, dataset, st_dir, cfg, finetune=finetune, pretrained=pretrained, weights=weights,
+                            extra=extra, progress=progress, log=log)
+    build_ensemble(results, dataset, st_dir)
     after = {r.name: r.metrics.get("val", {}) for r in results}
     report = {n: {"before": before[n], "after": after[n]} for n in names}
     (st_dir / "selftrain.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
-__all__ = ["resolve_members", "teacher_config", "train_members", "build_ensemble", "self_train", "unique_paths"]
+__all__ = ["resolve_members", "teacher_config", "train_members", "build_ensemble", "self_train", "SELFTRAIN_DIR",
+           "unique_paths"]
 
 
 def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = True) -> tuple[dict[str, float], dict[str, str]]:

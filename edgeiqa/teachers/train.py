@@ -61,17 +61,12 @@ def unique_paths(dataset: Dataset) -> list[str]:
 
 
 def split_metrics(records: list[ImageRecord], score_of: dict[str, float]) -> dict:
-    """evaluate() per split over labelled records whose image was scored."""
+    """metrics.summarize() per split (splits with too few scored images are left out)."""
     out = {}
     for split in sorted({r.split for r in records if r.score is not None and r.split}):
-        rows = [r for r in records if r.split == split and r.score is not None and np.isfinite(score_of.get(str(r.path), np.nan))]
-        if len(rows) < 3:
-            continue
-        pred = [score_of[str(r.path)] for r in rows]
-        has_scene = any(r.scene for r in rows)
-        out[split] = metrics.evaluate(pred, [r.score for r in rows], scenes=[r.scene for r in rows] if has_scene else None,
-                                      kinds=[r.kind for r in rows] if any(r.kind for r in rows) else None)
-        out[split].pop("per_scene", None)
+        m = metrics.summarize([r for r in records if r.split == split], score_of)
+        if "srcc" in m:
+            out[split] = m
     return out
 
 
