@@ -100,18 +100,3 @@ def check_workers(workers: int | None) -> int:
     if n > cores:
         raise EdgeIQAError(f"--workers {n} is more than this machine's {cores} CPU cores")
     return n
-
-
-def add_accel_args(parser, *, workers: bool = True, precision: bool = True) -> None:
-    """The same three flags, with the same help, on every command that runs a torch model."""
-    parser.add_argument("--device", default="auto", metavar="DEV",
-                        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; a device this machine "
-                             "lacks is an error, never a silent CPU fall-back")
-    if precision:
-        parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                            help="fp32 (default), or bf16/fp16 autocast on a GPU (fp16 adds a gradient scaler); "
-                                 "metrics and calibration stay fp32")
-    if workers:
-        parser.add_argument("--workers", type=int, default=0, metavar="N",
-                            help="decoding/view worker processes (default 0 = main process); results do not "
-                                 "depend on N")

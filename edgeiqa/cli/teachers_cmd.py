@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeiqa.cli.common import print_json
+from edgeiqa.cli.common import add_accel_args, print_json
 
 
 def _log(args):
@@ -100,13 +100,23 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_label(args) -> int:
+    from edgeiqa import distributed
+    from edgeiqa.accel import resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.teachers.labelset import LabelSet, build_labelset
 
+    accel = resolve_accel(args.device, args.precision)
     dataset = load_dataset(args.data)
     if args.split:
         dataset = dataset.subset(args.split.split(","))
-    out = build_labelset(Path(args.teachers), dataset, Path(args.out), progress=not args.quiet, reuse=not args.force)
+    dist = distributed.init_from_env(accel.device)  # under torchrun: each rank labels a slice
+    try:
+        out = build_labelset(Path(args.teachers), dataset, Path(args.out), progress=not args.quiet and dist.is_main,
+                             reuse=not args.force, accel=accel)
+    finally:
+        distributed.shutdown()
+    if not dist.is_main:
+        return 0
     ls = LabelSet(out)
     summary = {"labelset": str(out), "n_images": ls.manifest["n_images"], "skipped": ls.manifest["skipped"],
                "features": ls.manifest["features"], "teachers": [t["name"] for t in ls.manifest["teachers"]]}
@@ -185,6 +195,7 @@ def register(sub) -> None:
     lb.add_argument("--split", help="only these splits, e.g. pool")
     lb.add_argument("--out", required=True, help="LabelSet directory")
     lb.add_argument("--force", action="store_true", help="rebuild even when a matching LabelSet exists")
+    add_accel_args(lb, workers=False)
     lb.add_argument("--json", action="store_true")
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=cmd_label)

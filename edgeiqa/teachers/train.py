@@ -270,12 +270,18 @@ def load_member(member_dir: Path) -> MemberResult:
 
 
 @torch.no_grad()
-def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Score images a member has not seen (another dataset): rebuild the teacher from teacher.pt."""
+def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True,
+                   accel=None) -> tuple[np.ndarray, np.ndarray]:
+    """Score images a member has not seen (another dataset): rebuild the teacher from teacher.pt.
+
+    `accel` (edgeiqa.accel.Accel) puts the teacher on its device under its autocast; default: CPU, fp32."""
     info = json.loads((Path(member_dir) / "member.json").read_text())
     teacher = create_teacher(info["teacher"])
     load_teacher_weights(teacher, member_dir)
-    feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score")
+    if accel is not None:
+        teacher.to(accel.device)
+    feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score",
+                             **({"autocast": accel.autocast} if accel is not None else {}))
     scores, opinions = head_outputs(teacher, feats["eval"])
     scores[~feats["ok"].numpy()] = np.nan
     return scores, opinions
