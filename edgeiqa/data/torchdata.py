@@ -126,8 +126,7 @@ class SceneBatchSampler(torch.utils.data.Sampler):
         return [flat[k : k + self.batch_size] for k in range(0, len(flat), self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        offset = self.epoch * len(self.scenes)
-        return iter([[offset + i for i in b] for b in self._batches()])
+        return iter(self._batches())
 
     def __len__(self) -> int:
         return len(self._batches())
@@ -154,6 +153,24 @@ class DistributedSceneBatchSampler(SceneBatchSampler):
         return out
 
 
+class EpochIndexed(torch.utils.data.Sampler):
+    """Yields a batch sampler's batches as epoch * len + index, which ViewDataset decodes: persistent worker
+    processes hold their own copy of the dataset and never see set_epoch, yet must draw the same randomness."""
+
+    def __init__(self, batch_sampler, n: int):
+        self.batch_sampler, self.n, self.epoch = batch_sampler, n, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batch_sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter([[self.epoch * self.n + i for i in b] for b in self.batch_sampler])
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
 def make_loader(dataset: ViewDataset, batch_size: int, train: bool, seed: int = 0, workers: int = 0,
                 pin_memory: bool = False):
     """Training loaders shard every global batch across torchrun's ranks; `workers` decode in parallel without
@@ -165,7 +182,7 @@ def make_loader(dataset: ViewDataset, batch_size: int, train: bool, seed: int = 
         scenes, dist = [it.scene for it in dataset.items], current()
         sampler = (DistributedSceneBatchSampler(scenes, batch_size, dist.rank, dist.world_size, seed=seed) if dist.enabled
                    else SceneBatchSampler(scenes, batch_size, seed=seed))
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **common)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=EpochIndexed(sampler, len(dataset)), **common)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
 
 
