@@ -124,3 +124,4 @@ def test_resume_under_another_world_size_is_refused(tiny_csv, tmp_path):
     loader = make_loader(ViewDataset(items, VIEWS, ImageCache(), train=True), 8, train=True)
     with pytest.raises(EdgeIQAError, match="trained with 2 process"):
         Trainer(TinyIQA(), _step, None, tmp_path, cfg).fit(loader, resume=True, progress=False)
+

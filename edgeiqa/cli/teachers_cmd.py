@@ -35,7 +35,11 @@ def cmd_train(args) -> int:
     from edgeiqa.profiles import load_profile
     from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, self_train, teacher_config, train_members
 
+    from edgeiqa.accel import check_workers, resolve_accel
+
     log = _log(args)
+    accel = resolve_accel(args.device, args.precision)
+    workers = check_workers(args.workers)
     profile = load_profile(args.profile)
     dataset = load_dataset(args.data or profile.get("data", "sample"))
     names = resolve_members(args.teacher, profile)
@@ -48,7 +52,7 @@ def cmd_train(args) -> int:
     weights = {n: args.weights for n in names} if args.weights else None
     t0 = time.time()
     results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
-                            resume=args.resume, progress=not args.quiet, log=log)
+                            resume=args.resume, progress=not args.quiet, log=log, accel=accel, workers=workers)
     ens, card = build_ensemble(results, dataset, out, _parse_weights(args.ensemble_weights), seconds=round(time.time() - t0, 1))
     if args.self_train:
         pool = [r for r in dataset.records if r.split == "pool"]
@@ -57,6 +61,7 @@ def cmd_train(args) -> int:
         card["self_train"] = self_train(names, dataset, pool, out, cfg, progress=not args.quiet, log=log)
         (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     card["seconds"] = round(time.time() - t0, 1)
+    card["compute"] = accel.describe()
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     if args.json:
         print_json(card)
@@ -164,6 +169,7 @@ def register(sub) -> None:
     tr.add_argument("--weights", help="local checkpoint (teacher.pt or a backbone state dict) to start from")
     tr.add_argument("--ensemble-weights", help="fixed member weights, e.g. lite2_mv=0.7,vit_s=0.3 (default: fitted on val)")
     tr.add_argument("--self-train", action="store_true", help="after training, one self-training round on the pool with pseudo-labels")
+    add_accel_args(tr)
     tr.add_argument("--seed", type=int, help="random seed (default: the profile's)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted member from its last epoch checkpoint")
     tr.add_argument("--json", action="store_true", help="print the teachers card as JSON")

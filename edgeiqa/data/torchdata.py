@@ -56,6 +56,13 @@ class TrainItem:
     feat_row: int = -1  # row in the teacher-feature matrix, -1 when none
 
 
+def epoch_index(k: int, n: int, epoch: int) -> tuple[int, int]:
+    """(epoch, index) of a dataset key: training loaders pass epoch * n + index (see EpochIndexed), so worker
+    processes, which hold their own copy of a dataset and never see set_epoch, derive the same
+    (seed, epoch, index) randomness as the main process; a plain index keeps the dataset's own epoch."""
+    return divmod(k, n) if k >= n else (epoch, k)
+
+
 class ViewDataset(torch.utils.data.Dataset):
     def __init__(self, items: list[TrainItem], views: list[ViewSpec], cache: ImageCache, train: bool, seed: int = 0):
         self.items = [it for it in items if cache.get(it.path) is not None]
@@ -72,9 +79,7 @@ class ViewDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, k: int):
-        # Training samplers pass epoch * len + i, so worker processes (which hold their own copy of this
-        # dataset and never see set_epoch) derive the same (seed, epoch, index) randomness as the main process.
-        epoch, i = divmod(k, len(self.items)) if k >= len(self.items) else (self.epoch, k)
+        epoch, i = epoch_index(k, len(self.items), self.epoch)
         it = self.items[i]
         img = self.cache.get(it.path)
         rng = None

@@ -63,7 +63,7 @@ def teacher_gmacs(name: str) -> float:
 
 def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainConfig, *, finetune: bool = False,
                   pretrained: bool = False, weights: dict[str, str] | None = None, resume: bool = False,
-                  progress: bool = True, log=print) -> list[MemberResult]:
+                  progress: bool = True, log=print, accel=None, workers: int = 0) -> list[MemberResult]:
     out_dir = Path(out_dir)
     fingerprint = dataset_fingerprint(dataset)
     cache = ImageCache()
@@ -80,7 +80,8 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         t0 = time.time()
         log(f"teacher {name}: training ({'fine-tune' if finetune else 'frozen backbone, head only'})")
         res = train_teacher(name, dataset, mdir, cfg, finetune=finetune, pretrained=pretrained,
-                            weights=(weights or {}).get(name), resume=resume, progress=progress, cache=cache)
+                            weights=(weights or {}).get(name), resume=resume, progress=progress, cache=cache,
+                            accel=accel, workers=workers)
         info = json.loads(info_path.read_text())
         info["settings"] = settings
         info["gmacs"] = teacher_gmacs(name)
