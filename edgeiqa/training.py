@@ -12,13 +12,15 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm import tqdm
 
+from edgeiqa import distributed
+from edgeiqa.accel import Accel
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import atomic_path
 from edgeiqa.losses import LossBatch, combined_loss
@@ -81,33 +83,82 @@ def cosine_with_warmup(total_steps: int, warmup_frac: float):
     return fn
 
 
-class Trainer:
-    """`step_fn(model, batch) -> LossBatch`; `eval_fn(model) -> dict` with a `val` key (higher is better)."""
+def to_device(batch, device: torch.device):
+    """A collated batch (tensors, lists and tuples of them) moved to `device` (non-blocking from pinned memory)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    return batch
 
-    def __init__(self, model, step_fn: Callable, eval_fn: Callable | None, out_dir: Path, cfg: TrainConfig, desc: str = "train"):
+
+class _Step(torch.nn.Module):
+    """The training forward as a module, so DistributedDataParallel sees it (step functions call methods such
+    as `forward_train`, which DDP would not synchronise if called on the model directly)."""
+
+    def __init__(self, model: torch.nn.Module, step_fn: Callable):
+        super().__init__()
+        self.model = model
+        self.step_fn = step_fn
+
+    def forward(self, batch) -> LossBatch:
+        return self.step_fn(self.model, batch)
+
+
+def _fp32(lb: LossBatch) -> LossBatch:
+    """Losses are computed in fp32 whatever precision the forward ran at."""
+    return replace(lb, pred=lb.pred.float(), proj=None if lb.proj is None else lb.proj.float())
+
+
+class Trainer:
+    """`step_fn(model, batch) -> LossBatch`; `eval_fn(model) -> dict` with a `val` key (higher is better).
+
+    `accel` puts the model on its device and runs forwards under its autocast (fp16 with a gradient scaler).
+    Under torchrun the step runs in DistributedDataParallel (gradients averaged over ranks; each rank's loader
+    yields its slice of every global batch), rank 0 alone evaluates and writes checkpoints, and every rank ends
+    with the same weights."""
+
+    def __init__(self, model, step_fn: Callable, eval_fn: Callable | None, out_dir: Path, cfg: TrainConfig, desc: str = "train",
+                 accel: Accel | None = None):
         self.model = model
         self.step_fn = step_fn
         self.eval_fn = eval_fn
         self.out_dir = Path(out_dir)
         self.cfg = cfg
         self.desc = desc
+        self.accel = accel or Accel(torch.device("cpu"))
 
     def fit(self, loader, resume: bool = False, progress: bool = True) -> dict:
-        cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        cfg, accel, dist = self.cfg, self.accel, distributed.current()
+        main = dist.is_main
+        progress = progress and main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
+        self.model.to(accel.device)
+        step = _Step(self.model, self.step_fn)
+        if dist.enabled:
+            ids = [accel.device.index] if accel.device.type == "cuda" else None
+            # find_unused_parameters: a training-only head may be unused when its loss weight is 0.
+            step = torch.nn.parallel.DistributedDataParallel(step, device_ids=ids, find_unused_parameters=True)
+        scaler = accel.grad_scaler()
         opt = torch.optim.AdamW(param_groups(self.model, cfg), weight_decay=cfg.weight_decay)
         total = max(1, cfg.epochs * len(loader))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, cfg.warmup_frac))
-        state = {"epoch": 0, "history": [], "best": -math.inf, "config": asdict(cfg)}
+        state = {"epoch": 0, "history": [], "best": -math.inf, "config": asdict(cfg), "world_size": dist.world_size}
         last = self.out_dir / "last.pt"
         if resume and last.exists():
             ckpt = load_checkpoint(last)
             if ckpt["state"]["config"] != state["config"]:
                 raise EdgeIQAError(f"cannot resume from {last}: it was trained with other settings; remove it or drop --resume")
+            if ckpt["state"].get("world_size", 1) != dist.world_size:
+                raise EdgeIQAError(f"cannot resume from {last}: it was trained with {ckpt['state'].get('world_size', 1)} "
+                                   f"process(es), this job has {dist.world_size}; relaunch with the same --nproc-per-node")
             self.model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
+            if "scaler" in ckpt:
+                scaler.load_state_dict(ckpt["scaler"])
             torch.set_rng_state(ckpt["rng"])
             state = ckpt["state"]
         for epoch in range(state["epoch"], cfg.epochs):
@@ -119,12 +170,15 @@ class Trainer:
             sums: dict[str, float] = {}
             bar = tqdm(loader, desc=f"{self.desc} {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
             for batch in bar:
-                lb: LossBatch = self.step_fn(self.model, batch)
-                loss, parts = combined_loss(cfg.losses, lb)
+                with accel.autocast():
+                    lb: LossBatch = step(to_device(batch, accel.device))
+                loss, parts = combined_loss(cfg.losses, _fp32(lb))
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -132,22 +186,27 @@ class Trainer:
             record = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1)}
             record.update({f"loss_{k}": round(v / max(1, len(loader)), 5) for k, v in sums.items()})
             if self.eval_fn is not None:
-                self.model.eval()
-                with torch.no_grad():
-                    record.update(self.eval_fn(self.model))
+                if main:
+                    self.model.eval()
+                    with torch.no_grad():
+                        record.update(self.eval_fn(self.model))
+                record = distributed.all_gather_objects(record)[0]  # every rank follows rank 0's evaluation
                 if record.get("val", -math.inf) > state["best"]:
                     state["best"] = record["val"]
-                    atomic_save(self.model.state_dict(), self.out_dir / "best.pt")
+                    if main:
+                        atomic_save(self.model.state_dict(), self.out_dir / "best.pt")
             state["history"].append(record)
             state["epoch"] = epoch + 1
             if progress:
                 # Logs go to stderr: stdout carries only results (`--json` prints one document there).
                 tqdm.write(f"{self.desc} epoch {epoch + 1}/{cfg.epochs}: " + json.dumps(record), file=sys.stderr)
-            atomic_save(
-                {"model": self.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "rng": torch.get_rng_state(), "state": state},
-                last,
-            )
+            if main:
+                atomic_save(
+                    {"model": self.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "scaler": scaler.state_dict(), "rng": torch.get_rng_state(), "state": state},
+                    last,
+                )
+        distributed.barrier(f"{self.desc} training")  # best.pt is written before any rank reads it
         if self.eval_fn is not None and (self.out_dir / "best.pt").exists():
-            self.model.load_state_dict(torch.load(self.out_dir / "best.pt", map_location="cpu", weights_only=True))
+            self.model.load_state_dict(torch.load(self.out_dir / "best.pt", map_location=accel.device, weights_only=True))
         return state

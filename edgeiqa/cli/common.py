@@ -26,3 +26,18 @@ def parse_hw(text: str) -> tuple[int, int]:
     if len(nums) != 2 or min(nums) < 16:
         raise EdgeIQAError(f"bad input size {text!r}: expected HxW with both sides >= 16")
     return nums[0], nums[1]
+
+
+def add_accel_args(parser, *, workers: bool = True) -> None:
+    """`--device`, `--precision` and `--workers`, with the same help, on every command that runs a torch model
+    (checked by edgeiqa.accel before any work)."""
+    parser.add_argument("--device", default="auto", metavar="DEV",
+                        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; a device this machine "
+                             "lacks is an error, never a silent CPU fall-back")
+    parser.add_argument("--precision", default="fp32", metavar="P",
+                        help="fp32 (default), or bf16 / fp16 autocast on a GPU (fp16 adds a gradient scaler); "
+                             "metrics and calibration stay fp32")
+    if workers:
+        parser.add_argument("--workers", type=int, default=0, metavar="N",
+                            help="decoding/view worker processes (default 0 = in the main process); results do not "
+                                 "depend on N; at most the machine's cores")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeiqa.cli.common import print_json
+from edgeiqa.cli.common import add_accel_args, print_json
 
 DESCRIPTION = (
     "Distil a teacher ensemble into a small student under a GMAC budget, end to end: train or reuse the "
@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "on labelled + ensemble-pseudo-labelled pool images into TEACHERS/selftrain, whose ensemble then "
                    "labels the student's data (default: the profile's [teacher] self_train; on in `fiqa`)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's last epoch checkpoint (same result as uninterrupted)")
+    add_accel_args(p)
     p.add_argument("--json", action="store_true", help="print the model card as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
@@ -50,12 +51,22 @@ def handle(args) -> int:
     # Options that override the profile are checked with it, before any work (and before torch is imported).
     profile = load_profile(args.profile, overrides={"budget_gmacs": args.budget, "distill.epochs": args.epochs,
                                                     "teacher.self_train": args.self_train})
+    from edgeiqa import distributed
+    from edgeiqa.accel import check_workers, resolve_accel
     from edgeiqa.distill.pipeline import run_distill
 
-    card = run_distill(profile, teacher=args.teacher, student=args.student, data=args.data,
-                       unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit,
-                       teachers_dir=Path(args.teachers) if args.teachers else None, pretrained=args.pretrained,
-                       progress=not args.quiet, log=log)
+    accel = resolve_accel(args.device, args.precision)
+    workers = check_workers(args.workers)
+    distributed.init_from_env(accel.device)  # under torchrun: DDP; otherwise one process
+    try:
+        card = run_distill(profile, teacher=args.teacher, student=args.student, data=args.data,
+                           unlabeled=args.unlabeled, out=Path(args.out), resume=args.resume, fit=args.fit,
+                           teachers_dir=Path(args.teachers) if args.teachers else None, pretrained=args.pretrained,
+                           progress=not args.quiet, log=log, accel=accel, workers=workers)
+    finally:
+        distributed.shutdown()
+    if card is None:  # not rank 0: rank 0 reports
+        return 0
     if args.json:
         print_json(card)
         return 0

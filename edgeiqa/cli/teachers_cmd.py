@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeiqa.cli.common import print_json
+from edgeiqa.cli.common import add_accel_args, print_json
 
 
 def _log(args):
@@ -30,6 +30,7 @@ def _parse_weights(text: str | None) -> dict | None:
 
 
 def cmd_train(args) -> int:
+    from edgeiqa.accel import check_workers, resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.losses import parse_loss_spec
     from edgeiqa.profiles import load_profile
@@ -40,6 +41,8 @@ def cmd_train(args) -> int:
     overrides = {"teacher.epochs" if args.finetune else "teacher.head_epochs": args.epochs, "seed": args.seed,
                  "teacher.losses": parse_loss_spec(args.losses) if args.losses else None}
     profile = load_profile(args.profile, overrides=overrides)
+    accel = resolve_accel(args.device, args.precision)
+    workers = check_workers(args.workers)
     names = resolve_members(args.teacher, profile)
     ensemble_weights = _parse_weights(args.ensemble_weights)
     if args.weights and not Path(args.weights).exists():
@@ -52,7 +55,7 @@ def cmd_train(args) -> int:
     weights = {n: args.weights for n in names} if args.weights else None
     t0 = time.time()
     results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
-                            resume=args.resume, progress=not args.quiet, log=log)
+                            resume=args.resume, progress=not args.quiet, log=log, accel=accel, workers=workers)
     ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
     if args.self_train or profile["teacher"].get("self_train"):
         from edgeiqa.data.datasets import unlabelled_pool
@@ -62,6 +65,7 @@ def cmd_train(args) -> int:
                                         finetune=args.finetune, pretrained=args.pretrained, weights=weights,
                                         progress=not args.quiet, log=log)
     card["seconds"] = round(time.time() - t0, 1)
+    card["compute"] = accel.describe()
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     if args.json:
         print_json(card)
@@ -105,13 +109,23 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_label(args) -> int:
+    from edgeiqa import distributed
+    from edgeiqa.accel import resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.teachers.labelset import LabelSet, build_labelset
 
+    accel = resolve_accel(args.device, args.precision)
     dataset = load_dataset(args.data)
     if args.split:
         dataset = dataset.subset(args.split.split(","))
-    out = build_labelset(Path(args.teachers), dataset, Path(args.out), progress=not args.quiet, reuse=not args.force)
+    dist = distributed.init_from_env(accel.device)  # under torchrun: each rank labels a slice
+    try:
+        out = build_labelset(Path(args.teachers), dataset, Path(args.out), progress=not args.quiet and dist.is_main,
+                             reuse=not args.force, accel=accel)
+    finally:
+        distributed.shutdown()
+    if not dist.is_main:
+        return 0
     ls = LabelSet(out)
     summary = {"labelset": str(out), "n_images": ls.manifest["n_images"], "skipped": ls.manifest["skipped"],
                "features": ls.manifest["features"], "teachers": [t["name"] for t in ls.manifest["teachers"]]}
@@ -161,6 +175,7 @@ def register(sub) -> None:
     tr.add_argument("--self-train", action="store_true", help="after training, one self-training round: each member retrains on "
                     "labelled + ensemble-pseudo-labelled pool images, from the same start (--pretrained/--weights), into "
                     "OUT/selftrain (default: the profile's [teacher] self_train)")
+    add_accel_args(tr)
     tr.add_argument("--seed", type=int, help="random seed (default: the profile's)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted member from its last epoch checkpoint")
     tr.add_argument("--json", action="store_true", help="print the teachers card as JSON")
@@ -192,6 +207,7 @@ def register(sub) -> None:
     lb.add_argument("--split", help="only these splits, e.g. pool")
     lb.add_argument("--out", required=True, help="LabelSet directory")
     lb.add_argument("--force", action="store_true", help="rebuild even when a matching LabelSet exists")
+    add_accel_args(lb, workers=False)
     lb.add_argument("--json", action="store_true")
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=cmd_label)

@@ -56,6 +56,13 @@ class TrainItem:
     feat_row: int = -1  # row in the teacher-feature matrix, -1 when none
 
 
+def epoch_index(k: int, n: int, epoch: int) -> tuple[int, int]:
+    """(epoch, index) of a dataset key: training loaders pass epoch * n + index (see EpochIndexed), so worker
+    processes, which hold their own copy of a dataset and never see set_epoch, derive the same
+    (seed, epoch, index) randomness as the main process; a plain index keeps the dataset's own epoch."""
+    return divmod(k, n) if k >= n else (epoch, k)
+
+
 class ViewDataset(torch.utils.data.Dataset):
     def __init__(self, items: list[TrainItem], views: list[ViewSpec], cache: ImageCache, train: bool, seed: int = 0):
         self.items = [it for it in items if cache.get(it.path) is not None]
@@ -71,12 +78,13 @@ class ViewDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, k: int):
+        epoch, i = epoch_index(k, len(self.items), self.epoch)
         it = self.items[i]
         img = self.cache.get(it.path)
         rng = None
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
+            rng = np.random.default_rng([self.seed, epoch, i])
             if rng.random() < 0.5:
                 img = np.ascontiguousarray(img[:, ::-1])
         views, _ = make_views(img, self.views, rng)
@@ -129,11 +137,58 @@ class SceneBatchSampler(torch.utils.data.Sampler):
         return len(self._batches())
 
 
-def make_loader(dataset: ViewDataset, batch_size: int, train: bool, seed: int = 0):
+class DistributedSceneBatchSampler(SceneBatchSampler):
+    """Every rank builds the same global batches (same seed and epoch) and takes its contiguous slice of each,
+    so N processes with global batch B see together what one process sees with batch B. A global batch too
+    small to give every rank an item is dropped on all ranks alike (the ranks must take the same number of
+    steps). Contiguous slices keep same-scene groups together when B is a multiple of per_scene x world."""
+
+    def __init__(self, scenes: list[int], batch_size: int, rank: int, world_size: int, per_scene: int = 4, seed: int = 0):
+        super().__init__(scenes, batch_size, per_scene, seed)
+        self.rank, self.world_size = rank, world_size
+
+    def _batches(self) -> list[list[int]]:
+        from edgeiqa.distributed import shard_bounds
+
+        out = []
+        for b in super()._batches():
+            if len(b) >= self.world_size:
+                start, stop = shard_bounds(len(b), self.rank, self.world_size)
+                out.append(b[start:stop])
+        return out
+
+
+class EpochIndexed(torch.utils.data.Sampler):
+    """Yields a batch sampler's batches as epoch * len + index, which ViewDataset decodes: persistent worker
+    processes hold their own copy of the dataset and never see set_epoch, yet must draw the same randomness."""
+
+    def __init__(self, batch_sampler, n: int):
+        self.batch_sampler, self.n, self.epoch = batch_sampler, n, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batch_sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter([[self.epoch * self.n + i for i in b] for b in self.batch_sampler])
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
+def make_loader(dataset: ViewDataset, batch_size: int, train: bool, seed: int = 0, workers: int = 0,
+                pin_memory: bool = False):
+    """Training loaders shard every global batch across torchrun's ranks; `workers` decode in parallel without
+    changing a single value (randomness is per (seed, epoch, index), never per worker)."""
+    from edgeiqa.distributed import current
+
+    common = {"collate_fn": collate, "num_workers": workers, "pin_memory": pin_memory, "persistent_workers": workers > 0}
     if train:
-        sampler = SceneBatchSampler([it.scene for it in dataset.items], batch_size, seed=seed)
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=0)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=0)
+        scenes, dist = [it.scene for it in dataset.items], current()
+        sampler = (DistributedSceneBatchSampler(scenes, batch_size, dist.rank, dist.world_size, seed=seed) if dist.enabled
+                   else SceneBatchSampler(scenes, batch_size, seed=seed))
+        return torch.utils.data.DataLoader(dataset, batch_sampler=EpochIndexed(sampler, len(dataset)), **common)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
 
 
 def scene_ids(scenes: list[str | None]) -> list[int]:

@@ -13,6 +13,7 @@ OUT/scatter.png, OUT/predictions.csv.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
@@ -20,10 +21,10 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from edgeiqa import metrics
+from edgeiqa import distributed, metrics
+from edgeiqa.accel import Accel
 from edgeiqa.data.datasets import load_dataset, unlabelled_pool
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
@@ -61,13 +62,17 @@ def distill_config(profile: Profile, epochs: int | None = None) -> TrainConfig:
 
 
 @torch.no_grad()
-def predict_student(model, paths: list[str], views, cache: ImageCache, batch_size: int = 16) -> dict[str, float]:
+def predict_student(model, paths: list[str], views, cache: ImageCache, batch_size: int = 16, accel=None) -> dict[str, float]:
+    """Scores on the model's device (under `accel`'s autocast), returned as fp32 on the CPU."""
     model.eval()
+    device = next(model.parameters()).device
+    autocast = accel.autocast() if accel is not None else contextlib.nullcontext()
     items = [TrainItem(p, 0.0, -1) for p in paths]
     ds = ViewDataset(items, views, cache, train=False)
     out = {}
     for k, (x, *_rest) in enumerate(make_loader(ds, batch_size, train=False)):
-        scores = model(*x).numpy()
+        with autocast:
+            scores = model(*[v.to(device) for v in x]).float().cpu().numpy()
         for it, s in zip(ds.items[k * batch_size : k * batch_size + len(scores)], scores):
             out[it.path] = float(s)
     return out
@@ -91,7 +96,9 @@ def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float, use_po
 
 
 def train_student(model, items, feats, views, dataset, cfg: TrainConfig, out_dir: Path, cache: ImageCache,
-                  resume: bool, progress: bool) -> dict:
+                  resume: bool, progress: bool, accel: Accel | None = None, workers: int = 0) -> dict:
+    accel = accel or Accel(torch.device("cpu"))
+    feats = feats.to(accel.device)
     val = [r for r in dataset.records if r.split == "val" and r.score is not None]
     val_paths = sorted({str(r.path) for r in val})
 
@@ -103,14 +110,15 @@ def train_student(model, items, feats, views, dataset, cfg: TrainConfig, out_dir
         return LossBatch(pred, target, scene, weight, proj=proj, feat=feat, feat_mask=mask)
 
     def eval_fn(m):
-        pred = predict_student(m, val_paths, views, cache)
+        pred = predict_student(m, val_paths, views, cache, accel=accel)
         s = eval_summary(pred, val)
         v = s.get("srcc_scene_mean", s.get("srcc"))
         return {"val": round(v, 5) if v is not None else -1.0, "val_srcc_scene_median": s.get("srcc_scene_median")}
 
     ds = ViewDataset(items, views, cache, train=True, seed=cfg.seed)
-    loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
-    trainer = Trainer(model, step, eval_fn if val else None, out_dir / "ckpt", cfg, desc="student")
+    loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed, workers=workers,
+                         pin_memory=accel.device.type == "cuda")
+    trainer = Trainer(model, step, eval_fn if val else None, out_dir / "ckpt", cfg, desc="student", accel=accel)
     return trainer.fit(loader, resume=resume, progress=progress)
 
 
@@ -135,8 +143,17 @@ def scatter_plot(path: Path, gt, student, teacher, title: str) -> None:
 def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | None = None, student: str | None = None,
                 data: str | None = None, unlabeled: str | None = None, out: Path = Path("student"), resume: bool = False,
                 fit: str | None = None, epochs: int | None = None, teachers_dir: Path | None = None,
-                pretrained: bool = False, progress: bool = True, log=print) -> dict:
+                pretrained: bool = False, progress: bool = True, log=print, accel: Accel | None = None,
+                workers: int = 0) -> dict | None:
+    """The main job. Under torchrun, rank 0 trains the teachers while the others wait, every rank labels its slice
+    of the images and trains the student under DDP, and rank 0 alone evaluates and writes; the other ranks
+    return None."""
     t_start = time.time()
+    accel = accel or Accel(torch.device("cpu"))
+    dist = distributed.current()
+    progress = progress and dist.is_main
+    if not dist.is_main:
+        log = lambda m: None  # noqa: E731 - one log, from rank 0
     timings = {}
     out = Path(out)
     # Every setting is checked before any work: nothing is written when one is wrong.
@@ -166,27 +183,33 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     if unlabeled:
         extra = [replace(r, score=None, split="pool") for r in load_dataset(unlabeled).records]
         dataset = Dataset(dataset.spec, dataset.records + extra, dataset.info)
-    out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
 
-    # 2. Teachers
+    # 2. Teachers (rank 0; the others wait and read what it wrote)
     t0 = time.time()
     tdir = Path(teachers_dir) if teachers_dir else out / "teachers"
     tcfg = teacher_config(profile)
-    results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log)
-    _, tcard = build_ensemble(results, dataset, tdir)
+    if dist.is_main:
+        results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log,
+                                accel=accel, workers=workers)
+        _, tcard = build_ensemble(results, dataset, tdir)
     self_report = None
     if profile["teacher"].get("self_train"):
         # Efficient-FIQA: the teachers retrain once on their own pseudo-labels of the pool; that ensemble labels.
-        self_report = self_train(names, dataset, unlabelled_pool(dataset.records), tdir, tcfg,
-                                 pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)), pretrained=pretrained,
-                                 progress=progress, log=log)
+        if dist.is_main:
+            self_report = self_train(names, dataset, unlabelled_pool(dataset.records), tdir, tcfg,
+                                     pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)), pretrained=pretrained,
+                                     progress=progress, log=log, accel=accel, workers=workers)
         tdir = tdir / SELFTRAIN_DIR
+    distributed.barrier("teacher training")
+    if not dist.is_main or self_report is not None:
         tcard = json.loads((tdir / "card.json").read_text())
     timings["teachers_s"] = round(time.time() - t0, 1)
 
-    # 3. LabelSet of every image
+    # 3. LabelSet of every image (each rank labels a slice)
     t0 = time.time()
-    labels = LabelSet(build_labelset(tdir, dataset, out / "labels", progress=progress, log=log))
+    labels = LabelSet(build_labelset(tdir, dataset, out / "labels", progress=progress, log=log, accel=accel))
     timings["labelset_s"] = round(time.time() - t0, 1)
 
     # 4. Student
@@ -205,19 +228,21 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         f"labelled + {n_pseudo} pseudo-labelled images, losses {cfg.losses}")
     cache = ImageCache()
     t0 = time.time()
-    state = train_student(model, items, feats, views, dataset, cfg, out, cache, resume, progress)
+    state = train_student(model, items, feats, views, dataset, cfg, out, cache, resume, progress, accel, workers)
     timings["student_s"] = round(time.time() - t0, 1)
+    if not dist.is_main:
+        return None
 
     # 5. Evaluate student and teacher on test scenes (and val)
     teacher_score = labels.score_of()
     paths = sorted({str(r.path) for r in dataset.records if r.split in ("val", "test")})
-    student_score = predict_student(model, paths, views, cache)
+    student_score = predict_student(model, paths, views, cache, accel=accel)
     test = [r for r in dataset.records if r.split == "test"]
     val = [r for r in dataset.records if r.split == "val"]
     s_test, t_test = eval_summary(student_score, test), eval_summary(teacher_score, test)
     teacher_gmacs = tcard["gmacs"]["total"]
 
-    deploy = copy.deepcopy(model).drop_training_heads()
+    deploy = copy.deepcopy(model).cpu().drop_training_heads()
     meta = {"profile": profile["name"], "gmacs": round(report.total_gmacs, 4), "logistic": None, "budget_gmacs": budget,
             "score_range": labels.manifest.get("score_range"), "seed": cfg.seed, "weights_source": model.weights_source}
     save_student(deploy, out / "student.pt", views, meta)
@@ -259,6 +284,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         "training": {"config": asdict(cfg), "n_labelled": len(items) - n_pseudo, "n_pseudo": n_pseudo,
                      "history": state["history"]},
         "seconds": {**timings, "total_s": round(time.time() - t_start, 1)},
+        "compute": {**accel.describe(), "world_size": dist.world_size, "workers": workers},
         "versions": package_versions(),
     }
     write_json_atomic(out / "card.json", card)

@@ -7,6 +7,8 @@ other fragment offsets) give the head augmented inputs; variant 0 is always the 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -20,14 +22,20 @@ def view_tensors(img: np.ndarray, views, rng) -> list[torch.Tensor]:
     return [torch.from_numpy(to_batch([arrays[v.name]])) for v in views]
 
 
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
 @torch.no_grad()
 def extract_features(teacher, paths: list[str], cache: ImageCache, n_aug: int = 0, seed: int = 0,
-                     batch_size: int = 8, progress: bool = True, desc: str = "features", aug_paths=None) -> dict:
+                     batch_size: int = 8, progress: bool = True, desc: str = "features", aug_paths=None,
+                     autocast=contextlib.nullcontext) -> dict:
     """{'eval': (N, F) float32, 'aug': (n_aug, N, F) or None, 'ok': (N,) bool}; failed images stay zeros.
 
     Augmented variants are computed only for `aug_paths` (the training images; default all)."""
     teacher.eval()
     teacher.to(memory_format=torch.channels_last)  # 1.3-2x faster convolutions on CPU (oneDNN)
+    device = _device_of(teacher)
     views = teacher.entry.views
     n = len(paths)
     out = {"eval": torch.zeros(n, teacher.feature_dim), "aug": torch.zeros(n_aug, n, teacher.feature_dim) if n_aug else None,
@@ -50,8 +58,10 @@ def extract_features(teacher, paths: list[str], cache: ImageCache, n_aug: int = 
         bar.update(min(batch_size, len(jobs) - start))
         if not chunk:
             continue
-        stacked = [torch.cat([c[2][k] for c in chunk]).contiguous(memory_format=torch.channels_last) for k in range(len(views))]
-        feats = teacher.encode(*stacked)
+        stacked = [torch.cat([c[2][k] for c in chunk]).to(device).contiguous(memory_format=torch.channels_last)
+                   for k in range(len(views))]
+        with autocast():
+            feats = teacher.encode(*stacked).float().cpu()  # cached features are fp32 on the CPU, whatever ran them
         for (i, a, _), f in zip(chunk, feats):
             if a == 0:
                 out["eval"][i] = f
@@ -66,9 +76,10 @@ def extract_features(teacher, paths: list[str], cache: ImageCache, n_aug: int = 
 def head_outputs(teacher, feats: torch.Tensor, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(scores (N,), opinions (N, hidden)) from cached backbone features."""
     teacher.eval()
+    device = _device_of(teacher)
     scores, opinions = [], []
     for k in range(0, feats.shape[0], batch_size):
-        s, o = teacher.head(feats[k : k + batch_size])
-        scores.append(s)
-        opinions.append(o)
+        s, o = teacher.head(feats[k : k + batch_size].to(device))
+        scores.append(s.float().cpu())
+        opinions.append(o.float().cpu())
     return torch.cat(scores).numpy().astype(np.float64), torch.cat(opinions).numpy().astype(np.float32)

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -28,14 +29,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from edgeiqa import metrics
+from edgeiqa import distributed, metrics
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import atomic_path
 from edgeiqa.provenance import package_versions, sha256_file
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble
-from edgeiqa.teachers.train import load_member, predict_images, unique_paths
+from edgeiqa.teachers.shards import predict_sharded
+from edgeiqa.teachers.train import load_member, unique_paths
 
 LABELSET_FORMAT = "edgeiqa-labelset/1"
 
@@ -51,16 +53,17 @@ def inputs_hash(teachers_dir: Path, ens: Ensemble, dataset: Dataset) -> str:
     return h.hexdigest()
 
 
-def _member_outputs(teachers_dir: Path, name: str, paths: list[str], cache: ImageCache, progress: bool):
-    """A member's scores/opinions for `paths`: from its stored predictions when they cover them, else recomputed."""
+def _member_outputs(teachers_dir: Path, name: str, paths: list[str], cache: ImageCache, progress: bool,
+                    work: Path, accel=None):
+    """A member's scores/opinions for `paths`: from its stored predictions when they cover them, else recomputed
+    (split across the ranks of a torchrun job; slices kept in `work` until the LabelSet is written)."""
     member = load_member(teachers_dir / name)
     index = {p: i for i, p in enumerate(member.paths)}
     if all(p in index for p in paths):
         rows = [index[p] for p in paths]
         failed = {p: member.failed[p] for p in paths if p in member.failed}
         return member.scores[rows], member.opinions[rows], failed
-    scores, opinions = predict_images(teachers_dir / name, paths, cache, progress=progress)
-    return scores, opinions, {p: cache.failed[p] for p in paths if p in cache.failed}
+    return predict_sharded(teachers_dir / name, paths, cache, work, accel=accel, progress=progress)
 
 
 DATA_FILES = ("scores.csv", "features.safetensors")  # hashed in the manifest, checked before every reuse
@@ -86,7 +89,9 @@ def damaged_file(root: Path, manifest: dict) -> str | None:
 
 
 def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress: bool = True, reuse: bool = True,
-                   log=None, _after_member=None) -> Path:
+                   log=None, accel=None, _after_member=None) -> Path:
+    """Write (or reuse) the LabelSet of `dataset` in `out`. Under torchrun every rank labels its slice of the
+    images and rank 0 writes the LabelSet; every rank returns once it is in place."""
     teachers_dir, out = Path(teachers_dir), Path(out)
     log = log or (lambda msg: None)
     ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
@@ -103,23 +108,33 @@ def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress:
             if bad is None:
                 return out
             log(f"LabelSet {out}: {bad} is corrupt or truncated (does not match manifest.json); rebuilding")
-    # Written into a temporary folder renamed into place: a killed or failed run leaves no half-written LabelSet.
-    with atomic_path(out) as tmp:
-        _build(teachers_dir, ens, dataset, tmp, digest, progress, _after_member)
+    t0 = time.time()
+    work = out.parent / f".{out.name}.shards-{digest[:16]}"  # kept if killed: a rerun labels only missing slices
+    labelled = _label(teachers_dir, ens, dataset, progress, _after_member, work, accel)
+    if distributed.current().is_main:  # rank 0 alone writes
+        # Written into a temporary folder renamed into place: a killed or failed run leaves no half-written LabelSet.
+        with atomic_path(out) as tmp:
+            _write(teachers_dir, ens, dataset, tmp, digest, labelled, accel, t0)
+        shutil.rmtree(work, ignore_errors=True)
+    distributed.barrier("writing the LabelSet")
     return out
 
 
-def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, digest: str, progress: bool,
-           _after_member) -> None:
-    t0 = time.time()
+def _label(teachers_dir: Path, ens: Ensemble, dataset: Dataset, progress: bool, _after_member, work: Path, accel):
+    """Every member's raw scores, opinions and failures for the dataset's images (each rank computes its slice)."""
     paths = unique_paths(dataset)
     cache = ImageCache()
     raw, opinions, failed = {}, {}, {}
     for name in ens.members:
-        raw[name], opinions[name], f = _member_outputs(teachers_dir, name, paths, cache, progress)
+        raw[name], opinions[name], f = _member_outputs(teachers_dir, name, paths, cache, progress, work, accel)
         failed.update(f)
         if _after_member is not None:  # test hook: simulate a kill between members
             _after_member(name)
+    return paths, raw, opinions, failed
+
+
+def _write(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, digest: str, labelled, accel, t0: float) -> None:
+    paths, raw, opinions, failed = labelled
     ok = np.all(np.stack([np.isfinite(raw[n]) for n in ens.members]), axis=0)
     for p, good in zip(paths, ok):
         if not good and p not in failed:
@@ -170,6 +185,8 @@ def _build(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, diges
         "skipped": [{"image": p, "reason": failed[p]} for p in sorted(failed)],
         "inputs_hash": digest,
         "files": {name: sha256_file(tmp / name) for name in DATA_FILES},
+        "device": accel.describe() if accel is not None else {"device": "cpu", "precision": "fp32"},
+        "world_size": distributed.current().world_size,
         "versions": package_versions(),
         "seconds": round(time.time() - t0, 1),
     }

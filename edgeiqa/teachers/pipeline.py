@@ -76,7 +76,7 @@ def extra_fingerprint(extra) -> str | None:
 
 def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainConfig, *, finetune: bool = False,
                   pretrained: bool = False, weights: dict[str, str] | None = None, extra=(), resume: bool = False,
-                  progress: bool = True, log=print) -> list[MemberResult]:
+                  progress: bool = True, log=print, accel=None, workers: int = 0) -> list[MemberResult]:
     out_dir = Path(out_dir)
     fingerprint = dataset_fingerprint(dataset)
     cache = ImageCache()
@@ -95,7 +95,8 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         t0 = time.time()
         log(f"teacher {name}: training ({'fine-tune' if finetune else 'frozen backbone, head only'})")
         res = train_teacher(name, dataset, mdir, cfg, finetune=finetune, pretrained=pretrained,
-                            weights=(weights or {}).get(name), extra=extra, resume=resume, progress=progress, cache=cache)
+                            weights=(weights or {}).get(name), extra=extra, resume=resume, progress=progress, cache=cache,
+                            accel=accel, workers=workers)
         info = json.loads(info_path.read_text())
         info["settings"] = settings
         info["gmacs"] = teacher_gmacs(name)
@@ -131,7 +132,8 @@ SELFTRAIN_DIR = "selftrain"
 
 def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cfg: TrainConfig, *,
                pseudo_weight: float = 0.5, finetune: bool = False, pretrained: bool = False,
-               weights: dict[str, str] | None = None, progress: bool = True, log=print) -> dict:
+               weights: dict[str, str] | None = None, progress: bool = True, log=print, accel=None,
+               workers: int = 0) -> dict:
     """Efficient-FIQA's self-training round: each member retrains on labelled + ensemble-pseudo-labelled pool
     images (into OUT/selftrain/<member>) from the same start as the first round (`finetune`, `pretrained`,
     `weights`), and the ensemble is refitted there. Members are reused when nothing changed (train_members).
@@ -147,7 +149,7 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
     before = {n: m.metrics.get("val", {}) for n, m in members.items()}
     log(f"self-training {', '.join(names)} on {len(extra)} pseudo-labelled pool images")
     results = train_members(names, dataset, st_dir, cfg, finetune=finetune, pretrained=pretrained, weights=weights,
-                            extra=extra, progress=progress, log=log)
+                            extra=extra, progress=progress, log=log, accel=accel, workers=workers)
     build_ensemble(results, dataset, st_dir)
     after = {r.name: r.metrics.get("val", {}) for r in results}
     report = {n: {"before": before[n], "after": after[n]} for n in names}

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from edgeiqa import metrics
 from edgeiqa.data.records import Dataset, ImageRecord
-from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
+from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, epoch_index, make_loader, scene_ids
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import atomic_path
 from edgeiqa.losses import LossBatch
@@ -99,10 +99,11 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.items)
 
-    def __getitem__(self, i):
+    def __getitem__(self, k):
+        epoch, i = epoch_index(k, len(self.items), self.epoch)
         it, row = self.items[i], self.rows[i]
         n_aug = 0 if self.feats["aug"] is None else self.feats["aug"].shape[0]
-        variant = int(np.random.default_rng([self.seed, self.epoch, i]).integers(0, n_aug + 1))
+        variant = int(np.random.default_rng([self.seed, epoch, i]).integers(0, n_aug + 1))
         x = self.feats["eval"][row] if variant == 0 else self.feats["aug"][variant - 1, row]
         return [x], it.target, it.scene, it.weight, it.feat_row
 
@@ -129,6 +130,8 @@ def train_teacher(
     progress: bool = True,
     cache: ImageCache | None = None,
     n_aug: int = 1,
+    accel=None,
+    workers: int = 0,
 ) -> MemberResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +141,11 @@ def train_teacher(
     if weights is not None:
         load_teacher_weights(teacher, weights)
         teacher.weights_source = f"file:{Path(weights).name}"
+    autocast = {}
+    if accel is not None:
+        teacher.to(accel.device)
+        autocast = {"autocast": accel.autocast}
+    pin = accel is not None and accel.device.type == "cuda"
     cache = cache or ImageCache()
     paths = unique_paths(dataset)
     cache.preload(paths, progress=progress)
@@ -150,25 +158,26 @@ def train_teacher(
 
     if finetune:
         ds = ViewDataset(items, list(teacher.entry.views), cache, train=True, seed=cfg.seed)
-        loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
+        loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed, workers=workers, pin_memory=pin)
         forward = lambda model, views: model(*views)[0]  # noqa: E731
 
         def eval_fn(model):
-            feats = extract_features(model, [str(r.path) for r in val_recs], cache, progress=False)
+            feats = extract_features(model, [str(r.path) for r in val_recs], cache, progress=False, **autocast)
             s, _ = head_outputs(model, feats["eval"])
             return _val_record(val_recs, dict(zip([str(r.path) for r in val_recs], s)))
 
-        trainer = Trainer(teacher, _labelled_step(forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name)
+        trainer = Trainer(teacher, _labelled_step(forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name,
+                          accel=accel)
         trainer.fit(loader, resume=resume, progress=progress)
-        feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{name} features")
+        feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{name} features", **autocast)
     else:
         for p in teacher.backbones.parameters():
             p.requires_grad_(False)
         # Augmented variants help a head on pretrained features; on random-init features they only cost time.
         n_aug = n_aug if teacher.weights_source != "random-init" else 0
-        feats = cached_features(teacher, out_dir, paths, cache, n_aug, cfg.seed, [it.path for it in items], progress)
+        feats = cached_features(teacher, out_dir, paths, cache, n_aug, cfg.seed, [it.path for it in items], progress, **autocast)
         ds = CachedFeatureDataset(items, index_of, feats, cfg.seed)
-        loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed)
+        loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed, workers=workers, pin_memory=pin)
         val_rows = [index_of[str(r.path)] for r in val_recs]
 
         def eval_fn(_head):
@@ -177,7 +186,8 @@ def train_teacher(
 
         # Only the head trains, so only the head is checkpointed (a Swin-T x3 backbone would be 330 MB per epoch).
         head_forward = lambda head, views: head(views[0])[0]  # noqa: E731
-        trainer = Trainer(teacher.head, _labelled_step(head_forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name)
+        trainer = Trainer(teacher.head, _labelled_step(head_forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name,
+                          accel=accel)
         trainer.fit(loader, resume=resume, progress=progress)
 
     scores, opinions = head_outputs(teacher, feats["eval"])
@@ -188,7 +198,7 @@ def train_teacher(
     return result
 
 
-def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths, progress) -> dict:
+def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths, progress, **autocast) -> dict:
     """Backbone features, stored in the member dir and reused while images, views and weights are the same."""
     key = hashlib.sha256(json.dumps([paths, n_aug, seed, sorted(aug_paths), teacher.weights_source,
                                      [v.to_dict() for v in teacher.entry.views]]).encode()).hexdigest()
@@ -198,7 +208,7 @@ def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths
         if stored.get("key") == key:
             return stored["feats"]
     feats = extract_features(teacher, paths, cache, n_aug=n_aug, seed=seed, progress=progress,
-                             desc=f"{teacher.entry.name} features", aug_paths=aug_paths)
+                             desc=f"{teacher.entry.name} features", aug_paths=aug_paths, **autocast)
     with atomic_path(path) as tmp:
         torch.save({"key": key, "feats": feats}, tmp)
     return feats
@@ -265,12 +275,18 @@ def load_member(member_dir: Path) -> MemberResult:
 
 
 @torch.no_grad()
-def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Score images a member has not seen (another dataset): rebuild the teacher from teacher.pt."""
+def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True,
+                   accel=None) -> tuple[np.ndarray, np.ndarray]:
+    """Score images a member has not seen (another dataset): rebuild the teacher from teacher.pt.
+
+    `accel` (edgeiqa.accel.Accel) puts the teacher on its device under its autocast; default: CPU, fp32."""
     info = json.loads((Path(member_dir) / "member.json").read_text())
     teacher = create_teacher(info["teacher"])
     load_teacher_weights(teacher, member_dir)
-    feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score")
+    if accel is not None:
+        teacher.to(accel.device)
+    feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score",
+                             **({"autocast": accel.autocast} if accel is not None else {}))
     scores, opinions = head_outputs(teacher, feats["eval"])
     scores[~feats["ok"].numpy()] = np.nan
     return scores, opinions

@@ -1,0 +1,106 @@
+"""Running under `torchrun`: the process group, which rank does what, and how work is split.
+
+`torchrun --nproc-per-node N -m edgeiqa ...` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
+`init_from_env()` checks them and joins the group (gloo on the CPU, nccl on GPUs). Without those variables
+everything runs as a single process (rank 0 of 1) and nothing here talks to another process.
+Only rank 0 writes checkpoints, cards and plots (`is_main`). A collective waits at most `timeout_s`, so a rank
+that dies ends the job with a message instead of a hang.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from edgeiqa.errors import EdgeIQAError
+
+_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+DEFAULT_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def env_info() -> DistInfo:
+    """The launch as torchrun described it in the environment, checked; no process group is created."""
+    present = {k: os.environ.get(k) for k in _ENV}
+    if present["WORLD_SIZE"] is None and present["RANK"] is None:
+        return DistInfo()
+    try:
+        rank, world = int(present["RANK"] or "-1"), int(present["WORLD_SIZE"] or "-1")
+        local = int(present["LOCAL_RANK"] or "0")
+    except ValueError:
+        raise EdgeIQAError(f"bad torchrun environment: RANK={present['RANK']!r} WORLD_SIZE={present['WORLD_SIZE']!r}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise EdgeIQAError(f"inconsistent launch: RANK={rank} is not within WORLD_SIZE={world} (launch with torchrun)")
+    if world > 1 and not (present["MASTER_ADDR"] and present["MASTER_PORT"]):
+        raise EdgeIQAError("no rendezvous: WORLD_SIZE > 1 but MASTER_ADDR/MASTER_PORT are not set (launch with torchrun)")
+    return DistInfo(rank, world, local)
+
+
+def init_from_env(device: torch.device | None = None, timeout_s: int = DEFAULT_TIMEOUT_S) -> DistInfo:
+    """Join the process group torchrun set up (idempotent); a single process returns rank 0 of 1."""
+    info = env_info()
+    if not info.enabled or dist.is_initialized():
+        return info
+    backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    except Exception as exc:  # noqa: BLE001 - rendezvous failures become one line
+        raise EdgeIQAError(f"could not join the process group ({backend}, rank {info.rank} of {info.world_size}): "
+                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+    return info
+
+
+def current() -> DistInfo:
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo()
+
+
+def barrier(what: str) -> None:
+    """Wait for every rank; a rank that died or timed out ends this one with a message naming the step."""
+    if not current().enabled:
+        return
+    try:
+        dist.barrier()
+    except Exception as exc:  # noqa: BLE001
+        raise EdgeIQAError(f"another process of this job failed or timed out during {what}: {type(exc).__name__}") from None
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's `obj`, in rank order (a list of one without a process group)."""
+    info = current()
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Contiguous [start, stop) of n items for `rank`: sizes differ by at most one, concatenation is the whole."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
