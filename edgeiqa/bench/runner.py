@@ -3,7 +3,6 @@ measured the same way, one row per format and batch size. See `edgeiqa.bench` fo
 
 from __future__ import annotations
 
-import difflib
 import gc
 import time
 import warnings
@@ -17,7 +16,7 @@ from edgeiqa.bench import accuracy as acc
 from edgeiqa.bench.artefacts import check_run, obtain, validation_problems
 from edgeiqa.bench.measure import OtherLoad, PeakRSS, default_threads, median_or_none, time_each, time_runs
 from edgeiqa.bench.report import empty_row
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 from edgeiqa.export.formats import FORMATS, Format, get_format
 
 TEACHER = "teacher"
@@ -75,9 +74,8 @@ def parse_formats(spec) -> list[str]:
                 canon = get_format(name).name
             except EdgeIQAError:
                 choices = [*FORMATS, TEACHER]
-                near = difflib.get_close_matches(name, choices, n=1, cutoff=0.4)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
-                raise EdgeIQAError(f"unknown format {raw.strip()!r}{hint} (formats: {', '.join(choices)})") from None
+                raise EdgeIQAError(f"unknown format {raw.strip()!r}{did_you_mean(name, choices, cutoff=0.4)} "
+                                   f"(formats: {', '.join(choices)})") from None
         if canon not in out:
             out.append(canon)
     if not out:

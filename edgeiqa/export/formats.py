@@ -6,11 +6,10 @@ Import-light on purpose (no torch, no onnx): the runtime reads this table to pic
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 # Every export flag, with the CLI spelling and what it means (used for help text and error messages).
 FLAGS: dict[str, tuple[str, str]] = {
@@ -82,9 +81,7 @@ def get_format(name: str) -> Format:
     key = (name or "").strip().lower()
     if key in FORMATS:
         return FORMATS[key]
-    near = difflib.get_close_matches(key, list(FORMATS), n=1, cutoff=0.4)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise EdgeIQAError(f"unknown export format {name!r}{hint} (formats: {', '.join(FORMATS)})")
+    raise EdgeIQAError(f"unknown export format {name!r}{did_you_mean(key, FORMATS, cutoff=0.4)} (formats: {', '.join(FORMATS)})")
 
 
 def check_flags(fmt: Format, flags: dict) -> None:
