@@ -376,3 +376,64 @@ def test_reduced_decode_by_default_and_full_decode_flag(model, tmp_path, capsys)
     assert got[()][0] is True and got[("--full-decode",)][0] is False
     assert got[("--full-decode",)][1] == round(Scorer.load(model).score_one(big), 6)
     assert got[()][1] == round(Scorer.load(model, fast_decode=True).score_one(big), 6)
+
+
+# --- issue 11: flat memory on huge folders, resume merges without loading every row ------------------
+
+
+def _tiny_files(dest: Path, n: int) -> Path:
+    """n tiny files (empty and text), 100 per sub-folder: rows with a reason, no decoding, no inference."""
+    for i in range(n):
+        sub = dest / f"d{i // 100:04d}"
+        if i % 100 == 0:
+            sub.mkdir(parents=True)
+        (sub / f"f{i:06d}.jpg").write_bytes(b"" if i % 2 else b"not an image")
+    return dest
+
+
+def _peak_bytes(args) -> int:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        assert _score(args) == 1
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_number_of_files(model, tmp_path, capsys):
+    """Python memory peak of `edgeiqa score` on 4N files is within 0.5 MB of the peak on N files (before, the
+    set of paths and the final in-memory sort grew by megabytes); the rows come out sorted and complete."""
+    n = 1000
+    peaks = {}
+    for k in (n, 4 * n):
+        d = _tiny_files(tmp_path / f"f{k}", k)
+        out = tmp_path / f"s{k}.csv"
+        _peak_bytes([d, "--model", model, "--out", out, "--no-progress", "--batch", "8"])  # warm imports/caches
+        peaks[k] = _peak_bytes([d, "--model", model, "--out", out, "--no-progress", "--batch", "8"])
+        rows = _read_csv(out)
+        assert len(rows) == k and [r["path"] for r in rows] == sorted(r["path"] for r in rows)
+        assert {r["status"] for r in rows} == {"error"} and {r["error"] for r in rows[:2]} == {"empty file (0 bytes)", "not an image (unrecognised format)"}
+    capsys.readouterr()
+    assert peaks[4 * n] - peaks[n] < 256 * 1024, peaks
+
+
+def test_resume_after_new_files_equals_a_fresh_run(folder, model, tmp_path):
+    """A finished OUT, new files added, --resume: only the new ones are scored and OUT equals a fresh run
+    (the old rows are merged with the new ones in path order)."""
+    photos = _many_photos(folder, tmp_path / "grow", 12)
+    out = tmp_path / "s.csv"
+    assert _score([photos, "--model", model, "--out", out, "--no-progress"]) == 1
+    img = _astronaut()
+    for name in ("a/p000b.jpg", "0first.jpg", "b/zlast.jpg"):
+        Image.fromarray(img[:150, :180]).save(photos / name, quality=85)
+    t0 = out.stat().st_mtime_ns
+    assert _score([photos, "--model", model, "--out", out, "--no-progress", "--resume", "--json"]) == 1
+    assert out.stat().st_mtime_ns >= t0
+    ref = tmp_path / "ref.csv"
+    assert _score([photos, "--model", model, "--out", ref, "--no-progress"]) == 1
+    assert out.read_bytes() == ref.read_bytes()

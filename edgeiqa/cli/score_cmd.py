@@ -89,7 +89,7 @@ def _check_args(args) -> None:
 def run(args) -> int:
     from edgeiqa.runtime import Scorer
     from edgeiqa.runtime.inputs import walk_inputs
-    from edgeiqa.runtime.output import RowSink, make_row, to_csv, to_json
+    from edgeiqa.runtime.output import RowSink, make_row
     from edgeiqa.runtime.pipeline import Listed
 
     _check_args(args)
@@ -130,17 +130,15 @@ def run(args) -> int:
              "backend": scorer.backend.name, "provider": scorer.backend.provider,
              "threads": scorer.backend.threads, "workers": args.workers, "batch": args.batch,
              "fast_decode": scorer.fast}
-    rows, summary = sink.finish(args.model, extra)
+    summary = sink.finish(args.model, extra, stdout=sys.stdout, stdout_format=".json" if args.json else ".csv")
     n_err = summary["failed"]
     if args.out:
         if args.json:
             print(json.dumps({**summary, "out": str(args.out)}, indent=2))
         else:
             print(f"scored {summary['scored']}/{summary['files']} files ({n_err} not scored) -> {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(to_json(rows, args.model, summary) if args.json else to_csv(rows, scorer.uses_face))
-        if not args.json:
-            print(f"scored {summary['scored']}/{summary['files']} files ({n_err} not scored)", file=sys.stderr)
+    elif not args.json:
+        print(f"scored {summary['scored']}/{summary['files']} files ({n_err} not scored)", file=sys.stderr)
     return 1 if n_err else 0
 
 
