@@ -123,17 +123,20 @@ def model_only_rate(model: str, views, threads: int, batch: int = 8, seconds: fl
 
 
 def split_times(model: str, paths: list[Path], fast: bool) -> dict:
-    """Serial, one thread: seconds per image in decode, views and the model (batch 1)."""
+    """Serial, one thread: seconds per image in decode, views and the model (batch 1), as `edgeiqa score`
+    builds them (`Scorer.decode` + `Scorer.make_views`: the fast path unless fast=False)."""
     from edgeiqa.data.views import make_views, to_batch
     from edgeiqa.runtime import Scorer
 
     s = Scorer.load(model, threads=1, fast_decode=fast)
+    decode = getattr(s, "decode", s.to_rgb)  # older trees (before/after runs): training views only
+    views_of = getattr(s, "make_views", lambda img: make_views(img, s.views))
     t = {"decode": 0.0, "views": 0.0, "model": 0.0}
     for p in paths:
         a = time.perf_counter()
-        img = s.to_rgb(p)
+        img = decode(p)
         b = time.perf_counter()
-        views, _ = make_views(img, s.views)
+        views, _ = views_of(img)
         c = time.perf_counter()
         s.backend.run({v.name: to_batch([views[v.name]]) for v in s.views})
         d = time.perf_counter()
@@ -150,6 +153,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="fewer images (mixed set 120, 512 px set 100, 4K/12 MP set 12): about 7 minutes on a busy 2-core machine")
     ap.add_argument("--images", type=int, default=None, help="files in the mixed 640 px - 4K set (default 1000, --quick 120)")
+    ap.add_argument("--only", choices=("mixed", "512", "large"), default=None,
+                    help="run one section only (e.g. `--only large` to compare 12 MP preprocessing before/after)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "score_folder.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -167,9 +172,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        mixed = make_images(tmp / "mixed", args.images, SIZES)
-        small = make_images(tmp / "small", 400 // k, {512: 1.0}, seed=1)
-        large = make_images(tmp / "large", 48 // k, {3840: 0.5, 4000: 0.5}, seed=2)  # 4K and 12 MP (4000x3000)
+        want = {args.only} if args.only else {"mixed", "512", "large"}
+        if "mixed" in want:
+            make_images(tmp / "mixed", args.images, SIZES)
+        small = make_images(tmp / "small", 400 // k, {512: 1.0}, seed=1)  # also the export's calibration set
+        large = make_images(tmp / "large", 48 // k, {3840: 0.5, 4000: 0.5}, seed=2) if "large" in want else []
         models = make_models(tmp / "models", small[:8], 8)
         res["setup_s"] = round(time.perf_counter() - t0, 1)
         print(f"setup {res['setup_s']} s", file=sys.stderr)
@@ -179,43 +186,20 @@ def main(argv=None) -> int:
         fp32, int8 = models["sample"]["fp32"], models["sample"]["int8"]
 
         # 1. the full mixed set, end to end.
-        full = cli_rate(tmp / "mixed", fp32, cores, 8, cores)
-        res["mixed_set"] = {"sizes_long_side": {str(s): int(round(args.images * f)) for s, f in SIZES.items()},
-                            **{k2: v for k2, v in full.items() if not k2.startswith("_")}}
-        print("mixed", res["mixed_set"], file=sys.stderr)
+        if "mixed" in want:
+            full = cli_rate(tmp / "mixed", fp32, cores, 8, cores)
+            res["mixed_set"] = {"sizes_long_side": {str(s): int(round(args.images * f)) for s, f in SIZES.items()},
+                                **{k2: v for k2, v in full.items() if not k2.startswith("_")}}
+            print("mixed", res["mixed_set"], file=sys.stderr)
 
         # 2. 512 px JPEGs: model-only vs end to end, side by side.
-        rows, scores = [], {}
-        for name, model, workers, batch in (("fp32", fp32, 1, 1), ("fp32", fp32, 1, 8), ("fp32", fp32, cores, 1),
-                                            ("fp32", fp32, cores, 8), ("int8", int8, cores, 8)):
-            r = cli_rate(tmp / "small", model, workers, batch, cores)
-            scores[(name, workers, batch)] = r["_scores"]
-            rows.append({"precision": name, **{k2: v for k2, v in r.items() if not k2.startswith("_")}})
-            print(rows[-1], file=sys.stderr)
-        same = scores[("fp32", 1, 1)] == scores[("fp32", cores, 8)]
-        mo = {p: round(model_only_rate(m, sample_views, cores), 2) for p, m in (("fp32", fp32), ("int8", int8))}
-        for r in rows:
-            r["vs_model_only"] = round(r["images_per_s"] / mo[r["precision"]], 3)
-        res["jpeg_512"] = {"images": len(small), "model_only_images_per_s": mo, "end_to_end": rows,
-                           "scores_identical_1worker_b1_vs_allcores_b8": same}
+        if "512" in want:
+            res["jpeg_512"] = _jpeg_512(tmp, small, fp32, int8, sample_views, cores)
+            res["jpeg_512_split_sample_model"] = split_times(fp32, small[:40 // k], True)
 
         # 3. 4K / 12 MP JPEGs: reduced decoding and the time split.
-        resize_fp32 = models["resize"]["fp32"]
-        fast = cli_rate(tmp / "large", resize_fp32, cores, 8, cores)
-        slow = cli_rate(tmp / "large", resize_fp32, cores, 8, cores, extra=("--full-decode",))
-        diffs = [abs(float(a) - float(b)) for a, b in zip(fast["_scores"], slow["_scores"]) if a and b]
-        sub = large[: max(8, len(large) // 2)]
-        res["jpeg_4k_12mp"] = {
-            "images": len(large),
-            "resize_model_end_to_end": {"reduced_decode_images_per_s": fast["images_per_s"],
-                                        "full_decode_images_per_s": slow["images_per_s"],
-                                        "speedup": round(fast["images_per_s"] / slow["images_per_s"], 2),
-                                        "max_abs_score_diff": round(max(diffs), 6) if diffs else None},
-            "split_resize_model_reduced_decode": split_times(resize_fp32, sub, True),
-            "split_resize_model_full_decode": split_times(resize_fp32, sub, False),
-            "split_sample_model (fragments need native pixels)": split_times(fp32, sub, True),
-        }
-        res["jpeg_512_split_sample_model"] = split_times(fp32, small[:40 // k], True)
+        if "large" in want:
+            res["jpeg_4k_12mp"] = _large(tmp, large, models, cores)
         res["load_avg_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     from edgeiqa.fileio import write_json_atomic
@@ -223,6 +207,48 @@ def main(argv=None) -> int:
     write_json_atomic(args.out, res)
     print(json.dumps(res, indent=2))
     return 0
+
+
+def _jpeg_512(tmp: Path, small: list[Path], fp32: str, int8: str, sample_views, cores: int) -> dict:
+    rows, scores = [], {}
+    for name, model, workers, batch in (("fp32", fp32, 1, 1), ("fp32", fp32, 1, 8), ("fp32", fp32, cores, 1),
+                                        ("fp32", fp32, cores, 8), ("int8", int8, cores, 8)):
+        r = cli_rate(tmp / "small", model, workers, batch, cores)
+        scores[(name, workers, batch)] = r["_scores"]
+        rows.append({"precision": name, **{k2: v for k2, v in r.items() if not k2.startswith("_")}})
+        print(rows[-1], file=sys.stderr)
+    same = scores[("fp32", 1, 1)] == scores[("fp32", cores, 8)]
+    mo = {p: round(model_only_rate(m, sample_views, cores), 2) for p, m in (("fp32", fp32), ("int8", int8))}
+    for r in rows:
+        r["vs_model_only"] = round(r["images_per_s"] / mo[r["precision"]], 3)
+    return {"images": len(small), "model_only_images_per_s": mo, "end_to_end": rows,
+            "scores_identical_1worker_b1_vs_allcores_b8": same}
+
+
+def _large(tmp: Path, large: list[Path], models: dict, cores: int) -> dict:
+    resize_fp32, fp32 = models["resize"]["fp32"], models["sample"]["fp32"]
+    fast = cli_rate(tmp / "large", resize_fp32, cores, 8, cores)
+    slow = cli_rate(tmp / "large", resize_fp32, cores, 8, cores, extra=("--full-decode",))
+    diffs = [abs(float(a) - float(b)) for a, b in zip(fast["_scores"], slow["_scores"]) if a and b]
+    sub = large[: max(8, len(large) // 2)]
+    frag_fast = cli_rate(tmp / "large", fp32, cores, 8, cores)
+    frag_slow = cli_rate(tmp / "large", fp32, cores, 8, cores, extra=("--full-decode",))
+    frag_diffs = [abs(float(a) - float(b)) for a, b in zip(frag_fast["_scores"], frag_slow["_scores"]) if a and b]
+    return {
+        "images": len(large),
+        "sample_model_end_to_end": {"fast_path_images_per_s": frag_fast["images_per_s"],
+                                    "full_decode_images_per_s": frag_slow["images_per_s"],
+                                    "speedup": round(frag_fast["images_per_s"] / frag_slow["images_per_s"], 2),
+                                    "max_abs_score_diff": round(max(frag_diffs), 6) if frag_diffs else None},
+        "resize_model_end_to_end": {"reduced_decode_images_per_s": fast["images_per_s"],
+                                    "full_decode_images_per_s": slow["images_per_s"],
+                                    "speedup": round(fast["images_per_s"] / slow["images_per_s"], 2),
+                                    "max_abs_score_diff": round(max(diffs), 6) if diffs else None},
+        "split_resize_model_reduced_decode": split_times(resize_fp32, sub, True),
+        "split_resize_model_full_decode": split_times(resize_fp32, sub, False),
+        "split_sample_model_fast_path (fragments need native pixels)": split_times(fp32, sub, True),
+        "split_sample_model_full_decode": split_times(fp32, sub, False),
+    }
 
 
 if __name__ == "__main__":

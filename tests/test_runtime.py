@@ -284,3 +284,35 @@ def test_fast_path_keeps_native_pixels_for_fragments(photos, tmp_path):
     assert np.array_equal(fv["fragments"], ev["fragments"])
     assert not np.array_equal(fv["resize"], ev["resize"])
     assert np.abs(fv["resize"].astype(int) - ev["resize"].astype(int)).mean() < 2.0
+
+
+def test_fast_path_keeps_the_decoded_jpeg_as_a_pil_image(photos, tmp_path):
+    """resize + fragments, fast path: a decoded RGB file is not copied whole into numpy (the resize view is
+    box-reduced from the PIL image, the fragments are cropped from it); the views are the same pixels as the
+    same fast path on the decoded array, EXIF rotation included, and the fragments are the training ones.
+    Grayscale files and images smaller than the fragments view go through the array path."""
+    from PIL import Image
+
+    from edgeiqa.runtime import Scorer
+
+    run = make_run(tmp_path / "rf", [ViewSpec("resize", (64, 64)), ViewSpec("fragments", (56, 56))])
+    fast, exact = Scorer.load(run, fast_decode=True), Scorer.load(run)
+    src = Image.open(photos[0]).convert("RGB")
+    big = tmp_path / "big.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    src.resize((1024, 768), Image.BICUBIC).save(big, quality=92, exif=exif)
+    gray = tmp_path / "gray.jpg"
+    src.convert("L").resize((800, 600)).save(gray, quality=90)
+    small = tmp_path / "small.jpg"
+    src.resize((48, 40)).save(small, quality=90)
+    img = fast.decode(big)
+    assert isinstance(img, Image.Image) and img.size == (768, 1024)  # kept as PIL, rotated
+    assert isinstance(fast.decode(gray), np.ndarray) and isinstance(exact.decode(big), np.ndarray)
+    for p in (big, gray, small):
+        (fv, _), (av, _) = fast.preprocess(p), fast.preprocess(exact.to_rgb(p))  # array input: array path
+        (ev, _) = exact.preprocess(p)
+        for name in ("resize", "fragments"):
+            assert fv[name].dtype == np.uint8 and np.array_equal(fv[name], av[name]), (p.name, name)
+        assert np.array_equal(fv["fragments"], ev["fragments"]), p.name
+    assert fast.score_one(big) == pytest.approx(fast.score_arrays([exact.to_rgb(big)])[0].score, abs=1e-6)

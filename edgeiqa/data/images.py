@@ -69,13 +69,17 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
-               draft: int | None = None) -> np.ndarray:
+               draft: int | None = None, keep_pil: bool = False) -> np.ndarray:
     """Read `path` as an RGB uint8 array (H, W, 3) with EXIF orientation applied.
 
     draft: when set, a JPEG whose sides are both >= 2 x `draft` is decoded at the smallest DCT scale (1/2,
     1/4, 1/8) that keeps both sides >= `draft` px (Pillow's `Image.draft`): up to 64x fewer pixels, for
     callers that only resize the image down (the runtime passes twice its resize views' size). Other
     formats and smaller JPEGs decode in full.
+
+    keep_pil: an RGB image is returned as the decoded PIL image itself, not copied into numpy (the copy of
+    a 12 MP photo costs about as much as its decode): for callers that only reduce and crop it (the
+    runtime's fast path, `edgeiqa.data.views.make_view` accepts it). Other modes are converted as usual.
 
     Raises ImageLoadError (naming the file and the reason) for missing, empty, truncated, corrupt,
     non-image, too small or too large files.
@@ -99,8 +103,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: 
                 if draft and img.format == "JPEG" and min(w, h) >= 2 * draft:
                     img.draft(None, (draft, draft))  # picks a scale whose result is still >= draft px per side
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = pil_to_rgb(img)
+                img = _oriented(img)
+                rgb = img if (keep_pil and img.mode == "RGB") else pil_to_rgb(img)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -115,9 +119,18 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: 
         raise ImageLoadError(p, f"corrupt or unreadable image: {msg}") from None
     except Exception as exc:  # noqa: BLE001 - malformed files trip odd errors deep in decoders (struct.error, ...)
         raise ImageLoadError(p, f"corrupt or unreadable image: {type(exc).__name__}: {exc}") from None
-    if min(rgb.shape[:2]) < min_side:
-        raise ImageLoadError(p, f"too small ({rgb.shape[1]}x{rgb.shape[0]}); at least {min_side} px per side is needed")
-    return np.ascontiguousarray(rgb)
+    w, h = (rgb.size if isinstance(rgb, Image.Image) else rgb.shape[1::-1])
+    if min(w, h) < min_side:
+        raise ImageLoadError(p, f"too small ({w}x{h}); at least {min_side} px per side is needed")
+    return rgb if isinstance(rgb, Image.Image) else np.ascontiguousarray(rgb)
+
+
+def _oriented(img: Image.Image) -> Image.Image:
+    """EXIF orientation applied (`ImageOps.exif_transpose`); the image itself when there is nothing to
+    turn, instead of the whole-image copy exif_transpose returns then."""
+    if img.getexif().get(0x0112, 1) not in (2, 3, 4, 5, 6, 7, 8):  # Orientation; exif_transpose's table
+        return img
+    return ImageOps.exif_transpose(img)
 
 
 def is_image_file(path: Path) -> bool:

@@ -67,7 +67,9 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+def _resize(img: np.ndarray | Image.Image, h: int, w: int) -> np.ndarray:
+    if isinstance(img, Image.Image):
+        return np.asarray(img.resize((w, h), Image.BICUBIC)) if img.size != (w, h) else np.asarray(img)
     if img.shape[0] == h and img.shape[1] == w:
         return img
     # BICUBIC (antialiased in Pillow) for both directions: the same call in training and at runtime.
@@ -90,10 +92,20 @@ def _center_crop(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return img[top : top + h, left : left + w]
 
 
-def _fragments(img: np.ndarray, h: int, w: int, grid: int, rng: np.random.Generator) -> np.ndarray:
+def _fragments(img: np.ndarray | Image.Image, h: int, w: int, grid: int, rng: np.random.Generator) -> np.ndarray:
     ph, pw = h // grid, w // grid
+    if isinstance(img, Image.Image):
+        if img.width >= w and img.height >= h:  # crop the patches from the decoded image: no whole-image copy
+            iw, ih = img.size
+            return _assemble(lambda y0, x0: np.asarray(img.crop((x0, y0, x0 + pw, y0 + ph))), ih, iw, h, w, grid, rng)
+        img = np.asarray(img)
     img = _ensure_min(img, h, w)
     ih, iw = img.shape[:2]
+    return _assemble(lambda y0, x0: img[y0 : y0 + ph, x0 : x0 + pw], ih, iw, h, w, grid, rng)
+
+
+def _assemble(patch, ih: int, iw: int, h: int, w: int, grid: int, rng: np.random.Generator) -> np.ndarray:
+    ph, pw = h // grid, w // grid
     out = np.empty((h, w, 3), dtype=np.uint8)
     ys = np.linspace(0, ih, grid + 1).astype(int)
     xs = np.linspace(0, iw, grid + 1).astype(int)
@@ -103,7 +115,7 @@ def _fragments(img: np.ndarray, h: int, w: int, grid: int, rng: np.random.Genera
             y0 = ys[gy] + int(rng.integers(0, max(1, ys[gy + 1] - ys[gy] - ph + 1)))
             x0 = xs[gx] + int(rng.integers(0, max(1, xs[gx + 1] - xs[gx] - pw + 1)))
             y0, x0 = min(y0, ih - ph), min(x0, iw - pw)
-            out[gy * ph : (gy + 1) * ph, gx * pw : (gx + 1) * pw] = img[y0 : y0 + ph, x0 : x0 + pw]
+            out[gy * ph : (gy + 1) * ph, gx * pw : (gx + 1) * pw] = patch(y0, x0)
     return out
 
 
@@ -164,8 +176,16 @@ def _full(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def make_view(img: np.ndarray, spec: ViewSpec, rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict]:
-    """One view of `img` (H, W, 3 uint8). `rng=None` means evaluation: the fixed EVAL_SEED."""
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+    """One view of `img` (H, W, 3 uint8). `rng=None` means evaluation: the fixed EVAL_SEED.
+
+    `img` may also be an RGB PIL image (the runtime's fast path): resize and fragments views read it
+    directly (same pixels, no whole-image copy into numpy), the other views convert it first."""
+    if isinstance(img, Image.Image):
+        if img.mode != "RGB":
+            raise EdgeIQAError(f"views expect an RGB image, got a PIL image in mode {img.mode}")
+        if spec.kind not in ("resize", "fragments"):
+            img = np.asarray(img)
+    elif img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise EdgeIQAError(f"views expect an RGB uint8 array (H, W, 3), got {img.dtype} {img.shape}")
     h, w = spec.size
     if spec.kind == "resize":

@@ -91,6 +91,9 @@ class Scorer:
         resize_only = all(v.kind == "resize" for v in self.views)
         self.fast = bool(fast_decode) and any(v.kind == "resize" for v in self.views)
         self.draft = 2 * max(max(v.size) for v in self.views) if (self.fast and resize_only) else None
+        # With only resize and fragments views a decoded RGB file stays a PIL image: resize views reduce it,
+        # fragments crop it; the whole-image copy into numpy (as slow as the decode on 12 MP) is skipped.
+        self._keep_pil = self.fast and all(v.kind in ("resize", "fragments") for v in self.views)
 
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
@@ -120,9 +123,19 @@ class Scorer:
             return pil_image_to_rgb(item)
         return load_image(item, draft=self.draft)
 
+    def decode(self, item):
+        """`to_rgb`, except that on the fast path a decoded RGB file may stay a PIL image (see __init__)."""
+        if self._keep_pil and not (isinstance(item, np.ndarray) or _is_pil(item)):
+            return load_image(item, draft=self.draft, keep_pil=True)
+        return self.to_rgb(item)
+
     def preprocess(self, item) -> tuple[dict[str, np.ndarray], dict]:
         """One item (path, PIL image or array) -> ({view name: uint8 view}, info). Raises ImageLoadError/EdgeIQAError."""
-        img = self.to_rgb(item)
+        return self.make_views(self.decode(item))
+
+    def make_views(self, img) -> tuple[dict[str, np.ndarray], dict]:
+        """The views of a decoded image (`decode`): the training views, or on the fast path resize views
+        from a box-reduced copy and the others from the native pixels."""
         if not self.fast:
             return make_views(img, self.views, rng=None)
         views, info = {}, {}
@@ -241,15 +254,18 @@ def _shape_key(views: dict[str, np.ndarray]) -> tuple:
     return tuple((k, v.shape) for k, v in views.items())
 
 
-def _box_reduced(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`img` shrunk by the largest integer box factor that keeps >= 2x `size` (Pillow `reduce`), or itself:
-    the bicubic resize of a 12 MP photo to 288 px costs several times the model; from this copy it is cheap."""
-    factor = min(img.shape[0] // (2 * size[0]), img.shape[1] // (2 * size[1]))
-    if factor < 2:
-        return img
+def _box_reduced(img, size: tuple[int, int]):
+    """`img` (array or PIL image) shrunk by the largest integer box factor that keeps >= 2x `size` (Pillow
+    `reduce`), or itself: the bicubic resize of a 12 MP photo to 288 px costs several times the model; from
+    this copy it is cheap. A PIL image stays one (the resize view reads it directly)."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(img).reduce(factor))
+    pil = isinstance(img, Image.Image)
+    w, h = img.size if pil else img.shape[1::-1]
+    factor = min(h // (2 * size[0]), w // (2 * size[1]))
+    if factor < 2:
+        return img
+    return img.reduce(factor) if pil else np.asarray(Image.fromarray(img).reduce(factor))
 
 
 def _is_pil(obj) -> bool:
