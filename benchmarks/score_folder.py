@@ -153,6 +153,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="fewer images (mixed set 120, 512 px set 100, 4K/12 MP set 12): about 7 minutes on a busy 2-core machine")
     ap.add_argument("--images", type=int, default=None, help="files in the mixed 640 px - 4K set (default 1000, --quick 120)")
+    ap.add_argument("--small", type=int, default=None, help="512 px files (default 400, --quick 100)")
+    ap.add_argument("--large", type=int, default=None, help="4K + 12 MP files (default 48, --quick 12)")
     ap.add_argument("--only", choices=("mixed", "512", "large"), default=None,
                     help="run one section only (e.g. `--only large` to compare 12 MP preprocessing before/after)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "score_folder.json"))
@@ -168,15 +170,15 @@ def main(argv=None) -> int:
     args.images = args.images or (120 if args.quick else 1000)
     res: dict = {"machine": {"platform": platform.platform(), "cores": cores, "load_avg_start": os.getloadavg(),
                              "note": "shared 2-core machine, other jobs running: compare ratios within this run"},
-                 "quick": args.quick}
+                 "quick": args.quick, "argv": sys.argv[1:]}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         want = {args.only} if args.only else {"mixed", "512", "large"}
         if "mixed" in want:
             make_images(tmp / "mixed", args.images, SIZES)
-        small = make_images(tmp / "small", 400 // k, {512: 1.0}, seed=1)  # also the export's calibration set
-        large = make_images(tmp / "large", 48 // k, {3840: 0.5, 4000: 0.5}, seed=2) if "large" in want else []
+        small = make_images(tmp / "small", args.small or 400 // k, {512: 1.0}, seed=1)  # also the calibration set
+        large = make_images(tmp / "large", args.large or 48 // k, {3840: 0.5, 4000: 0.5}, seed=2) if "large" in want else []
         models = make_models(tmp / "models", small[:8], 8)
         res["setup_s"] = round(time.perf_counter() - t0, 1)
         print(f"setup {res['setup_s']} s", file=sys.stderr)
