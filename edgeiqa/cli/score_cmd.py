@@ -23,7 +23,9 @@ fixed 6 decimals and do not depend on --workers or --batch, so the output is byt
 
 streaming and resume: with --out, rows are appended to OUT.part as they are scored (a crash loses nothing)
 and OUT is written sorted at the end; --resume skips every path already in OUT or OUT.part, so a killed
-run plus `--resume` gives the same OUT as one uninterrupted run. A progress bar with images/s goes to stderr.
+run plus `--resume` gives the same OUT as one uninterrupted run. Memory stays flat however many files: folders
+are walked lazily in path order and rows are written from disk, never all held. A progress bar with images/s
+goes to stderr.
 
 exit code: 0 every entry scored; 1 at least one entry not scored (its row says why); 2 a usage error
 (model not found or refused, bad provider, nothing to score, ...).
