@@ -94,17 +94,20 @@ def _print_card(card: dict) -> None:
 
 
 def cmd_pretrain(args) -> int:
+    from edgeiqa.accel import resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.teachers.pretrain import ranking_pretrain
 
+    accel = resolve_accel(args.device, args.precision)
     dataset = load_dataset(args.data)
     report = ranking_pretrain(args.teacher, dataset, Path(args.out), steps=args.steps, batch_pairs=args.batch,
-                              lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet)
+                              lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet, accel=accel)
     if args.json:
         print_json(report)
     else:
         print(f"ranking pre-training of {args.teacher}: {report['steps']} steps, pair accuracy "
-              f"{report['pair_accuracy_before']:.3f} -> {report['pair_accuracy_after']:.3f}; weights: {report['weights']}")
+              f"{report['pair_accuracy_before']:.3f} -> {report['pair_accuracy_after']:.3f}; weights: {report['weights']} "
+              f"({report['compute']['device']}, {report['compute']['precision']})")
     return 0
 
 
@@ -193,6 +196,7 @@ def register(sub) -> None:
     pt.add_argument("--lr", type=float, default=1e-4)
     pt.add_argument("--seed", type=int)
     pt.add_argument("--resume", action="store_true")
+    add_accel_args(pt, workers=False)
     pt.add_argument("--json", action="store_true")
     pt.add_argument("--quiet", action="store_true")
     pt.set_defaults(func=cmd_pretrain)

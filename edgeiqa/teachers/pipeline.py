@@ -161,14 +161,16 @@ __all__ = ["resolve_members", "teacher_config", "train_members", "build_ensemble
            "unique_paths"]
 
 
-def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = True) -> tuple[dict[str, float], dict[str, str]]:
-    """Calibrated ensemble scores for any images (members rebuilt from their checkpoints); failures by path."""
+def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = True,
+                        accel=None) -> tuple[dict[str, float], dict[str, str]]:
+    """Calibrated ensemble scores for any images (members rebuilt from their checkpoints, on `accel`'s device and
+    autocast; default CPU fp32); failures by path."""
     teachers_dir = Path(teachers_dir)
     ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
     cache = ImageCache()
     from edgeiqa.teachers.train import predict_images
 
-    raw = {n: predict_images(teachers_dir / n, paths, cache, progress=progress)[0] for n in ens.members}
+    raw = {n: predict_images(teachers_dir / n, paths, cache, progress=progress, accel=accel)[0] for n in ens.members}
     cal = ens.calibrated(raw)
     scores = {p: float(s) for p, s in zip(paths, cal) if np.isfinite(s)}
     return scores, dict(cache.failed)
