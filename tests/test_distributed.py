@@ -155,3 +155,31 @@ def test_distill_workers_and_processes(teachers_and_pool, tiny_csv, tmp_path):
 
     assert spearmanr(preds("one"), preds("ddp"))[0] >= 0.85
     assert abs(runs["one"]["student"]["srcc_scene_mean"] - runs["ddp"]["student"]["srcc_scene_mean"]) <= 0.1
+
+
+def test_teacher_finetune_under_ddp(tiny_csv, tmp_path):
+    """`teachers train --finetune` under torchrun: the whole teacher trains in DDP, rank 0 alone evaluates and
+    writes (one card on stdout, one checkpoint history recording both processes and a val score per epoch)."""
+    import json
+
+    import torch
+
+    prof = write_profile(tmp_path / "p.toml")  # [teacher] epochs = 1, batch 8
+    small = tmp_path / "small.csv"  # 8 train, 4 val, 4 test images: one global batch of 8 = 4 per process
+    with open(tiny_csv, newline="") as f, open(small, "w", newline="") as g:
+        rows = list(csv.DictReader(f))
+        w = csv.DictWriter(g, fieldnames=list(rows[0]))
+        w.writeheader()
+        for split, n in (("train", 8), ("val", 4), ("test", 4)):
+            w.writerows([r for r in rows if r["split"] == split][::3][:n])
+    out = tmp_path / "t"
+    r = _edgeiqa(["teachers", "train", "--teacher", "lite0_mv", "--finetune", "--profile", str(prof),
+                  "--data", f"csv:{small}", "--out", str(out), "--json"], nproc=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads(r.stdout)  # rank 0's card alone: another rank printing would break the JSON
+    assert card["compute"]["world_size"] == 2 and card["members"] == ["lite0_mv"]
+    member = json.loads((out / "lite0_mv" / "member.json").read_text())
+    assert member["finetune"] is True and member["metrics"]["test"]["srcc"] is not None
+    state = torch.load(out / "lite0_mv" / "ckpt" / "last.pt", weights_only=False)["state"]
+    assert state["world_size"] == 2 and [h["epoch"] for h in state["history"]] == [1] and "val" in state["history"][0]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name], "no temporary file left behind"

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from edgeiqa.cli.common import add_accel_args, print_json
+from edgeiqa.fileio import write_json_atomic
 
 
 def _log(args):
@@ -30,6 +31,7 @@ def _parse_weights(text: str | None) -> dict | None:
 
 
 def cmd_train(args) -> int:
+    from edgeiqa import distributed
     from edgeiqa.accel import check_workers, resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.losses import parse_loss_spec
@@ -54,19 +56,30 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     weights = {n: args.weights for n in names} if args.weights else None
     t0 = time.time()
-    results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
-                            resume=args.resume, progress=not args.quiet, log=log, accel=accel, workers=workers)
-    ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
-    if args.self_train or profile["teacher"].get("self_train"):
-        from edgeiqa.data.datasets import unlabelled_pool
+    dist = distributed.init_from_env(accel.device)  # under torchrun: DDP training, rank 0 writes
+    try:
+        results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained,
+                                weights=weights, resume=args.resume, progress=not args.quiet, log=log, accel=accel,
+                                workers=workers)
+        if dist.is_main:
+            ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
+        distributed.barrier("fitting the teacher ensemble")
+        if args.self_train or profile["teacher"].get("self_train"):
+            from edgeiqa.data.datasets import unlabelled_pool
 
-        pool = unlabelled_pool(dataset.records)
-        card["self_train"] = self_train(names, dataset, pool, out, cfg, pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)),
-                                        finetune=args.finetune, pretrained=args.pretrained, weights=weights,
-                                        progress=not args.quiet, log=log)
+            pool = unlabelled_pool(dataset.records)
+            report = self_train(names, dataset, pool, out, cfg, pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)),
+                                finetune=args.finetune, pretrained=args.pretrained, weights=weights,
+                                progress=not args.quiet, log=log, accel=accel, workers=workers)
+            if dist.is_main:
+                card["self_train"] = report
+    finally:
+        distributed.shutdown()
+    if not dist.is_main:  # rank 0 writes the card and reports
+        return 0
     card["seconds"] = round(time.time() - t0, 1)
-    card["compute"] = accel.describe()
-    (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    card["compute"] = {**accel.describe(), "world_size": dist.world_size, "workers": workers}
+    write_json_atomic(out / "card.json", card)
     if args.json:
         print_json(card)
     else:
