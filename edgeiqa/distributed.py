@@ -101,6 +101,16 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
+def use_sync_batchnorm(device: torch.device, world_size: int) -> bool:
+    """Whether DDP training converts BatchNorm layers to SyncBatchNorm (statistics over the global batch, so N
+    processes normalise like one process with the same global batch).
+
+    Only on CUDA: torch implements SyncBatchNorm's training forward for GPU tensors alone (on the CPU with gloo it
+    raises "SyncBatchNorm expected input tensor to be on GPU"), so on the CPU each process normalises over its
+    own slice of the batch and BatchNorm statistics differ slightly from a one-process run."""
+    return world_size > 1 and device.type == "cuda"
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
