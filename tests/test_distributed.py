@@ -183,3 +183,56 @@ def test_teacher_finetune_under_ddp(tiny_csv, tmp_path):
     state = torch.load(out / "lite0_mv" / "ckpt" / "last.pt", weights_only=False)["state"]
     assert state["world_size"] == 2 and [h["epoch"] for h in state["history"]] == [1] and "val" in state["history"][0]
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name], "no temporary file left behind"
+
+
+def _worker(launcher, local_rank: str, timeout_s: float = 120):
+    """The worker process torchrun started for LOCAL_RANK (a child of the launcher)."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in psutil.Process(launcher.pid).children(recursive=True):
+            try:
+                if child.environ().get("LOCAL_RANK") == local_rank and "edgeiqa" in " ".join(child.cmdline()):
+                    return child
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"no worker with LOCAL_RANK={local_rank} appeared")
+
+
+def test_a_killed_rank_ends_the_job_with_a_message(teachers_and_pool, tiny_csv, tmp_path):
+    """A rank killed mid-training (SIGKILL, as the OOM killer does) ends the whole job within a bounded time,
+    with a message naming what happened, and leaves no card, student or half-written file behind."""
+    import signal
+    import time
+
+    teachers, _ = teachers_and_pool
+    prof = write_profile(tmp_path / "p.toml", epochs=200)  # the teachers' profile; a student run too long to finish
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "edgeiqa", "distill",
+           "--profile", str(prof), "--data", f"csv:{tiny_csv}", "--teachers", str(teachers), "--out", str(run),
+           "--device", "cpu", "--quiet"]
+    launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        victim = _worker(launcher, "1")
+        deadline = time.monotonic() + 300
+        while not (run / "ckpt" / "last.pt").exists():  # the student has trained one epoch under DDP
+            assert launcher.poll() is None and time.monotonic() < deadline, "the job ended before the kill"
+            time.sleep(0.2)
+        victim.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        output, _ = launcher.communicate(timeout=120)
+        elapsed = time.monotonic() - t0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode != 0, output[-3000:]
+    assert elapsed < 120
+    assert "another process of this job" in output, output[-3000:]
+    assert not (run / "card.json").exists() and not (run / "student.pt").exists()
+    assert not [p for p in run.rglob("*") if ".tmp-" in p.name], "no half-written file left behind"
