@@ -77,6 +77,10 @@ def test_two_processes_label_like_one(teachers_and_pool, tmp_path):
     assert m2["world_size"] == 2 and m1["world_size"] == 1
     assert m1["skipped"] == m2["skipped"] and m2["skipped"][0]["image"].endswith("broken.jpg")
     assert m2["device"]["device"] == "cpu"
+    # The labelling itself is timed apart from building the teacher, per rank (benchmarks/scale.py reads it).
+    per_rank = m2["timing"]["members"]["lite0_mv"]["per_rank"]
+    assert len(per_rank) == 2 and all(t["label_s"] > 0 and t["build_s"] > 0 for t in per_rank)
+    assert m2["timing"]["label_s"] == max(t["label_s"] for t in per_rank)
     assert not list(tmp_path.glob(".two.shards-*")), "slices are removed once the LabelSet is written"
 
 

@@ -285,19 +285,25 @@ def load_member(member_dir: Path) -> MemberResult:
 
 @torch.no_grad()
 def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True,
-                   accel=None) -> tuple[np.ndarray, np.ndarray]:
+                   accel=None, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Score images a member has not seen (another dataset): rebuild the teacher from teacher.pt.
 
-    `accel` (edgeiqa.accel.Accel) puts the teacher on its device under its autocast; default: CPU, fp32."""
+    `accel` (edgeiqa.accel.Accel) puts the teacher on its device under its autocast; default: CPU, fp32.
+    `timings`, when given, gets `build_s` (teacher built and loaded) and `label_s` (the images scored) added."""
+    t0 = time.perf_counter()
     info = json.loads((Path(member_dir) / "member.json").read_text())
     teacher = create_teacher(info["teacher"])
     load_teacher_weights(teacher, member_dir)
     if accel is not None:
         teacher.to(accel.device)
+    t1 = time.perf_counter()
     feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score",
                              **({"autocast": accel.autocast} if accel is not None else {}))
     scores, opinions = head_outputs(teacher, feats["eval"])
     scores[~feats["ok"].numpy()] = np.nan
+    if timings is not None:
+        timings["build_s"] = timings.get("build_s", 0.0) + t1 - t0
+        timings["label_s"] = timings.get("label_s", 0.0) + time.perf_counter() - t1
     return scores, opinions
 
 
