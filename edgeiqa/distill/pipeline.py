@@ -145,9 +145,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                 fit: str | None = None, epochs: int | None = None, teachers_dir: Path | None = None,
                 pretrained: bool = False, progress: bool = True, log=print, accel: Accel | None = None,
                 workers: int = 0) -> dict | None:
-    """The main job. Under torchrun, rank 0 trains the teachers while the others wait, every rank labels its slice
-    of the images and trains the student under DDP, and rank 0 alone evaluates and writes; the other ranks
-    return None."""
+    """The main job. Under torchrun, every rank trains the teachers under DDP, labels its slice of the images
+    and trains the student under DDP, and rank 0 alone evaluates and writes; the other ranks return None."""
     t_start = time.time()
     accel = accel or Accel(torch.device("cpu"))
     dist = distributed.current()
