@@ -3,20 +3,29 @@
 `torchrun --nproc-per-node N -m edgeiqa ...` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
 `init_from_env()` checks them and joins the group (gloo on the CPU, nccl on GPUs). Without those variables
 everything runs as a single process (rank 0 of 1) and nothing here talks to another process.
-Only rank 0 writes checkpoints, cards and plots (`is_main`). A collective waits at most `timeout_s`, so a rank
-that dies ends the job with a message instead of a hang.
+Only rank 0 writes checkpoints, cards and plots (`is_main`). A rank that dies ends the job with a message, not
+a hang: torchrun sees the dead worker and sends SIGTERM to the others, which here raises `JobStopped` (so every
+atomic write in progress removes its temporary file and the CLI prints one line); a collective whose peer is
+gone fails (`is_peer_failure`) or waits at most `timeout_s`.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import signal
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from edgeiqa.errors import EdgeIQAError
+
+
+class JobStopped(EdgeIQAError):
+    """This rank was stopped because another process of the job failed (or the launcher was stopped)."""
+
+    exit_code = 1
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_TIMEOUT_S = 600
@@ -65,7 +74,35 @@ def init_from_env(device: torch.device | None = None, timeout_s: int = DEFAULT_T
     except Exception as exc:  # noqa: BLE001 - rendezvous failures become one line
         raise EdgeIQAError(f"could not join the process group ({backend}, rank {info.rank} of {info.world_size}): "
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+    _stop_on_sigterm(info)
     return info
+
+
+def _stop_on_sigterm(info: DistInfo) -> None:
+    """torchrun stops the surviving workers with SIGTERM when one dies; Python's default would end this process on
+    the spot, leaving temporary files of atomic writes behind and no word of why."""
+    def stop(signum, frame):
+        raise JobStopped(f"rank {info.rank} of {info.world_size} stopped: another process of this job failed or the "
+                         f"launcher was stopped (SIGTERM); nothing half-written is left (torchrun names the failed rank)")
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (e.g. an embedding application): keep its handling
+        pass
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """A collective failed because another rank is gone (gloo: connection closed/reset; nccl: a communicator
+    error), as opposed to a bug in this rank. Judged by the launch (the group may be shut down by then)."""
+    try:
+        if not env_info().enabled:
+            return False
+    except EdgeIQAError:
+        return False
+    text = str(exc).lower()
+    return isinstance(exc, getattr(dist, "DistError", ())) or (
+        isinstance(exc, RuntimeError) and any(k in text for k in ("gloo", "nccl", "connection closed", "connection reset",
+                                                                   "broken pipe", "timed out")))
 
 
 def current() -> DistInfo:
@@ -99,6 +136,16 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+def use_sync_batchnorm(device: torch.device, world_size: int) -> bool:
+    """Whether DDP training converts BatchNorm layers to SyncBatchNorm (statistics over the global batch, so N
+    processes normalise like one process with the same global batch).
+
+    Only on CUDA: torch implements SyncBatchNorm's training forward for GPU tensors alone (on the CPU with gloo it
+    raises "SyncBatchNorm expected input tensor to be on GPU"), so on the CPU each process normalises over its
+    own slice of the batch and BatchNorm statistics differ slightly from a one-process run."""
+    return world_size > 1 and device.type == "cuda"
 
 
 def shutdown() -> None:

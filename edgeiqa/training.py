@@ -116,7 +116,7 @@ class Trainer:
     `accel` puts the model on its device and runs forwards under its autocast (fp16 with a gradient scaler).
     Under torchrun the step runs in DistributedDataParallel (gradients averaged over ranks; each rank's loader
     yields its slice of every global batch), rank 0 alone evaluates and writes checkpoints, and every rank ends
-    with the same weights."""
+    with the same weights. On CUDA, BatchNorm becomes SyncBatchNorm under DDP (edgeiqa.distributed.use_sync_batchnorm)."""
 
     def __init__(self, model, step_fn: Callable, eval_fn: Callable | None, out_dir: Path, cfg: TrainConfig, desc: str = "train",
                  accel: Accel | None = None):
@@ -136,6 +136,9 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         self.model.to(accel.device)
+        sync_bn = distributed.use_sync_batchnorm(accel.device, dist.world_size)
+        if sync_bn:  # in place for every child layer; same parameter and buffer names, so checkpoints load as before
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         step = _Step(self.model, self.step_fn)
         if dist.enabled:
             ids = [accel.device.index] if accel.device.type == "cuda" else None
@@ -145,7 +148,8 @@ class Trainer:
         opt = torch.optim.AdamW(param_groups(self.model, cfg), weight_decay=cfg.weight_decay)
         total = max(1, cfg.epochs * len(loader))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, cfg.warmup_frac))
-        state = {"epoch": 0, "history": [], "best": -math.inf, "config": asdict(cfg), "world_size": dist.world_size}
+        state = {"epoch": 0, "history": [], "best": -math.inf, "config": asdict(cfg), "world_size": dist.world_size,
+                 "sync_batchnorm": sync_bn}
         last = self.out_dir / "last.pt"
         if resume and last.exists():
             ckpt = load_checkpoint(last)

@@ -83,3 +83,21 @@ losses = {losses}
 pseudo_weight = 0.5
 """)
     return path
+
+
+def make_teachers(root: Path) -> Path:
+    """A one-member ensemble folder as `edgeiqa teachers train` writes it (weights untrained)."""
+    from edgeiqa.teachers import create_teacher
+
+    member = root / "lite0_mv"
+    member.mkdir(parents=True)
+    torch.manual_seed(0)
+    t = create_teacher("lite0_mv")
+    torch.save({"format": "edgeiqa-teacher/1", "teacher": "lite0_mv", "state_dict": t.state_dict()}, member / "teacher.pt")
+    views = [ViewSpec("resize", (64, 64)).to_dict(), ViewSpec("fragments", (63, 63)).to_dict()]
+    (member / "member.json").write_text(json.dumps({"teacher": "lite0_mv", "views": views}))
+    ens = {"members": ["lite0_mv"], "weights": {"lite0_mv": 1.0}, "znorm": {"lite0_mv": [0.0, 1.0]},
+           "calibration": {"type": "linear", "beta": [1.0, 3.0]},
+           "member_calibration": {"lite0_mv": {"type": "linear", "beta": [1.0, 0.0]}}, "weights_fitted_on": "uniform"}
+    (root / "ensemble.json").write_text(json.dumps(ens))
+    return root

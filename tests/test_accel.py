@@ -71,3 +71,25 @@ def test_launch_environment_checked(monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29999")
     assert distributed.env_info() == distributed.DistInfo(1, 2, 0)
+
+
+@pytest.mark.parametrize("device,world,want", [("cuda", 2, True), ("cuda:1", 4, True), ("cuda", 1, False),
+                                               ("cpu", 2, False), ("cpu", 1, False), ("mps", 2, False)])
+def test_sync_batchnorm_only_for_ddp_on_cuda(device, world, want):
+    # torch's SyncBatchNorm trains on GPU tensors only; on the CPU (gloo) BatchNorm stays per process.
+    assert distributed.use_sync_batchnorm(torch.device(device), world) is want
+
+
+def test_sync_batchnorm_conversion_keeps_checkpoint_names_and_eval_outputs():
+    """What the Trainer relies on when it converts on CUDA: the same state-dict names (checkpoints load either way)
+    and, in eval mode, the same outputs as BatchNorm (checked on the CPU, where eval needs no process group)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    model[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(2, 3, 8, 8)
+    ref = model.eval()(x)
+    names = list(model.state_dict())
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).eval()
+    assert isinstance(synced[1], torch.nn.SyncBatchNorm)
+    assert list(synced.state_dict()) == names
+    assert torch.allclose(synced(x), ref)

@@ -18,29 +18,11 @@ from edgeiqa.bench import COLUMNS, BenchOptions, exit_code, run_bench  # noqa: E
 from edgeiqa.cli.main import main  # noqa: E402
 from edgeiqa.data.views import ViewSpec  # noqa: E402
 from edgeiqa.errors import EdgeIQAError  # noqa: E402
-from helpers import make_run, skimage_photos  # noqa: E402
+from helpers import make_run, make_teachers, skimage_photos  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAST = ["--runs", "3", "--warmup", "1", "--threads", "1"]
-
-
-def _make_teachers(root: Path) -> Path:
-    """A one-member ensemble folder as `edgeiqa teachers train` writes it (weights untrained)."""
-    from edgeiqa.teachers import create_teacher
-
-    member = root / "lite0_mv"
-    member.mkdir(parents=True)
-    torch.manual_seed(0)
-    t = create_teacher("lite0_mv")
-    torch.save({"format": "edgeiqa-teacher/1", "teacher": "lite0_mv", "state_dict": t.state_dict()}, member / "teacher.pt")
-    views = [ViewSpec("resize", (64, 64)).to_dict(), ViewSpec("fragments", (63, 63)).to_dict()]
-    (member / "member.json").write_text(json.dumps({"teacher": "lite0_mv", "views": views}))
-    ens = {"members": ["lite0_mv"], "weights": {"lite0_mv": 1.0}, "znorm": {"lite0_mv": [0.0, 1.0]},
-           "calibration": {"type": "linear", "beta": [1.0, 3.0]},
-           "member_calibration": {"lite0_mv": {"type": "linear", "beta": [1.0, 0.0]}}, "weights_fitted_on": "uniform"}
-    (root / "ensemble.json").write_text(json.dumps(ens))
-    return root
 
 
 def _write_predictions(teachers: Path, photos: list[Path], shift: float = 0.0) -> None:
@@ -66,7 +48,7 @@ def env(tmp_path_factory):
         w.writerow(["image", "score", "scene", "split"])
         for i, p in enumerate(photos):  # 9 test images in 3 scenes, 3 training images
             w.writerow([str(p), 1 + (i * 7) % 5, f"s{i % 3}", "test" if i < 9 else "train"])
-    teachers = _make_teachers(root / "teachers")
+    teachers = make_teachers(root / "teachers")
     _write_predictions(teachers, photos)
     run = make_run(root / "run", [ViewSpec("resize", (64, 64))], teachers=teachers)
     from edgeiqa.export import export_model

@@ -77,6 +77,10 @@ def test_two_processes_label_like_one(teachers_and_pool, tmp_path):
     assert m2["world_size"] == 2 and m1["world_size"] == 1
     assert m1["skipped"] == m2["skipped"] and m2["skipped"][0]["image"].endswith("broken.jpg")
     assert m2["device"]["device"] == "cpu"
+    # The labelling itself is timed apart from building the teacher, per rank (benchmarks/scale.py reads it).
+    per_rank = m2["timing"]["members"]["lite0_mv"]["per_rank"]
+    assert len(per_rank) == 2 and all(t["label_s"] > 0 and t["build_s"] > 0 for t in per_rank)
+    assert m2["timing"]["label_s"] == max(t["label_s"] for t in per_rank)
     assert not list(tmp_path.glob(".two.shards-*")), "slices are removed once the LabelSet is written"
 
 
@@ -155,3 +159,84 @@ def test_distill_workers_and_processes(teachers_and_pool, tiny_csv, tmp_path):
 
     assert spearmanr(preds("one"), preds("ddp"))[0] >= 0.85
     assert abs(runs["one"]["student"]["srcc_scene_mean"] - runs["ddp"]["student"]["srcc_scene_mean"]) <= 0.1
+
+
+def test_teacher_finetune_under_ddp(tiny_csv, tmp_path):
+    """`teachers train --finetune` under torchrun: the whole teacher trains in DDP, rank 0 alone evaluates and
+    writes (one card on stdout, one checkpoint history recording both processes and a val score per epoch)."""
+    import json
+
+    import torch
+
+    prof = write_profile(tmp_path / "p.toml")  # [teacher] epochs = 1, batch 8
+    small = tmp_path / "small.csv"  # 8 train, 4 val, 4 test images: one global batch of 8 = 4 per process
+    with open(tiny_csv, newline="") as f, open(small, "w", newline="") as g:
+        rows = list(csv.DictReader(f))
+        w = csv.DictWriter(g, fieldnames=list(rows[0]))
+        w.writeheader()
+        for split, n in (("train", 8), ("val", 4), ("test", 4)):
+            w.writerows([r for r in rows if r["split"] == split][::3][:n])
+    out = tmp_path / "t"
+    r = _edgeiqa(["teachers", "train", "--teacher", "lite0_mv", "--finetune", "--profile", str(prof),
+                  "--data", f"csv:{small}", "--out", str(out), "--json"], nproc=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads(r.stdout)  # rank 0's card alone: another rank printing would break the JSON
+    assert card["compute"]["world_size"] == 2 and card["members"] == ["lite0_mv"]
+    member = json.loads((out / "lite0_mv" / "member.json").read_text())
+    assert member["finetune"] is True and member["metrics"]["test"]["srcc"] is not None
+    state = torch.load(out / "lite0_mv" / "ckpt" / "last.pt", weights_only=False)["state"]
+    assert state["world_size"] == 2 and [h["epoch"] for h in state["history"]] == [1] and "val" in state["history"][0]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name], "no temporary file left behind"
+
+
+def _worker(launcher, local_rank: str, timeout_s: float = 120):
+    """The worker process torchrun started for LOCAL_RANK (a child of the launcher)."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in psutil.Process(launcher.pid).children(recursive=True):
+            try:
+                if child.environ().get("LOCAL_RANK") == local_rank and "edgeiqa" in " ".join(child.cmdline()):
+                    return child
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"no worker with LOCAL_RANK={local_rank} appeared")
+
+
+def test_a_killed_rank_ends_the_job_with_a_message(teachers_and_pool, tiny_csv, tmp_path):
+    """A rank killed mid-training (SIGKILL, as the OOM killer does) ends the whole job within a bounded time,
+    with a message naming what happened, and leaves no card, student or half-written file behind."""
+    import signal
+    import time
+
+    teachers, _ = teachers_and_pool
+    prof = write_profile(tmp_path / "p.toml", epochs=200)  # the teachers' profile; a student run too long to finish
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "edgeiqa", "distill",
+           "--profile", str(prof), "--data", f"csv:{tiny_csv}", "--teachers", str(teachers), "--out", str(run),
+           "--device", "cpu", "--quiet"]
+    launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        victim = _worker(launcher, "1")
+        deadline = time.monotonic() + 300
+        while not (run / "ckpt" / "last.pt").exists():  # the student has trained one epoch under DDP
+            assert launcher.poll() is None and time.monotonic() < deadline, "the job ended before the kill"
+            time.sleep(0.2)
+        victim.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        output, _ = launcher.communicate(timeout=120)
+        elapsed = time.monotonic() - t0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode != 0, output[-3000:]
+    assert elapsed < 120
+    assert "another process of this job" in output, output[-3000:]
+    assert not (run / "card.json").exists() and not (run / "student.pt").exists()
+    assert not [p for p in run.rglob("*") if ".tmp-" in p.name], "no half-written file left behind"

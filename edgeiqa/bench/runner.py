@@ -45,6 +45,7 @@ class BenchOptions:
     max_seconds: float = 15.0
     reuse: bool = True
     device: str = "cpu"
+    precision: str = "fp32"  # autocast of the torch rows (student, teacher) on a GPU; ONNX/TensorRT run as exported
     min_srcc: float | None = None
     ceiling_seconds: float = 0.4
     teacher_scores: str = "auto"  # auto: saved predictions when complete and confirmed live; live; saved
@@ -222,7 +223,7 @@ def _torch_reference(ctx: _Ctx) -> dict | None:
         from edgeiqa.runtime import Scorer
 
         try:
-            scorer = Scorer.load(ctx.ckpt, threads=ctx.threads, device=ctx.opts.device)
+            scorer = Scorer.load(ctx.ckpt, threads=ctx.threads, device=ctx.opts.device, precision=ctx.opts.precision)
             _, raw, _ = _scores_from(scorer.score(ctx.evalset.paths, batch_size=ACCURACY_BATCH))
             ctx.reference = raw
         except Exception as exc:  # noqa: BLE001 - parity is then unknown, the rest goes on
@@ -274,8 +275,12 @@ def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
     scorer = None
     mem = PeakRSS()
     try:
-        scorer = Scorer.load(art.path, threads=ctx.threads, device=opts.device)
+        torch_row = fmt.backend == "torch"
+        scorer = Scorer.load(art.path, threads=ctx.threads, device=opts.device,
+                             precision=opts.precision if torch_row else None)
         base["provider"] = scorer.backend.provider
+        if torch_row and opts.precision != "fp32":
+            base["precision"] = f"{opts.precision} autocast"
         pre = _student_preprocess_cost(ctx, scorer)
         base.update(decode_ms=pre["decode_ms"], views_ms=pre["views_ms"],
                     preprocess_ms=None if pre["decode_ms"] is None else pre["decode_ms"] + (pre["views_ms"] or 0.0))
@@ -324,7 +329,7 @@ def _bench_teacher(ctx: _Ctx) -> list[dict]:
     from edgeiqa.bench.teacher import TeacherEnsemble, resolve_teachers_dir
 
     opts = ctx.opts
-    base = empty_row(TEACHER, backend="torch", threads=ctx.threads, precision="fp32", provider=f"torch-{opts.device}")
+    base = empty_row(TEACHER, backend="torch", threads=ctx.threads, precision=opts.precision, provider=f"torch-{opts.device}")
 
     def one(**kw) -> list[dict]:
         return [{**base, "batch": None, **kw}]
@@ -338,7 +343,7 @@ def _bench_teacher(ctx: _Ctx) -> list[dict]:
     ens = None
     mem = PeakRSS()
     try:
-        ens = TeacherEnsemble(tdir, threads=ctx.threads, device=opts.device)
+        ens = TeacherEnsemble(tdir, threads=ctx.threads, device=opts.device, precision=opts.precision)
         base.update(artefact=str(tdir), size_mb=round(ens.size_mb(), 3), params_m=round(ens.params_m(), 3),
                     status="ok")
         from edgeiqa.data.images import load_image
@@ -568,6 +573,7 @@ def run_bench(model_dir, opts: BenchOptions | None = None, log: Callable[[str], 
                      "gc_disabled_while_timing": True, "statistic": "median (p50) and 95th percentile of the timed calls",
                      "model_time": "backend call on pre-built float32 inputs (decode and views excluded)",
                      "calib": opts.calib or evalset.spec, "reuse_exports": opts.reuse, "device": opts.device,
+                     "precision": opts.precision,
                      "teacher_scores": opts.teacher_scores},
         "accuracy": {"kept_metric": kept_key,
                      "scores": "the runtime Scorer's output (deployment preprocessing, logistic mapping applied)",

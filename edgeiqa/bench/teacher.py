@@ -58,8 +58,10 @@ class Member:
 class TeacherEnsemble:
     backend = "torch"
 
-    def __init__(self, teachers_dir: str | Path, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, teachers_dir: str | Path, threads: int | None = None, device: str = "cpu", precision: str = "fp32"):
         import torch
+
+        from edgeiqa.accel import Accel
 
         from edgeiqa.teachers import create_teacher
         from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble
@@ -70,6 +72,7 @@ class TeacherEnsemble:
         if threads:
             torch.set_num_threads(int(threads))
         self.device = device
+        self.accel = Accel(torch.device(device), precision)  # checked by the command (edgeiqa.accel.resolve_accel)
         self.ensemble = Ensemble.load(self.dir / ENSEMBLE_FILE)
         self.members: list[Member] = []
         for name in self.ensemble.members:
@@ -129,7 +132,7 @@ class TeacherEnsemble:
     def raw(self, feeds: dict) -> dict[str, np.ndarray]:
         torch = self.torch
         out = {}
-        with torch.inference_mode():
+        with torch.inference_mode(), self.accel.autocast():
             for m in self.members:
                 batch = feeds[self._key(m.views)]
                 args = [torch.from_numpy(batch[v.name]).to(self.device).contiguous(memory_format=torch.channels_last)

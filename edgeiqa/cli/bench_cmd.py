@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgeiqa.cli.common import add_accel_args
 from edgeiqa.export.formats import FORMATS
 
 EPILOG = """\
@@ -71,7 +72,9 @@ def register(subparsers) -> None:
                    help="stop a measurement after S seconds once 5 calls are in (slow models; default 15)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="intra-op threads for torch and onnxruntime (default: all cores; recorded in the report)")
-    p.add_argument("--device", default="cpu", metavar="D", help="cpu (default), cuda or cuda:N")
+    add_accel_args(p, workers=False, device="cpu",
+                   device_help="; ONNX formats run on onnxruntime's provider for it (CUDAExecutionProvider for cuda, "
+                   "an error when this onnxruntime build lacks it); --precision applies to the torch and teacher rows")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="score at most N images for accuracy (whole scenes, spread evenly; default: all)")
     p.add_argument("--compare-teacher", action="store_true",
@@ -102,10 +105,11 @@ def run(args) -> int:
     from edgeiqa.bench.runner import parse_batches, parse_formats
 
     formats = parse_formats(args.formats) if args.formats is not None else None  # usage errors before any work
+    device, precision = _check_device(args.device, args.precision, formats)
     opts = BenchOptions(formats=formats, data=args.data, batches=parse_batches(args.batch), warmup=args.warmup,
                         runs=args.runs, threads=args.threads, compare_teacher=args.compare_teacher, teachers=args.teachers,
                         calib=args.calib, calib_imgs=args.calib_imgs, max_images=args.max_images,
-                        max_seconds=args.max_seconds, reuse=not args.reexport, device=args.device, min_srcc=args.min_srcc,
+                        max_seconds=args.max_seconds, reuse=not args.reexport, device=device, precision=precision, min_srcc=args.min_srcc,
                         teacher_scores=args.teacher_scores)
 
     def log(msg: str) -> None:
@@ -122,3 +126,21 @@ def run(args) -> int:
     if not gate["passed"]:
         print(f"edgeiqa: --min-srcc {gate['min_srcc']} not met: {'; '.join(gate['failing'])}", file=sys.stderr)
     return exit_code(report)
+
+
+def _check_device(device: str, precision: str, formats: list[str] | None) -> tuple[str, str]:
+    """The device and precision, resolved before any work: a device this machine lacks (for torch, or for
+    onnxruntime when an ONNX format is asked for) is one line, exit 2."""
+    from edgeiqa.accel import resolve_accel
+    from edgeiqa.bench.runner import default_formats
+    from edgeiqa.errors import EdgeIQAError
+
+    accel = resolve_accel(device, precision)
+    if accel.device.type == "cuda" and any(FORMATS[f].backend == "onnxruntime" for f in formats or default_formats()
+                                           if f in FORMATS):
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise EdgeIQAError("--device cuda: this onnxruntime build has no CUDAExecutionProvider (install "
+                               "onnxruntime-gpu, or bench the ONNX formats with --device cpu)")
+    return str(accel.device), accel.precision

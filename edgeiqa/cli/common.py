@@ -28,12 +28,12 @@ def parse_hw(text: str) -> tuple[int, int]:
     return nums[0], nums[1]
 
 
-def add_accel_args(parser, *, workers: bool = True) -> None:
+def add_accel_args(parser, *, workers: bool = True, device: str = "auto", device_help: str = "") -> None:
     """`--device`, `--precision` and `--workers`, with the same help, on every command that runs a torch model
-    (checked by edgeiqa.accel before any work)."""
-    parser.add_argument("--device", default="auto", metavar="DEV",
-                        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; a device this machine "
-                             "lacks is an error, never a silent CPU fall-back")
+    (checked by edgeiqa.accel before any work). `device` is the default (`bench` measures the CPU unless asked)."""
+    parser.add_argument("--device", default=device, metavar="DEV",
+                        help=f"auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps (default {device}); a "
+                             f"device this machine lacks is an error, never a silent CPU fall-back{device_help}")
     parser.add_argument("--precision", default="fp32", metavar="P",
                         help="fp32 (default), or bf16 / fp16 autocast on a GPU (fp16 adds a gradient scaler); "
                              "metrics and calibration stay fp32")

@@ -6,14 +6,20 @@ import json
 import sys
 from pathlib import Path
 
-from edgeiqa.cli.common import print_json
+from edgeiqa.cli.common import add_accel_args, print_json
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.runpaths import resolve_run_path
 
 
-def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool) -> tuple[dict, dict]:
-    """path -> score and path -> error for the model named by --model."""
-    if teacher or (model / "ensemble.json").exists():
+def _is_teacher(model: Path, teacher: bool) -> bool:
+    return teacher or (model / "ensemble.json").exists()
+
+
+def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool, device: str,
+                precision: str) -> tuple[dict, dict, dict]:
+    """path -> score, path -> error and the compute used ({device, precision, ...}) for --model."""
+    if _is_teacher(model, teacher):
+        from edgeiqa.accel import resolve_accel
         from edgeiqa.teachers.pipeline import score_with_ensemble
 
         tdir = model
@@ -22,14 +28,17 @@ def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool) ->
             tdir = resolve_run_path(raw, model)
             if not (tdir / "ensemble.json").exists():
                 raise EdgeIQAError(f"teachers folder {tdir} from {model / 'card.json'} has no ensemble.json")
-        return score_with_ensemble(tdir, paths, progress=progress)
+        accel = resolve_accel(device, precision)
+        return (*score_with_ensemble(tdir, paths, progress=progress, accel=accel), accel.describe())
     from edgeiqa.runtime import Scorer
 
-    scorer = Scorer.load(model)
+    scorer = Scorer.load(model, device=device, precision=precision)
     results = scorer.score(paths)
     scores = {str(r.path): r.score for r in results if r.error is None}
     errors = {str(r.path): r.error for r in results if r.error is not None}
-    return scores, errors
+    compute = {"device": scorer.backend.device, "precision": getattr(scorer.backend, "precision", "fp32"),
+               "backend": scorer.backend.name, "provider": scorer.backend.provider}
+    return scores, errors, compute
 
 
 def handle(args) -> int:
@@ -39,6 +48,12 @@ def handle(args) -> int:
     model = Path(args.model)
     if not model.exists():
         raise EdgeIQAError(f"model not found: {model}")
+    if args.device != "auto" or args.precision != "fp32":
+        # Checked before the data is read; torch models only (an ONNX model's device is onnxruntime's provider).
+        if _is_teacher(model, args.teacher) or model.is_dir() or model.suffix == ".pt":
+            from edgeiqa.accel import resolve_accel
+
+            resolve_accel(args.device, args.precision)
     dataset = load_dataset(args.data)
     split = args.split
     if split == "auto":
@@ -48,9 +63,10 @@ def handle(args) -> int:
     if not records:
         raise EdgeIQAError(f"{args.data}: no labelled images in split {split!r}")
     paths = sorted({str(r.path) for r in records})
-    scores, errors = _scores_for(model, paths, args.teacher, progress=not args.quiet)
+    scores, errors, compute = _scores_for(model, paths, args.teacher, not args.quiet, args.device, args.precision)
     out = eval_summary(scores, records)
-    out.update({"model": str(model), "data": args.data, "split": split, "n_failed": len(errors), "errors": errors})
+    out.update({"model": str(model), "data": args.data, "split": split, "n_failed": len(errors), "errors": errors,
+                "compute": compute})
     if args.json:
         print_json(out)
     else:
@@ -61,6 +77,7 @@ def handle(args) -> int:
                 print(f"{k:<20} {out[k]:.4f}" if isinstance(out[k], float) else f"{k:<20} {out[k]}")
         if out.get("worst_kind"):
             print(f"{'worst_kind':<20} {out['worst_kind']}")
+        print(f"{'device':<20} {compute['device']} ({compute['precision']})")
         for p, e in errors.items():
             print(f"failed: {p}: {e}", file=sys.stderr)
     return 1 if errors else 0  # README: 1 when some images could not be scored
@@ -75,6 +92,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="dataset spec, e.g. sample, csv:val.csv, piq23:ROOT")
     p.add_argument("--split", default="auto", help="split(s) to evaluate: auto (test if present, else all), all, or e.g. val,test")
     p.add_argument("--teacher", action="store_true", help="with a run dir: evaluate its teacher ensemble instead of the student")
+    add_accel_args(p, workers=False)
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=handle)

@@ -95,6 +95,17 @@ def run(args: argparse.Namespace) -> int:
     except EdgeIQAError as exc:
         print(f"edgeiqa: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        if "torch.distributed" in sys.modules:  # under torchrun: a dead peer is one line, not a traceback per rank
+            from edgeiqa import distributed
+
+            if distributed.is_peer_failure(exc):
+                info = distributed.env_info()
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                print(f"edgeiqa: error: rank {info.rank} of {info.world_size} stopped: another process of this job "
+                      f"failed ({first})", file=sys.stderr)
+                return 1
+        raise
     except KeyboardInterrupt:
         print("edgeiqa: interrupted", file=sys.stderr)
         return 130

@@ -58,7 +58,13 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=8, metavar="N", help="images per inference batch (default 8)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="threads that decode images and build views in parallel (default 2); does not change scores")
-    p.add_argument("--device", default=None, metavar="D", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--device", default=None, metavar="D",
+                   help="cpu (default), auto, cuda or cuda:N; with an ONNX model cuda selects onnxruntime's "
+                   "CUDAExecutionProvider (an error when this onnxruntime build lacks it); a device this machine "
+                   "lacks is an error, never a silent CPU fall-back")
+    p.add_argument("--precision", default="fp32", metavar="P",
+                   help="fp32 (default), or bf16 / fp16 autocast for a torch model (.pt, run folder) on a GPU; an "
+                   "ONNX model or engine runs at the precision it was exported at")
     p.add_argument("--provider", action="append", default=None, metavar="P",
                    help="onnxruntime execution provider (repeat for a fallback list; aliases cpu, cuda, tensorrt, "
                    "coreml, openvino); the first must be the one that runs, else an error")
@@ -100,7 +106,7 @@ def run(args) -> int:
     if first is None:
         raise EdgeIQAError(f"nothing to score: {', '.join(args.paths)} holds no files")
     scorer = Scorer.load(args.model, providers=args.provider, device=args.device, threads=args.threads,
-                         fast_decode=not args.full_decode)
+                         fast_decode=not args.full_decode, precision=args.precision)
     sink = RowSink(args.out, scorer.uses_face, resume=args.resume)
 
     def todo():
@@ -130,6 +136,7 @@ def run(args) -> int:
     seconds = time.perf_counter() - t0
     extra = {"new": n_new, "images_per_s": round(n_new / seconds, 2) if seconds > 0 else None,
              "backend": scorer.backend.name, "provider": scorer.backend.provider,
+             "device": scorer.backend.device, "precision": getattr(scorer.backend, "precision", "fp32"),
              "threads": scorer.backend.threads, "workers": args.workers, "batch": args.batch,
              "fast_decode": scorer.fast}
     summary = sink.finish(args.model, extra, stdout=sys.stdout, stdout_format=".json" if args.json else ".csv")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from edgeiqa.cli.common import add_accel_args, print_json
+from edgeiqa.fileio import write_json_atomic
 
 
 def _log(args):
@@ -30,6 +31,7 @@ def _parse_weights(text: str | None) -> dict | None:
 
 
 def cmd_train(args) -> int:
+    from edgeiqa import distributed
     from edgeiqa.accel import check_workers, resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.losses import parse_loss_spec
@@ -54,19 +56,30 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     weights = {n: args.weights for n in names} if args.weights else None
     t0 = time.time()
-    results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained, weights=weights,
-                            resume=args.resume, progress=not args.quiet, log=log, accel=accel, workers=workers)
-    ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
-    if args.self_train or profile["teacher"].get("self_train"):
-        from edgeiqa.data.datasets import unlabelled_pool
+    dist = distributed.init_from_env(accel.device)  # under torchrun: DDP training, rank 0 writes
+    try:
+        results = train_members(names, dataset, out, cfg, finetune=args.finetune, pretrained=args.pretrained,
+                                weights=weights, resume=args.resume, progress=not args.quiet, log=log, accel=accel,
+                                workers=workers)
+        if dist.is_main:
+            ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
+        distributed.barrier("fitting the teacher ensemble")
+        if args.self_train or profile["teacher"].get("self_train"):
+            from edgeiqa.data.datasets import unlabelled_pool
 
-        pool = unlabelled_pool(dataset.records)
-        card["self_train"] = self_train(names, dataset, pool, out, cfg, pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)),
-                                        finetune=args.finetune, pretrained=args.pretrained, weights=weights,
-                                        progress=not args.quiet, log=log)
+            pool = unlabelled_pool(dataset.records)
+            report = self_train(names, dataset, pool, out, cfg, pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)),
+                                finetune=args.finetune, pretrained=args.pretrained, weights=weights,
+                                progress=not args.quiet, log=log, accel=accel, workers=workers)
+            if dist.is_main:
+                card["self_train"] = report
+    finally:
+        distributed.shutdown()
+    if not dist.is_main:  # rank 0 writes the card and reports
+        return 0
     card["seconds"] = round(time.time() - t0, 1)
-    card["compute"] = accel.describe()
-    (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    card["compute"] = {**accel.describe(), "world_size": dist.world_size, "workers": workers}
+    write_json_atomic(out / "card.json", card)
     if args.json:
         print_json(card)
     else:
@@ -94,17 +107,20 @@ def _print_card(card: dict) -> None:
 
 
 def cmd_pretrain(args) -> int:
+    from edgeiqa.accel import resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.teachers.pretrain import ranking_pretrain
 
+    accel = resolve_accel(args.device, args.precision)
     dataset = load_dataset(args.data)
     report = ranking_pretrain(args.teacher, dataset, Path(args.out), steps=args.steps, batch_pairs=args.batch,
-                              lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet)
+                              lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet, accel=accel)
     if args.json:
         print_json(report)
     else:
         print(f"ranking pre-training of {args.teacher}: {report['steps']} steps, pair accuracy "
-              f"{report['pair_accuracy_before']:.3f} -> {report['pair_accuracy_after']:.3f}; weights: {report['weights']}")
+              f"{report['pair_accuracy_before']:.3f} -> {report['pair_accuracy_after']:.3f}; weights: {report['weights']} "
+              f"({report['compute']['device']}, {report['compute']['precision']})")
     return 0
 
 
@@ -193,6 +209,7 @@ def register(sub) -> None:
     pt.add_argument("--lr", type=float, default=1e-4)
     pt.add_argument("--seed", type=int)
     pt.add_argument("--resume", action="store_true")
+    add_accel_args(pt, workers=False)
     pt.add_argument("--json", action="store_true")
     pt.add_argument("--quiet", action="store_true")
     pt.set_defaults(func=cmd_pretrain)

@@ -145,9 +145,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                 fit: str | None = None, epochs: int | None = None, teachers_dir: Path | None = None,
                 pretrained: bool = False, progress: bool = True, log=print, accel: Accel | None = None,
                 workers: int = 0) -> dict | None:
-    """The main job. Under torchrun, rank 0 trains the teachers while the others wait, every rank labels its slice
-    of the images and trains the student under DDP, and rank 0 alone evaluates and writes; the other ranks
-    return None."""
+    """The main job. Under torchrun, every rank trains the teachers under DDP, labels its slice of the images
+    and trains the student under DDP, and rank 0 alone evaluates and writes; the other ranks return None."""
     t_start = time.time()
     accel = accel or Accel(torch.device("cpu"))
     dist = distributed.current()
@@ -186,23 +185,22 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    # 2. Teachers (rank 0; the others wait and read what it wrote)
+    # 2. Teachers (trained under DDP by every rank; rank 0 writes, the others read what it wrote)
     t0 = time.time()
     tdir = Path(teachers_dir) if teachers_dir else out / "teachers"
     tcfg = teacher_config(profile)
+    results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log,
+                            accel=accel, workers=workers)
     if dist.is_main:
-        results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log,
-                                accel=accel, workers=workers)
         _, tcard = build_ensemble(results, dataset, tdir)
+    distributed.barrier("fitting the teacher ensemble")
     self_report = None
     if profile["teacher"].get("self_train"):
         # Efficient-FIQA: the teachers retrain once on their own pseudo-labels of the pool; that ensemble labels.
-        if dist.is_main:
-            self_report = self_train(names, dataset, unlabelled_pool(dataset.records), tdir, tcfg,
-                                     pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)), pretrained=pretrained,
-                                     progress=progress, log=log, accel=accel, workers=workers)
+        self_report = self_train(names, dataset, unlabelled_pool(dataset.records), tdir, tcfg,
+                                 pseudo_weight=float(profile["distill"].get("pseudo_weight", 0.5)), pretrained=pretrained,
+                                 progress=progress, log=log, accel=accel, workers=workers) or None
         tdir = tdir / SELFTRAIN_DIR
-    distributed.barrier("teacher training")
     if not dist.is_main or self_report is not None:
         tcard = json.loads((tdir / "card.json").read_text())
     timings["teachers_s"] = round(time.time() - t0, 1)

@@ -50,11 +50,15 @@ def resolve_providers(providers, device: str | None) -> list:
     """Explicit onnxruntime provider list from `providers` (names or aliases) or a device name."""
     if providers is None:
         dev = (device or "cpu").lower()
+        if dev == "auto":  # as everywhere in edgeiqa: CUDA when this onnxruntime build has it, else the CPU
+            import onnxruntime as ort
+
+            dev = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
         if dev.startswith("cuda") or dev == "gpu":
             opts = {"device_id": int(dev.split(":")[1])} if ":" in dev else {}
             return [("CUDAExecutionProvider", opts) if opts else "CUDAExecutionProvider", "CPUExecutionProvider"]
         if dev != "cpu":
-            raise EdgeIQAError(f"unknown device {device!r} for onnxruntime (use cpu, cuda or cuda:N, or give providers)")
+            raise EdgeIQAError(f"unknown device {device!r} for onnxruntime (use auto, cpu, cuda or cuda:N, or give providers)")
         return ["CPUExecutionProvider"]
     if isinstance(providers, (str, tuple)):
         providers = [providers]
@@ -148,15 +152,18 @@ class OnnxBackend:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None,
+                 precision: str = "fp32"):
         import torch
 
+        from edgeiqa.accel import resolve_accel
         from edgeiqa.students import load_student
 
         self.path = Path(path)
-        dev = (device or "cpu").lower()
-        if dev.startswith("cuda") and not torch.cuda.is_available():
-            raise EdgeIQAError(f"device {device!r} asked for but torch sees no CUDA GPU")
+        # The same device/precision rules as training (auto, cuda:N, bf16/fp16 autocast on a GPU only).
+        self.accel = resolve_accel(device or "cpu", precision)
+        dev = str(self.accel.device)
+        self.precision = self.accel.precision
         # One intra-op thread unless asked: torch's default (every core) was 4x slower on a loaded 2-core
         # machine (issue 9, defect 11), and with one thread a score does not depend on the batch it is in.
         self.threads = check_threads(threads) or 1
@@ -186,7 +193,7 @@ class TorchBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
-        with torch.inference_mode():
+        with torch.inference_mode(), self.accel.autocast():
             args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
             out = self.model(*args)
         return out.float().cpu().numpy().reshape(-1)
@@ -215,18 +222,23 @@ class TensorRTBackend:
         return self.runner.run(feeds)
 
 
-def open_backend(path: str | Path, providers=None, device: str | None = None, threads: int | None = None):
-    """The backend for `path`, chosen by suffix from the formats table."""
+def open_backend(path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
+                 precision: str | None = None):
+    """The backend for `path`, chosen by suffix from the formats table. `precision` (fp32, bf16, fp16 autocast)
+    applies to torch models only: an ONNX graph or a TensorRT engine runs at the precision it was exported at."""
     from edgeiqa.export.formats import backend_for_path
 
     p = Path(path)
     if not p.exists():
         raise EdgeIQAError(f"model not found: {p}")
     backend = backend_for_path(p)
+    if backend != "torch" and (precision or "fp32").lower() != "fp32":
+        raise EdgeIQAError(f"--precision {precision} applies to torch models (.pt, run folder); {p.name} runs at the "
+                           f"precision it was exported at")
     if backend == "onnxruntime":
         return OnnxBackend(p, providers=providers, device=device, threads=threads)
     if providers is not None:
         raise EdgeIQAError(f"providers are an onnxruntime option; {p.name} runs on the {backend} backend")
     if backend == "tensorrt":
-        return TensorRTBackend(p, device=device)
-    return TorchBackend(p, device=device, threads=threads)
+        return TensorRTBackend(p, device=None if (device or "auto").lower() == "auto" else device)
+    return TorchBackend(p, device=device, threads=threads, precision=precision or "fp32")

@@ -97,20 +97,22 @@ class Scorer:
 
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
-             fast_decode: bool = False) -> "Scorer":
+             fast_decode: bool = False, precision: str | None = None) -> "Scorer":
         """Open a model by suffix: `.onnx` (onnxruntime), `.engine` (TensorRT), `.pt` or a run folder (torch).
 
         providers: explicit onnxruntime provider list (names or aliases such as "cpu", "cuda"); the first
         must be the one that runs. device: "cpu" (default), "cuda" or "cuda:N". threads: intra-op threads
         (default: 1 for torch, every usable core for onnxruntime; `backend.threads` says which).
         fast_decode: reduced-size JPEG decoding for resize-only models (opt-in; see the module docstring).
+        precision: fp32 (default), or bf16/fp16 autocast for a torch model on a GPU.
         """
-        backend = open_backend(path, providers=providers, device=device, threads=threads)
+        backend = open_backend(path, providers=providers, device=device, threads=threads, precision=precision)
         return cls(backend, path, fast_decode=fast_decode)
 
     def describe(self) -> dict:
         return {"model": str(self.path), "backend": self.backend.name, "provider": self.backend.provider,
-                "device": self.backend.device, "threads": self.backend.threads, "format": self.metadata.get("format"),
+                "device": self.backend.device, "precision": getattr(self.backend, "precision", None),
+                "threads": self.backend.threads, "format": self.metadata.get("format"),
                 "views": [v.to_dict() for v in self.views], "logistic": self.logistic is not None,
                 "fast_decode": self.fast}
 

@@ -54,7 +54,7 @@ def inputs_hash(teachers_dir: Path, ens: Ensemble, dataset: Dataset) -> str:
 
 
 def _member_outputs(teachers_dir: Path, name: str, paths: list[str], cache: ImageCache, progress: bool,
-                    work: Path, accel=None):
+                    work: Path, accel=None, timings: dict | None = None):
     """A member's scores/opinions for `paths`: from its stored predictions when they cover them, else recomputed
     (split across the ranks of a torchrun job; slices kept in `work` until the LabelSet is written)."""
     member = load_member(teachers_dir / name)
@@ -63,7 +63,7 @@ def _member_outputs(teachers_dir: Path, name: str, paths: list[str], cache: Imag
         rows = [index[p] for p in paths]
         failed = {p: member.failed[p] for p in paths if p in member.failed}
         return member.scores[rows], member.opinions[rows], failed
-    return predict_sharded(teachers_dir / name, paths, cache, work, accel=accel, progress=progress)
+    return predict_sharded(teachers_dir / name, paths, cache, work, accel=accel, progress=progress, timings=timings)
 
 
 DATA_FILES = ("scores.csv", "features.safetensors")  # hashed in the manifest, checked before every reuse
@@ -124,17 +124,19 @@ def _label(teachers_dir: Path, ens: Ensemble, dataset: Dataset, progress: bool, 
     """Every member's raw scores, opinions and failures for the dataset's images (each rank computes its slice)."""
     paths = unique_paths(dataset)
     cache = ImageCache()
-    raw, opinions, failed = {}, {}, {}
+    raw, opinions, failed, timing = {}, {}, {}, {}
     for name in ens.members:
-        raw[name], opinions[name], f = _member_outputs(teachers_dir, name, paths, cache, progress, work, accel)
+        timing[name] = {}
+        raw[name], opinions[name], f = _member_outputs(teachers_dir, name, paths, cache, progress, work, accel,
+                                                       timing[name])
         failed.update(f)
         if _after_member is not None:  # test hook: simulate a kill between members
             _after_member(name)
-    return paths, raw, opinions, failed
+    return paths, raw, opinions, failed, timing
 
 
 def _write(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, digest: str, labelled, accel, t0: float) -> None:
-    paths, raw, opinions, failed = labelled
+    paths, raw, opinions, failed, timing = labelled
     ok = np.all(np.stack([np.isfinite(raw[n]) for n in ens.members]), axis=0)
     for p, good in zip(paths, ok):
         if not good and p not in failed:
@@ -189,6 +191,10 @@ def _write(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, diges
         "world_size": distributed.current().world_size,
         "versions": package_versions(),
         "seconds": round(time.time() - t0, 1),
+        # The labelling itself (slowest rank, per member, summed) apart from building the teachers; members whose
+        # stored predictions covered the images took no time.
+        "timing": {"label_s": round(sum(t.get("label_s", 0.0) for t in timing.values()), 3),
+                   "build_s": round(sum(t.get("build_s", 0.0) for t in timing.values()), 3), "members": timing},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeiqa import distributed
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
@@ -77,6 +78,11 @@ def extra_fingerprint(extra) -> str | None:
 def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainConfig, *, finetune: bool = False,
                   pretrained: bool = False, weights: dict[str, str] | None = None, extra=(), resume: bool = False,
                   progress: bool = True, log=print, accel=None, workers: int = 0) -> list[MemberResult]:
+    """Train (or reuse) each member. Under torchrun every rank must call this (training is DDP); rank 0 alone
+    writes and returns the results, the other ranks return []."""
+    main = distributed.current().is_main
+    if not main:
+        log, progress = (lambda m: None), False
     out_dir = Path(out_dir)
     fingerprint = dataset_fingerprint(dataset)
     cache = ImageCache()
@@ -97,6 +103,8 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         res = train_teacher(name, dataset, mdir, cfg, finetune=finetune, pretrained=pretrained,
                             weights=(weights or {}).get(name), extra=extra, resume=resume, progress=progress, cache=cache,
                             accel=accel, workers=workers)
+        if not main:
+            continue
         info = json.loads(info_path.read_text())
         info["settings"] = settings
         info["gmacs"] = teacher_gmacs(name)
@@ -104,7 +112,8 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         log(f"teacher {name}: done in {time.time() - t0:.0f}s, val {res.metrics.get('val', {}).get('srcc_scene_mean')}")
         # Read back what was written, so a fresh and a reused member give bit-identical ensembles.
         results.append(load_member(mdir))
-    return results
+    distributed.barrier("teacher training")  # every member's files are written before any rank goes on
+    return results if main else []
 
 
 def build_ensemble(results: list[MemberResult], dataset: Dataset, out_dir: Path, weights: dict | None = None,
@@ -137,7 +146,8 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
     """Efficient-FIQA's self-training round: each member retrains on labelled + ensemble-pseudo-labelled pool
     images (into OUT/selftrain/<member>) from the same start as the first round (`finetune`, `pretrained`,
     `weights`), and the ensemble is refitted there. Members are reused when nothing changed (train_members).
-    Returns val metrics before/after."""
+    Returns val metrics before/after. Under torchrun every rank calls it after rank 0 wrote the first round;
+    rank 0 alone writes."""
     out_dir = Path(out_dir)
     ens = Ensemble.load(out_dir / ENSEMBLE_FILE)
     members = {n: load_member(out_dir / n) for n in names}
@@ -150,10 +160,14 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
     log(f"self-training {', '.join(names)} on {len(extra)} pseudo-labelled pool images")
     results = train_members(names, dataset, st_dir, cfg, finetune=finetune, pretrained=pretrained, weights=weights,
                             extra=extra, progress=progress, log=log, accel=accel, workers=workers)
+    if not distributed.current().is_main:
+        distributed.barrier("self-training")
+        return {}
     build_ensemble(results, dataset, st_dir)
     after = {r.name: r.metrics.get("val", {}) for r in results}
     report = {n: {"before": before[n], "after": after[n]} for n in names}
     (st_dir / "selftrain.json").write_text(json.dumps(report, indent=2, default=str))
+    distributed.barrier("self-training")
     return report
 
 
@@ -161,14 +175,16 @@ __all__ = ["resolve_members", "teacher_config", "train_members", "build_ensemble
            "unique_paths"]
 
 
-def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = True) -> tuple[dict[str, float], dict[str, str]]:
-    """Calibrated ensemble scores for any images (members rebuilt from their checkpoints); failures by path."""
+def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = True,
+                        accel=None) -> tuple[dict[str, float], dict[str, str]]:
+    """Calibrated ensemble scores for any images (members rebuilt from their checkpoints, on `accel`'s device and
+    autocast; default CPU fp32); failures by path."""
     teachers_dir = Path(teachers_dir)
     ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
     cache = ImageCache()
     from edgeiqa.teachers.train import predict_images
 
-    raw = {n: predict_images(teachers_dir / n, paths, cache, progress=progress)[0] for n in ens.members}
+    raw = {n: predict_images(teachers_dir / n, paths, cache, progress=progress, accel=accel)[0] for n in ens.members}
     cal = ens.calibrated(raw)
     scores = {p: float(s) for p, s in zip(paths, cal) if np.isfinite(s)}
     return scores, dict(cache.failed)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edgeiqa.accel import Accel
 from edgeiqa.data.distortions import random_degradation
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
@@ -40,17 +41,20 @@ def _ladder(img: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray]
     return images, targets
 
 
-def _batch(teacher, imgs: list[np.ndarray], rng) -> list[torch.Tensor]:
+def _batch(teacher, imgs: list[np.ndarray], rng, device=None) -> list[torch.Tensor]:
     per_image = [view_tensors(im, teacher.entry.views, rng) for im in imgs]
-    return [torch.cat([p[k] for p in per_image]) for k in range(len(teacher.entry.views))]
+    return [torch.cat([p[k] for p in per_image]).to(device or "cpu") for k in range(len(teacher.entry.views))]
 
 
 @torch.no_grad()
-def pair_accuracy(teacher, probe: list[tuple[list[np.ndarray], list[float]]]) -> float:
+def pair_accuracy(teacher, probe: list[tuple[list[np.ndarray], list[float]]], accel: Accel | None = None) -> float:
+    accel = accel or Accel(torch.device("cpu"))
     teacher.eval()
     right = total = 0
     for images, targets in probe:
-        s = teacher(*_batch(teacher, images, None))[0].numpy()
+        with accel.autocast():
+            out = teacher(*_batch(teacher, images, None, accel.device))[0]
+        s = out.float().cpu().numpy()  # compared in fp32
         for i in range(len(targets)):
             for j in range(i + 1, len(targets)):
                 right += int((s[i] - s[j]) * (targets[i] - targets[j]) > 0)
@@ -59,7 +63,11 @@ def pair_accuracy(teacher, probe: list[tuple[list[np.ndarray], list[float]]]) ->
 
 
 def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100, batch_pairs: int = 4, lr: float = 1e-4,
-                     seed: int = 0, resume: bool = False, progress: bool = True, pretrained: bool = False) -> dict:
+                     seed: int = 0, resume: bool = False, progress: bool = True, pretrained: bool = False,
+                     accel: Accel | None = None) -> dict:
+    """`accel` (edgeiqa.accel): the device the teacher trains on and the autocast of its forwards (fp16 adds a
+    gradient scaler); default CPU, fp32. The loss and pair accuracy are computed in fp32."""
+    accel = accel or Accel(torch.device("cpu"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = ImageCache()
@@ -67,17 +75,18 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
     if len(paths) < 2:
         raise EdgeIQAError(f"{dataset.spec}: ranking pre-training needs at least 2 readable images, found {len(paths)}")
     torch.manual_seed(seed)
-    teacher = create_teacher(name, pretrained=pretrained)
+    teacher = create_teacher(name, pretrained=pretrained).to(accel.device)
+    scaler = accel.grad_scaler()
     opt = torch.optim.AdamW([p for p in teacher.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     probe_rng = np.random.default_rng([seed, 99])
     probe = [_ladder(cache.get(paths[i % len(paths)]), probe_rng) for i in range(min(6, len(paths)))]
-    state = {"step": 0, "losses": [], "pair_accuracy_before": pair_accuracy(teacher, probe)}
+    state = {"step": 0, "losses": [], "pair_accuracy_before": pair_accuracy(teacher, probe, accel)}
     ckpt = out / "last.pt"
     if resume and ckpt.exists():
-        c = torch.load(ckpt, map_location="cpu", weights_only=False)
+        c = torch.load(ckpt, map_location=accel.device, weights_only=False)
         teacher.load_state_dict(c["model"])
         opt.load_state_dict(c["optimizer"])
-        torch.set_rng_state(c["rng"])
+        torch.set_rng_state(c["rng"].cpu())
         state = c["state"]
     t0 = time.time()
     bar = tqdm(range(state["step"], steps), desc=f"rank-pretrain {name}", disable=not progress, leave=False)
@@ -90,20 +99,24 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
             imgs += ladder
             targets += t
             scenes += [k] * len(t)
-        pred, _ = teacher(*_batch(teacher, imgs, rng))
-        n = len(targets)
-        loss = rank(LossBatch(pred, torch.tensor(targets), torch.tensor(scenes), torch.ones(n)))
+        with accel.autocast():
+            pred, _ = teacher(*_batch(teacher, imgs, rng, accel.device))
+        n, dev = len(targets), accel.device
+        loss = rank(LossBatch(pred.float(), torch.tensor(targets, device=dev), torch.tensor(scenes, device=dev),
+                              torch.ones(n, device=dev)))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         state["losses"].append(round(float(loss.detach()), 5))
         state["step"] = step + 1
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if state["step"] % 10 == 0 or state["step"] == steps:
             atomic_save({"model": teacher.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "state": state}, ckpt)
-    state["pair_accuracy_after"] = pair_accuracy(teacher, probe)
+    state["pair_accuracy_after"] = pair_accuracy(teacher, probe, accel)
     atomic_save({"format": TEACHER_FORMAT, "teacher": name, "state_dict": teacher.state_dict(),
-                 "weights_source": f"rank-pretrain:{teacher.weights_source}", "metrics": {}}, out / "pretrained.pt")
+                 "weights_source": f"rank-pretrain:{teacher.weights_source}", "metrics": {},
+                 "compute": accel.describe()}, out / "pretrained.pt")
     return {"teacher": name, "steps": state["step"], "pair_accuracy_before": state["pair_accuracy_before"],
             "pair_accuracy_after": state["pair_accuracy_after"], "final_loss": state["losses"][-1] if state["losses"] else None,
-            "seconds": round(time.time() - t0, 1), "weights": str(out / "pretrained.pt")}
+            "seconds": round(time.time() - t0, 1), "weights": str(out / "pretrained.pt"), "compute": accel.describe()}

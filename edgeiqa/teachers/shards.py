@@ -37,8 +37,12 @@ def _read_slice(path: Path, key: str) -> tuple[np.ndarray, np.ndarray, dict] | N
 
 
 def predict_sharded(member_dir: Path, paths: list[str], cache: ImageCache, work: Path, *, accel=None,
-                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(scores, opinions, {path: why it failed}) of `member_dir`'s teacher for `paths`, across the job's ranks."""
+                    progress: bool = True, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(scores, opinions, {path: why it failed}) of `member_dir`'s teacher for `paths`, across the job's ranks.
+
+    `timings`, when given, gets the slowest rank's `build_s` (teacher built) and `label_s` (its slice scored), and
+    every rank's in `per_rank`: the labelling phase itself, without model building or waiting."""
+    own = {"build_s": 0.0, "label_s": 0.0}
     info = distributed.current()
     name = Path(member_dir).name
     work = Path(work)
@@ -50,13 +54,17 @@ def predict_sharded(member_dir: Path, paths: list[str], cache: ImageCache, work:
     if _read_slice(files[info.rank], keys[info.rank]) is None:
         mine = paths[start:stop]
         if mine:
-            scores, opinions = predict_images(member_dir, mine, cache, progress=progress, accel=accel)
+            scores, opinions = predict_images(member_dir, mine, cache, progress=progress, accel=accel, timings=own)
         else:  # more ranks than images
             scores, opinions = np.zeros(0), np.zeros((0, 0), np.float32)
         failed = {p: cache.failed[p] for p in mine if p in cache.failed}  # the decoding rank knows why
         with atomic_path(files[info.rank]) as tmp, open(tmp, "wb") as f:
             np.savez(f, key=np.array(keys[info.rank]), scores=scores, opinions=opinions, failed=np.array(json.dumps(failed)))
     distributed.barrier(f"labelling with {name}")
+    per_rank = distributed.all_gather_objects({k: round(v, 3) for k, v in own.items()})
+    if timings is not None:
+        timings.update(build_s=max(t["build_s"] for t in per_rank), label_s=max(t["label_s"] for t in per_rank),
+                       per_rank=per_rank)
     parts = [_read_slice(f, k) for f, k in zip(files, keys)]
     missing = [str(f) for f, part in zip(files, parts) if part is None]
     if missing:

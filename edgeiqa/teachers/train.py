@@ -6,6 +6,9 @@ Two modes:
   pretrained backbone (EfficientNet-Lite's shipped ImageNet weights) already carries most of the signal.
 - `finetune=True`: the whole teacher is trained end to end through the shared views (GPU territory).
 
+Under torchrun every rank runs `train_teacher` (the Trainer wraps the model in DDP and shards each global batch);
+rank 0 alone evaluates, writes checkpoints and the member files; the other ranks return None after training.
+
 Either way the member directory gets `teacher.pt` (weights + metrics), `predictions.csv` (score for every
 image of the dataset) and `opinions.safetensors` (opinion features), reused by the ensemble and LabelSet.
 """
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from edgeiqa import metrics
+from edgeiqa import distributed, metrics
 from edgeiqa.data.records import Dataset, ImageRecord
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, epoch_index, make_loader, scene_ids
 from edgeiqa.errors import EdgeIQAError
@@ -132,7 +135,8 @@ def train_teacher(
     n_aug: int = 1,
     accel=None,
     workers: int = 0,
-) -> MemberResult:
+) -> MemberResult | None:
+    main = distributed.current().is_main
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -169,6 +173,8 @@ def train_teacher(
         trainer = Trainer(teacher, _labelled_step(forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name,
                           accel=accel)
         trainer.fit(loader, resume=resume, progress=progress)
+        if not main:  # every rank ends fit() with the best weights; rank 0 alone scores and writes the member
+            return None
         feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{name} features", **autocast)
     else:
         for p in teacher.backbones.parameters():
@@ -189,6 +195,8 @@ def train_teacher(
         trainer = Trainer(teacher.head, _labelled_step(head_forward), eval_fn if val_recs else None, out_dir / "ckpt", cfg, desc=name,
                           accel=accel)
         trainer.fit(loader, resume=resume, progress=progress)
+        if not main:
+            return None
 
     scores, opinions = head_outputs(teacher, feats["eval"])
     scores[~feats["ok"].numpy()] = np.nan
@@ -209,8 +217,9 @@ def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths
             return stored["feats"]
     feats = extract_features(teacher, paths, cache, n_aug=n_aug, seed=seed, progress=progress,
                              desc=f"{teacher.entry.name} features", aug_paths=aug_paths, **autocast)
-    with atomic_path(path) as tmp:
-        torch.save({"key": key, "feats": feats}, tmp)
+    if distributed.current().is_main:  # under torchrun every rank computes the same features; rank 0 stores them
+        with atomic_path(path) as tmp:
+            torch.save({"key": key, "feats": feats}, tmp)
     return feats
 
 
@@ -276,19 +285,25 @@ def load_member(member_dir: Path) -> MemberResult:
 
 @torch.no_grad()
 def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True,
-                   accel=None) -> tuple[np.ndarray, np.ndarray]:
+                   accel=None, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Score images a member has not seen (another dataset): rebuild the teacher from teacher.pt.
 
-    `accel` (edgeiqa.accel.Accel) puts the teacher on its device under its autocast; default: CPU, fp32."""
+    `accel` (edgeiqa.accel.Accel) puts the teacher on its device under its autocast; default: CPU, fp32.
+    `timings`, when given, gets `build_s` (teacher built and loaded) and `label_s` (the images scored) added."""
+    t0 = time.perf_counter()
     info = json.loads((Path(member_dir) / "member.json").read_text())
     teacher = create_teacher(info["teacher"])
     load_teacher_weights(teacher, member_dir)
     if accel is not None:
         teacher.to(accel.device)
+    t1 = time.perf_counter()
     feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score",
                              **({"autocast": accel.autocast} if accel is not None else {}))
     scores, opinions = head_outputs(teacher, feats["eval"])
     scores[~feats["ok"].numpy()] = np.nan
+    if timings is not None:
+        timings["build_s"] = timings.get("build_s", 0.0) + t1 - t0
+        timings["label_s"] = timings.get("label_s", 0.0) + time.perf_counter() - t1
     return scores, opinions
 
 
