@@ -211,3 +211,83 @@ def test_finetune_trains_the_backbone_end_to_end(tiny_csv, tmp_path):
     assert changed, "fine-tuning must move backbone weights"
     assert (tmp_path / "ckpt" / "last.pt").exists()
     assert res.metrics["test"]["n_images"] == 14 and np.isfinite(res.scores).all()
+
+
+def test_offline_ensemble_leaves_out_random_init_members_with_the_reason():
+    """issue 12, req. 2: random-init Swin/ViT cannot learn offline, so `--teacher ensemble` drops them before
+    any training; a member named explicitly still trains (warned); --pretrained / --weights bring them in."""
+    from edgeiqa.teachers.pipeline import select_members
+
+    profile = load_profile("sample")
+    logs = []
+    kept, left = select_members("ensemble", profile, log=logs.append)
+    assert kept == ["lite2_mv", "lite0_mv"]
+    assert left == [{"member": "uiqa_swin_t", "left_out": "random-init swin_tiny_patch4_window7_224: no weights offline; "
+                                                         "use --pretrained (network) or --weights FILE"},
+                    {"member": "vit_s", "left_out": "random-init vit_small_patch16_224: no weights offline; "
+                                                   "use --pretrained (network) or --weights FILE"}]
+    assert len(logs) == 1 and "uiqa_swin_t, vit_s" in logs[0]
+    logs.clear()
+    assert select_members("uiqa_swin_t", profile, log=logs.append) == (["uiqa_swin_t"], [])
+    assert logs and "warning" in logs[0] and "random-init" in logs[0]
+    assert select_members("ensemble", profile, pretrained=True, log=logs.append)[0] == list(profile["teacher"]["ensemble"])
+    kept, left = select_members("ensemble", profile, weights={"vit_s": "w.pt"}, log=logs.append)
+    assert kept == ["lite2_mv", "lite0_mv", "vit_s"] and [d["member"] for d in left] == ["uiqa_swin_t"]
+    # a profile whose members would all be random-init: one clear error, before any work
+    with pytest.raises(EdgeIQAError, match="every member .* random-init"):
+        select_members("ensemble", {"teacher": {"ensemble": ["vit_s"]}}, log=logs.append)
+
+
+@pytest.fixture(scope="module")
+def two_members(tiny_csv, tmp_path_factory):
+    """`teachers train --teacher ensemble` offline on a profile lite0_mv + lite1_mv + vit_s, lite1_mv given weight 0."""
+    out = tmp_path_factory.mktemp("two")
+    prof = write_profile(out / "p.toml", members=("lite0_mv", "lite1_mv", "vit_s"))
+    tdir = out / "teachers"
+    rc = main(["teachers", "train", "--data", f"csv:{tiny_csv}", "--profile", str(prof), "--out", str(tdir),
+               "--ensemble-weights", "lite0_mv=1,lite1_mv=0", "--json"])
+    assert rc == 0
+    return tdir, json.loads((tdir / "card.json").read_text())
+
+
+@pytest.mark.slow
+def test_left_out_member_is_recorded_and_never_trained(two_members, capsys):
+    tdir, card = two_members
+    reason = "random-init vit_small_patch16_224: no weights offline; use --pretrained (network) or --weights FILE"
+    assert card["left_out"] == [{"member": "vit_s", "left_out": reason}]
+    assert json.loads((tdir / "ensemble.json").read_text())["left_out"] == card["left_out"]
+    assert card["members"] == ["lite0_mv", "lite1_mv"] and not (tdir / "vit_s").exists()
+
+
+@pytest.mark.slow
+def test_weight_zero_member_is_not_run_nor_counted(two_members, tiny_csv, tmp_path):
+    """issue 12, req. 5: a weight-0 member is not run at labelling/deployment and not counted in the GMACs."""
+    import shutil
+
+    from edgeiqa.teachers.pipeline import score_with_ensemble
+
+    tdir, card = two_members
+    assert card["not_run"] == ["lite1_mv"]
+    g = card["gmacs"]["members"]
+    assert g["lite1_mv"] > 1.0 and card["gmacs"]["total"] == pytest.approx(g["lite0_mv"])
+    rows = {r["model"]: r for r in card["table"]}
+    assert rows["lite1_mv"]["status"] == "not run (weight 0)" and rows["lite0_mv"]["status"] == "run"
+    for model in ("ensemble", "lite0_mv", "lite1_mv"):  # each member's own metrics beside the ensemble's
+        assert {"srcc_scene_mean", "srcc_scene_median", "srcc", "mae", "original_score_mean"} <= set(rows[model]["test"])
+    # Remove everything of the weight-0 member: labelling and scoring must not need it.
+    shutil.rmtree(tdir / "lite1_mv")
+    ds = load_dataset(f"csv:{tiny_csv}")
+    ls = LabelSet(build_labelset(tdir, ds, tmp_path / "labels", progress=False))
+    assert [t["name"] for t in ls.manifest["teachers"]] == ["lite0_mv"] and ls.manifest["not_run"] == ["lite1_mv"]
+    assert "member.lite1_mv" not in ls.features and "lite1_mv_raw" not in ls.rows[0]
+    # Images no member has seen (a flipped copy): the active member is rebuilt and run, the other is not.
+    from PIL import Image
+
+    src = [str(r.path) for r in ds.records[:3]]
+    new = []
+    for k, p in enumerate(src):
+        q = tmp_path / f"new{k}.png"
+        Image.open(p).transpose(Image.FLIP_LEFT_RIGHT).save(q)
+        new.append(str(q))
+    scores, failed = score_with_ensemble(tdir, new, progress=False)
+    assert sorted(scores) == sorted(new) and not failed
