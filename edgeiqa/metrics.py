@@ -306,16 +306,14 @@ def summarize(records: Iterable, score_of: Mapping[str, float]) -> dict:
 
 def original_scores(records: Iterable, score_of: Mapping[str, float]) -> dict:
     """How the top of the label scale is scored: the mean prediction over the distinct images labelled with the
-    records' highest label, when at least 2 images share it (a ladder's undistorted originals, 5.0 on the
-    sample set; a single best image of a MOS set says little). Keys `original_score_mean`, `original_label`,
-    `n_originals`; empty when there are no such images."""
+    records' highest label (a ladder's undistorted originals, 5.0 on the sample set; on a MOS set, its best
+    image(s)), each counted once however many scenes reference it. Keys `original_score_mean`,
+    `original_label`, `n_originals`; empty without labelled, scored records."""
     labelled = [r for r in records if r.score is not None and score_of.get(str(r.path)) is not None]
     if not labelled:
         return {}
     top = max(float(r.score) for r in labelled)
     paths = sorted({str(r.path) for r in labelled if float(r.score) == top})
-    if len(paths) < 2:
-        return {}
     return {"original_score_mean": float(np.mean([score_of[p] for p in paths])), "original_label": top,
             "n_originals": len(paths)}
 

@@ -229,6 +229,7 @@ def test_original_score_mean_is_the_top_label_images_scored_once_each():
     assert m["n_originals"] == 2 and m["original_label"] == 5.0
     assert m["original_score_mean"] == pytest.approx((2.0 + 4.5) / 2)  # each original once, not once per scene
     assert m["mae"] == pytest.approx(M.mae([score_of[str(r.path)] for r in recs], [r.score for r in recs]))
-    # a MOS-style set whose best image is unique: no "originals" to report
+    # a MOS-style set: its best image stands for the top of the scale
     mos = [ImageRecord(Path(f"/m/{i}.png"), float(i), scene="s") for i in range(5)]
-    assert "original_score_mean" not in M.summarize(mos, {str(r.path): float(r.score) for r in mos})
+    m = M.summarize(mos, {str(r.path): float(r.score) - 1 for r in mos})
+    assert m["n_originals"] == 1 and m["original_score_mean"] == 3.0 and m["original_label"] == 4.0
