@@ -355,3 +355,12 @@ def test_selection_never_reads_test_labels(two_members, tmp_path):
     for model in ["ensemble", *names]:
         assert a_card["metrics"][model]["val"] == b_card["metrics"][model]["val"], model
         assert a_card["metrics"][model]["test"]["srcc"] == pytest.approx(-b_card["metrics"][model]["test"]["srcc"]), model
+
+
+def test_all_random_init_ensemble_is_refused_before_any_work(tmp_path, capsys):
+    """Offline, the piq23 profile's Swin/ViT ensemble cannot learn: exit 2 with the reason, nothing written."""
+    out = tmp_path / "teachers"
+    rc = main(["teachers", "train", "--profile", "piq23", "--data", f"csv:{tmp_path / 'missing.csv'}", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "would be random-init offline" in err and "--teacher lite2_mv,lite0_mv" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

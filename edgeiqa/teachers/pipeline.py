@@ -67,9 +67,9 @@ def select_members(spec: str, profile: dict, *, pretrained: bool = False, weight
     kept = [n for n in names if not reasons[n]]
     left_out = [{"member": n, "left_out": reasons[n]} for n in names if reasons[n]]
     if not kept:
-        raise EdgeIQAError(f"every member of the profile's ensemble ({', '.join(names)}) would be random-init offline; "
-                           "use --pretrained (network) or --weights FILE, or name members with shipped weights "
-                           "(e.g. lite2_mv,lite0_mv)")
+        raise EdgeIQAError(f"every member of the profile's ensemble ({', '.join(names)}) would be random-init offline "
+                           "and cannot learn; use --pretrained (network), `teachers train --weights FILE`, or name "
+                           "members with shipped weights: --teacher lite2_mv,lite0_mv")
     if left_out:
         log(f"ensemble: left out {', '.join(d['member'] for d in left_out)} (random-init: no weights offline; "
             "--pretrained or --weights FILE brings them in)")
