@@ -37,6 +37,7 @@ __all__ = [
     "plcc_fitted",
     "evaluate",
     "summarize",
+    "original_scores",
     "aim_rank_score",
     "MIN_SCENE_IMAGES",
 ]
@@ -281,7 +282,8 @@ def summarize(records: Iterable, score_of: Mapping[str, float]) -> dict:
     """The one per-split summary (teachers, distill, eval and bench all use it): `evaluate()` over the
     labelled `records` (ImageRecord-like: .path, .score, .scene, .kind) whose image has a finite score.
 
-    Per-scene metrics when every scored record has a scene; per-kind when any has a kind. `per_scene` is
+    Per-scene metrics when every scored record has a scene; per-kind when any has a kind; global `srcc`,
+    `mae` (on the label scale) beside them, and `original_score_mean` (see `original_scores`). `per_scene` is
     left out (cards stay small). Always `n_images` (records scored) and `n_unscored` (labelled records
     with no finite score); with fewer than MIN_SCENE_IMAGES scored records, only those two counts.
     """
@@ -299,7 +301,21 @@ def summarize(records: Iterable, score_of: Mapping[str, float]) -> dict:
                  scenes=[r.scene for r in recs] if all(r.scene is not None for r in recs) else None,
                  kinds=[r.kind for r in recs] if any(r.kind for r in recs) else None)
     m.pop("per_scene", None)
-    return {**m, **counts}
+    return {**m, **original_scores(recs, dict((str(r.path), s) for r, s in rows)), **counts}
+
+
+def original_scores(records: Iterable, score_of: Mapping[str, float]) -> dict:
+    """How the top of the label scale is scored: the mean prediction over the distinct images labelled with the
+    records' highest label (a ladder's undistorted originals, 5.0 on the sample set; on a MOS set, its best
+    image(s)), each counted once however many scenes reference it. Keys `original_score_mean`,
+    `original_label`, `n_originals`; empty without labelled, scored records."""
+    labelled = [r for r in records if r.score is not None and score_of.get(str(r.path)) is not None]
+    if not labelled:
+        return {}
+    top = max(float(r.score) for r in labelled)
+    paths = sorted({str(r.path) for r in labelled if float(r.score) == top})
+    return {"original_score_mean": float(np.mean([score_of[p] for p in paths])), "original_label": top,
+            "n_originals": len(paths)}
 
 
 # ---------------------------------------------------------------------------------------------- AIM score

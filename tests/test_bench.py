@@ -86,7 +86,7 @@ def test_json_has_every_column(cli_report):
         assert list(r) == COLUMNS
         assert r["batch"] == 1
         assert r["status"] in ("ok", "failed validation"), (r["format"], r["reason"])
-        for key in ("p50_ms", "p95_ms", "images_per_s", "gmacs", "srcc", "plcc", "size_mb", "params_m",
+        for key in ("p50_ms", "p95_ms", "images_per_s", "gmacs", "srcc", "plcc", "mae", "size_mb", "params_m",
                     "peak_rss_mb", "decode_ms", "views_ms", "achieved_gmacs_per_s", "ceiling_fraction",
                     "speedup_vs_teacher", "other_cpu_pct"):
             assert r[key] is not None, (r["format"], key)
@@ -151,6 +151,28 @@ def test_stale_teacher_predictions_are_not_trusted(env, tmp_path):
     assert any("differ from a live run" in m for m in logs)
     strict = run_bench(env["run"], BenchOptions(**opts, teacher_scores="saved"))["rows"][0]
     assert strict["status"] == "benchmark failed" and "differ from a live run" in strict["reason"]
+
+
+def test_weight_zero_teacher_member_is_not_run_nor_counted(env, tmp_path):
+    """issue 12, req. 5: a member with weight 0 is not built, run or counted (its folder is not even needed)."""
+    import shutil
+
+    from edgeiqa.bench.teacher import TeacherEnsemble
+
+    teachers = tmp_path / "teachers"
+    shutil.copytree(env["teachers"], teachers)
+    ens = json.loads((teachers / "ensemble.json").read_text())
+    ens["members"].append("lite1_mv")  # trained once, weighted 0 on val; its folder is gone
+    ens["weights"]["lite1_mv"] = 0.0
+    ens["znorm"]["lite1_mv"] = [0.0, 1.0]
+    ens["member_calibration"]["lite1_mv"] = {"type": "linear", "beta": [1.0, 0.0]}
+    (teachers / "ensemble.json").write_text(json.dumps(ens))
+    two, one = TeacherEnsemble(teachers, threads=1), TeacherEnsemble(env["teachers"], threads=1)
+    assert [m.name for m in two.members] == ["lite0_mv"] and two.describe()["not_run"] == ["lite1_mv"]
+    assert two.gmacs() == one.gmacs()
+    row = run_bench(env["run"], BenchOptions(formats=["teacher"], data=env["data"], warmup=0, runs=1, threads=1,
+                                             teachers=str(teachers), ceiling_seconds=0.05))["rows"][0]
+    assert row["status"] == "ok" and row["gmacs"] == one.gmacs()["total"] and row["mae"] is not None
 
 
 def test_files_written(cli_report):

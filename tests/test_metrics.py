@@ -209,3 +209,27 @@ def test_summarize_is_evaluate_over_scored_labelled_records():
     partial = [ImageRecord(r.path, r.score, None if i == 0 else r.scene) for i, r in enumerate(recs)]
     assert "srcc_scene_median" not in M.summarize(partial, score_of)
     assert M.summarize(recs[:2], score_of) == {"n_images": 2, "n_unscored": 0}
+
+
+def test_original_score_mean_is_the_top_label_images_scored_once_each():
+    """Requirement 4 of issue 12: how the undistorted originals (the top label, shared by a ladder's references) score."""
+    from pathlib import Path
+
+    from edgeiqa.data.records import ImageRecord
+
+    # two photos, each original referenced by two scenes (as in the sample set), plus degraded rungs
+    recs = []
+    for photo in ("a", "b"):
+        for kind in ("blur", "noise"):
+            recs.append(ImageRecord(Path(f"/x/{photo}/original.png"), 5.0, scene=f"{photo}-{kind}", kind=kind))
+            recs += [ImageRecord(Path(f"/x/{photo}/{kind}_{s}.png"), 5.0 - s, scene=f"{photo}-{kind}", kind=kind) for s in (1, 2, 3)]
+    score_of = {str(r.path): r.score - 0.5 for r in recs}
+    score_of["/x/a/original.png"] = 2.0  # an original scored low
+    m = M.summarize(recs, score_of)
+    assert m["n_originals"] == 2 and m["original_label"] == 5.0
+    assert m["original_score_mean"] == pytest.approx((2.0 + 4.5) / 2)  # each original once, not once per scene
+    assert m["mae"] == pytest.approx(M.mae([score_of[str(r.path)] for r in recs], [r.score for r in recs]))
+    # a MOS-style set: its best image stands for the top of the scale
+    mos = [ImageRecord(Path(f"/m/{i}.png"), float(i), scene="s") for i in range(5)]
+    m = M.summarize(mos, {str(r.path): float(r.score) - 1 for r in mos})
+    assert m["n_originals"] == 1 and m["original_score_mean"] == 3.0 and m["original_label"] == 4.0

@@ -211,3 +211,156 @@ def test_finetune_trains_the_backbone_end_to_end(tiny_csv, tmp_path):
     assert changed, "fine-tuning must move backbone weights"
     assert (tmp_path / "ckpt" / "last.pt").exists()
     assert res.metrics["test"]["n_images"] == 14 and np.isfinite(res.scores).all()
+
+
+def test_offline_ensemble_leaves_out_random_init_members_with_the_reason():
+    """issue 12, req. 2: random-init Swin/ViT cannot learn offline, so `--teacher ensemble` drops them before
+    any training; a member named explicitly still trains (warned); --pretrained / --weights bring them in."""
+    from edgeiqa.teachers.pipeline import select_members
+
+    profile = load_profile("sample")
+    logs = []
+    kept, left = select_members("ensemble", profile, log=logs.append)
+    assert kept == ["lite2_mv", "lite0_mv"]
+    assert left == [{"member": "uiqa_swin_t", "left_out": "random-init swin_tiny_patch4_window7_224: no weights offline; "
+                                                         "use --pretrained (network) or --weights FILE"},
+                    {"member": "vit_s", "left_out": "random-init vit_small_patch16_224: no weights offline; "
+                                                   "use --pretrained (network) or --weights FILE"}]
+    assert len(logs) == 1 and "uiqa_swin_t, vit_s" in logs[0]
+    logs.clear()
+    assert select_members("uiqa_swin_t", profile, log=logs.append) == (["uiqa_swin_t"], [])
+    assert logs and "warning" in logs[0] and "random-init" in logs[0]
+    assert select_members("ensemble", profile, pretrained=True, log=logs.append)[0] == list(profile["teacher"]["ensemble"])
+    kept, left = select_members("ensemble", profile, weights={"vit_s": "w.pt"}, log=logs.append)
+    assert kept == ["lite2_mv", "lite0_mv", "vit_s"] and [d["member"] for d in left] == ["uiqa_swin_t"]
+    # a profile whose members would all be random-init: one clear error, before any work
+    with pytest.raises(EdgeIQAError, match="every member .* random-init"):
+        select_members("ensemble", {"teacher": {"ensemble": ["vit_s"]}}, log=logs.append)
+
+
+def _micro_csv(tiny_csv, path, garbage_test: bool = False):
+    """The tiny set's blur ladders of its train/val/test photos (28 images); `garbage_test` reverses the
+    test split's labels (issue 12, req. 6: nothing that selects may read them)."""
+    with open(tiny_csv, newline="") as f, open(path, "w", newline="") as g:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "blur" and r["split"] != "pool"]
+        w = csv.DictWriter(g, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            if garbage_test and r["split"] == "test":
+                r = {**r, "score": f"{6.0 - float(r['score']):.4f}"}
+            w.writerow(r)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_members(tiny_csv, tmp_path_factory):
+    """`teachers train --teacher ensemble` offline on a profile lite0_mv + lite1_mv + vit_s, lite1_mv given weight 0."""
+    out = tmp_path_factory.mktemp("two")
+    prof = write_profile(out / "p.toml", members=("lite0_mv", "lite1_mv", "vit_s"))
+    data = _micro_csv(tiny_csv, out / "micro.csv")
+    tdir = out / "teachers"
+    rc = main(["teachers", "train", "--data", f"csv:{data}", "--profile", str(prof), "--out", str(tdir),
+               "--ensemble-weights", "lite0_mv=1,lite1_mv=0", "--json", "--quiet"])
+    assert rc == 0
+    return tdir, json.loads((tdir / "card.json").read_text()), data, prof
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_left_out_member_is_recorded_and_never_trained(two_members, capsys):
+    tdir, card, _, _ = two_members
+    reason = "random-init vit_small_patch16_224: no weights offline; use --pretrained (network) or --weights FILE"
+    assert card["left_out"] == [{"member": "vit_s", "left_out": reason}]
+    assert json.loads((tdir / "ensemble.json").read_text())["left_out"] == card["left_out"]
+    assert card["members"] == ["lite0_mv", "lite1_mv"] and not (tdir / "vit_s").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_weight_zero_member_is_not_run_nor_counted(two_members, tmp_path):
+    """issue 12, req. 5: a weight-0 member is not run at labelling/deployment and not counted in the GMACs."""
+    import shutil
+
+    from edgeiqa.teachers.pipeline import score_with_ensemble
+
+    tdir, card, data, _ = two_members
+    tdir = shutil.copytree(tdir, tmp_path / "teachers")
+    assert card["not_run"] == ["lite1_mv"]
+    g = card["gmacs"]["members"]
+    assert g["lite1_mv"] > 1.0 and card["gmacs"]["total"] == pytest.approx(g["lite0_mv"])
+    rows = {r["model"]: r for r in card["table"]}
+    assert rows["lite1_mv"]["status"] == "not run (weight 0)" and rows["lite0_mv"]["status"] == "run"
+    for model in ("ensemble", "lite0_mv", "lite1_mv"):  # each member's own metrics beside the ensemble's
+        assert {"srcc_scene_mean", "srcc_scene_median", "srcc", "mae", "original_score_mean"} <= set(rows[model]["test"])
+    # Remove everything of the weight-0 member: labelling and scoring must not need it.
+    shutil.rmtree(tdir / "lite1_mv")
+    ds = load_dataset(f"csv:{data}")
+    ls = LabelSet(build_labelset(tdir, ds, tmp_path / "labels", progress=False))
+    assert [t["name"] for t in ls.manifest["teachers"]] == ["lite0_mv"] and ls.manifest["not_run"] == ["lite1_mv"]
+    assert "member.lite1_mv" not in ls.features and "lite1_mv_raw" not in ls.rows[0]
+    # Images no member has seen (a flipped copy): the active member is rebuilt and run, the other is not.
+    from PIL import Image
+
+    src = [str(r.path) for r in ds.records[:3]]
+    new = []
+    for k, p in enumerate(src):
+        q = tmp_path / f"new{k}.png"
+        Image.open(p).transpose(Image.FLIP_LEFT_RIGHT).save(q)
+        new.append(str(q))
+    scores, failed = score_with_ensemble(tdir, new, progress=False)
+    assert sorted(scores) == sorted(new) and not failed
+
+
+def _selection(tdir, names):
+    """What training chose, per member: its val history (timings dropped), its best epoch and best head."""
+    out = {}
+    for n in names:
+        hist = [{k: v for k, v in r.items() if k != "seconds"}
+                for r in torch.load(tdir / n / "ckpt" / "last.pt", map_location="cpu", weights_only=False)["state"]["history"]]
+        best = torch.load(tdir / n / "ckpt" / "best.pt", map_location="cpu", weights_only=True)
+        out[n] = (hist, max(range(len(hist)), key=lambda i: (hist[i]["val"], -i)), best)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_selection_never_reads_test_labels(two_members, tmp_path):
+    """issue 12, req. 6: epochs/checkpoints, ensemble weights and val metrics come from train/val only: with the
+    test labels reversed they are identical, while the test metrics change."""
+    import shutil
+
+    from edgeiqa.data.datasets import load_dataset as load
+
+    tdir, _, data, prof = two_members
+    garbage = _micro_csv(data, tmp_path / "garbage.csv", garbage_test=True)
+    profile = load_profile(str(prof))
+    names = ["lite0_mv", "lite1_mv"]
+    runs = {}
+    for tag, spec in (("true", data), ("garbage", garbage)):
+        out = tmp_path / tag
+        for n in names:  # the backbone-feature cache (keyed by images, views and weights, not labels) saves minutes
+            (out / n).mkdir(parents=True)
+            shutil.copy(tdir / n / "backbone_features.pt", out / n / "backbone_features.pt")
+        ds = load(f"csv:{spec}")
+        results = train_members(names, ds, out, teacher_config(profile), progress=False, log=lambda m: None)
+        ens, card = build_ensemble(results, ds, out)  # weights fitted on val
+        runs[tag] = (out, ens, card)
+    (a_dir, a_ens, a_card), (b_dir, b_ens, b_card) = runs["true"], runs["garbage"]
+    sel_a, sel_b = _selection(a_dir, names), _selection(b_dir, names)
+    for n in names:
+        assert sel_a[n][0] == sel_b[n][0] and sel_a[n][1] == sel_b[n][1], n  # same history, same chosen epoch
+        assert all(torch.equal(sel_a[n][2][k], sel_b[n][2][k]) for k in sel_a[n][2]), n  # same checkpoint
+    assert a_ens.weights_fitted_on == "val" and a_ens.weights == b_ens.weights
+    assert a_ens.calibration == b_ens.calibration and a_ens.znorm == b_ens.znorm
+    for model in ["ensemble", *names]:
+        assert a_card["metrics"][model]["val"] == b_card["metrics"][model]["val"], model
+        assert a_card["metrics"][model]["test"]["srcc"] == pytest.approx(-b_card["metrics"][model]["test"]["srcc"]), model
+
+
+def test_all_random_init_ensemble_is_refused_before_any_work(tmp_path, capsys):
+    """Offline, the piq23 profile's Swin/ViT ensemble cannot learn: exit 2 with the reason, nothing written."""
+    out = tmp_path / "teachers"
+    rc = main(["teachers", "train", "--profile", "piq23", "--data", f"csv:{tmp_path / 'missing.csv'}", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "would be random-init offline" in err and "--teacher lite2_mv,lite0_mv" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

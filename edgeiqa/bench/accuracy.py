@@ -5,7 +5,8 @@ timing only). `max_images` keeps whole scenes, spread evenly over the sorted sce
 SRCC stays defined. Default data: the card's dataset, else the profile's, else `sample`.
 
 Metrics (edgeiqa.metrics.summarize on the scores the deployed model returns, logistic mapping included):
-pooled SRCC/PLCC over all images, and with scenes the per-scene median and mean SRCC (PIQ23 protocol).
+pooled (global) SRCC/PLCC and MAE over all images, with scenes the per-scene median and mean SRCC (PIQ23
+protocol), and `original_score_mean` (mean score of the undistorted originals, metrics.original_scores).
 Parity vs torch: max |raw score difference| over the same images, the torch student being the reference.
 """
 
@@ -19,6 +20,9 @@ from edgeiqa import metrics
 from edgeiqa.data.datasets import load_dataset
 from edgeiqa.data.records import ImageRecord
 from edgeiqa.errors import DatasetError, EdgeIQAError
+
+
+ACCURACY_KEYS = ("srcc", "plcc", "mae", "srcc_scene_median", "srcc_scene_mean", "original_score_mean")
 
 
 @dataclass
@@ -100,9 +104,9 @@ def select_eval(spec: str, max_images: int | None = None) -> EvalSet:
 
 
 def accuracy(evalset: EvalSet, score_of: dict[str, float]) -> dict:
-    """srcc, plcc, srcc_scene_median, srcc_scene_mean, n_eval (records scored) from {path: score}."""
+    """srcc, plcc, mae, srcc_scene_median, srcc_scene_mean, original_score_mean, n_eval (records scored)."""
     m = metrics.summarize(evalset.records, score_of)
-    out = {k: m.get(k) for k in ("srcc", "plcc", "srcc_scene_median", "srcc_scene_mean")}
+    out = {k: m.get(k) for k in ACCURACY_KEYS}
     out["n_eval"] = m["n_images"]
     return out
 

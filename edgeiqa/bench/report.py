@@ -16,7 +16,7 @@ COLUMNS = [
     "artefact", "reused", "export_s", "size_mb", "size_vs_fp32", "gmacs", "params_m",
     "p50_ms", "p95_ms", "mean_ms", "p50_call_ms", "images_per_s", "runs", "warmup", "truncated", "other_cpu_pct",
     "peak_rss_mb", "decode_ms", "views_ms", "preprocess_ms",
-    "srcc", "plcc", "srcc_scene_median", "srcc_scene_mean", "n_eval", "n_failed", "eval_s",
+    "srcc", "plcc", "mae", "srcc_scene_median", "srcc_scene_mean", "original_score_mean", "n_eval", "n_failed", "eval_s",
     "parity_max_abs", "parity_mean_abs", "parity_srcc", "export_parity_max_abs", "gmacs_match",
     "achieved_gmacs_per_s", "ceiling_gmacs_per_s", "ceiling_fraction",
     "speedup_vs_teacher", "srcc_kept_vs_teacher", "warnings",
@@ -166,7 +166,7 @@ def render(report: dict, console=None) -> None:
     cols = [("format", "left"), ("batch", "right"), ("status", "left"), ("MB", "right"), ("× fp32", "right"),
             ("GMACs", "right"),
             ("p50 ms", "right"), ("p95 ms", "right"), ("img/s", "right"), ("peak MB", "right"), ("SRCC", "right"),
-            ("PLCC", "right"), ("|Δ| vs torch", "right"), ("% ceiling", "right"), ("× teacher", "right"),
+            ("PLCC", "right"), ("MAE", "right"), ("SRCC scene mean", "right"), ("|Δ| vs torch", "right"), ("% ceiling", "right"), ("× teacher", "right"),
             ("busy %", "right")]
     for name, just in cols:
         t.add_column(name, justify=just, no_wrap=name in ("format", "status"))
@@ -177,7 +177,8 @@ def render(report: dict, console=None) -> None:
             r["format"], _f(r["batch"], "d"), f"[{style}]{status}[/{style}]", _f(r["size_mb"], ".1f"),
             _f(r["size_vs_fp32"], ".2f"), _f(r["gmacs"], ".3f"), _f(r["p50_ms"], ".2f"), _f(r["p95_ms"], ".2f"),
             _f(r["images_per_s"], ".1f"),
-            _f(r["peak_rss_mb"], ".0f"), _f(r["srcc"], ".4f"), _f(r["plcc"], ".4f"), _f(r["parity_max_abs"], ".2g"),
+            _f(r["peak_rss_mb"], ".0f"), _f(r["srcc"], ".4f"), _f(r["plcc"], ".4f"), _f(r["mae"], ".3f"),
+            _f(r["srcc_scene_mean"], ".4f"), _f(r["parity_max_abs"], ".2g"),
             _f(None if r["ceiling_fraction"] is None else 100 * r["ceiling_fraction"], ".1f"),
             _f(r["speedup_vs_teacher"], ".1f"), _f(r["other_cpu_pct"], ".0f"),
         )

@@ -3,7 +3,8 @@
 z-normalised, weighted and mapped to the label scale exactly as `Ensemble.calibrated` does.
 
 A member's views are the ones recorded in its `member.json` (what it was trained with), else its registry
-entry's. Members with weight 0 still run: this is the cost of the ensemble as it is saved. Weights and
+entry's. Members with weight 0 are not built or run, nor counted in GMACs, size or latency: they add
+nothing to the score. Weights and
 inputs are channels-last, as the teachers' own feature extraction runs them (faster on CPU), so the
 teacher is timed at its best. GMACs are counted with fvcore (edgeiqa.budget.count_gmacs) at those
 views, all members summed.
@@ -75,7 +76,7 @@ class TeacherEnsemble:
         self.accel = Accel(torch.device(device), precision)  # checked by the command (edgeiqa.accel.resolve_accel)
         self.ensemble = Ensemble.load(self.dir / ENSEMBLE_FILE)
         self.members: list[Member] = []
-        for name in self.ensemble.members:
+        for name in self.ensemble.active:
             mdir = self.dir / name
             info_path = mdir / "member.json"
             info = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -114,7 +115,7 @@ class TeacherEnsemble:
 
     def describe(self) -> dict:
         return {"dir": str(self.dir), "members": [m.name for m in self.members],
-                "weights": self.ensemble.weights,
+                "weights": self.ensemble.weights, "not_run": self.ensemble.not_run,
                 "views": {m.name: [v.to_dict() for v in m.views] for m in self.members}}
 
     # ------------------------------------------------------------------------------------------ running

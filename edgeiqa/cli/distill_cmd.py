@@ -18,7 +18,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", default="ensemble", help="'ensemble' (the profile's members; default), NAME or a,b,c")
+    p.add_argument("--teacher", default="ensemble", help="'ensemble' (the profile's members; default; offline, members "
+                   "that would be random-init are left out, see the card's teacher.left_out), NAME or a,b,c")
     p.add_argument("--budget", type=float, help="GMACs per image, all views (default: the profile's, 50)")
     p.add_argument("--student", help="registered student or 'auto' (default: the profile's, auto = most capable that fits)")
     p.add_argument("--data", help="dataset spec (default: the profile's data; 'sample' = embedded)")
@@ -72,11 +73,16 @@ def handle(args) -> int:
         return 0
     s, t = card["student"], card["teacher"]
     print(f"run: {args.out}  profile: {card['profile']}  data: {card['dataset']}")
-    print(f"{'':<10} {'model':<28} {'GMACs':>8} {'SRCC med':>9} {'SRCC mean':>10} {'worst kind':>20} {'PLCC':>7}")
-    for label, m, name in (("student", s, s["name"]), ("teacher", t, "+".join(t["members"]))):
+    print(f"{'':<10} {'model':<28} {'GMACs':>8} {'SRCC med':>9} {'SRCC mean':>10} {'worst kind':>20} {'PLCC':>7} "
+          f"{'SRCC':>7} {'MAE':>6} {'orig':>6}")
+    run_members = [n for n in t["members"] if n not in (t.get("not_run") or [])]
+    for label, m, name in (("student", s, s["name"]), ("teacher", t, "+".join(run_members))):
         worst = f"{m.get('worst_kind') or '-'} {_fmt(m.get('srcc_kind_worst'))}"
         print(f"{label:<10} {name[:28]:<28} {_fmt(m['gmacs']):>8} {_fmt(m.get('srcc_scene_median')):>9} "
-              f"{_fmt(m.get('srcc_scene_mean')):>10} {worst:>20} {_fmt(m.get('plcc')):>7}")
+              f"{_fmt(m.get('srcc_scene_mean')):>10} {worst:>20} {_fmt(m.get('plcc')):>7} {_fmt(m.get('srcc')):>7} "
+              f"{_fmt(m.get('mae')):>6} {_fmt(m.get('original_score_mean')):>6}")
+    for d in t.get("left_out") or []:
+        print(f"teacher {d['member']} left out: {d['left_out']}")
     r = card["ratios"]
     print(f"student/teacher GMACs: {_fmt(r['gmacs_student_over_teacher'])}  SRCC mean kept: {_fmt(r['srcc_scene_mean_kept'])}  "
           f"budget: {card['budget_gmacs']} GMACs  time: {card['seconds']['total_s']} s")

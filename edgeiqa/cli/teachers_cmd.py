@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ def cmd_train(args) -> int:
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.losses import parse_loss_spec
     from edgeiqa.profiles import load_profile
-    from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, self_train, teacher_config, train_members
+    from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, select_members, self_train, teacher_config, train_members
 
     log = _log(args)
     # Options that override the profile are checked with it, before any work.
@@ -45,12 +44,15 @@ def cmd_train(args) -> int:
     profile = load_profile(args.profile, overrides=overrides)
     accel = resolve_accel(args.device, args.precision)
     workers = check_workers(args.workers)
-    names = resolve_members(args.teacher, profile)
     ensemble_weights = _parse_weights(args.ensemble_weights)
     if args.weights and not Path(args.weights).exists():
         from edgeiqa.errors import EdgeIQAError
 
         raise EdgeIQAError(f"--weights {args.weights}: no such file or folder")
+    # Offline, `--teacher ensemble` leaves out members that would be random-init (they cannot learn).
+    named = resolve_members(args.teacher, profile)
+    names, left_out = select_members(args.teacher, profile, pretrained=args.pretrained,
+                                     weights={n: args.weights for n in named} if args.weights else None, log=log)
     dataset = load_dataset(args.data or profile.get("data", "sample"))
     cfg = teacher_config(profile, finetune=args.finetune)
     out = Path(args.out)
@@ -62,7 +64,8 @@ def cmd_train(args) -> int:
                                 weights=weights, resume=args.resume, progress=not args.quiet, log=log, accel=accel,
                                 workers=workers)
         if dist.is_main:
-            ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1))
+            ens, card = build_ensemble(results, dataset, out, ensemble_weights, seconds=round(time.time() - t0, 1),
+                                       left_out=left_out)
         distributed.barrier("fitting the teacher ensemble")
         if args.self_train or profile["teacher"].get("self_train"):
             from edgeiqa.data.datasets import unlabelled_pool
@@ -94,16 +97,22 @@ def _fmt(v):
 def _print_card(card: dict) -> None:
     print(f"teachers: {', '.join(card['members'])}  weights ({card['weights_fitted_on']}): "
           + ", ".join(f"{k}={v:.2f}" for k, v in card["weights"].items()))
-    print(f"{'model':<16} {'split':<6} {'SRCC med':>9} {'SRCC mean':>10} {'worst kind':>18} {'SRCC':>7} {'PLCC':>7}")
+    for d in card.get("left_out") or []:
+        print(f"left out: {d['member']} ({d['left_out']})")
+    not_run = set(card.get("not_run") or [])
+    print(f"{'model':<16} {'split':<6} {'SRCC med':>9} {'SRCC mean':>10} {'worst kind':>18} {'SRCC':>7} {'MAE':>6} "
+          f"{'orig':>6}  status")
     for model, per_split in card["metrics"].items():
         for split in ("val", "test"):
             m = per_split.get(split)
             if not m:
                 continue
             worst = f"{m.get('worst_kind') or '-'} {_fmt(m.get('srcc_kind_worst'))}"
+            status = "not run (weight 0)" if model in not_run else ""
             print(f"{model:<16} {split:<6} {_fmt(m.get('srcc_scene_median')):>9} {_fmt(m.get('srcc_scene_mean')):>10} "
-                  f"{worst:>18} {_fmt(m.get('srcc')):>7} {_fmt(m.get('plcc')):>7}")
-    print(f"GMACs: {card['gmacs']['total']} (members: {card['gmacs']['members']})  time: {card.get('seconds')} s")
+                  f"{worst:>18} {_fmt(m.get('srcc')):>7} {_fmt(m.get('mae')):>6} {_fmt(m.get('original_score_mean')):>6}  {status}")
+    print(f"GMACs: {card['gmacs']['total']} (members run; each: {card['gmacs']['members']})  time: {card.get('seconds')} s")
+    print("orig = mean score of the undistorted originals (top label); SRCC/MAE = global, across photos")
 
 
 def cmd_pretrain(args) -> int:
@@ -177,15 +186,20 @@ def register(sub) -> None:
     tr = tsub.add_parser("train", help="train teachers (or the ensemble) on the labelled split",
                          description="Train one teacher, a list (a,b,c) or the profile's ensemble on the train split; pick the "
                          "best epoch by per-scene SRCC on val; fit ensemble weights on val and a 4-parameter logistic calibration; "
-                         "write OUT/card.json with every member's val/test metrics beside the ensemble's.")
-    tr.add_argument("--teacher", default="ensemble", help="NAME, a,b,c, or 'ensemble' (the profile's list; default)")
+                         "write OUT/card.json with every member's val/test metrics (per-scene mean/median SRCC, global SRCC, "
+                         "MAE, original_score_mean) beside the ensemble's; members with weight 0 are marked 'not run' and "
+                         "are not run at labelling or counted in the GMACs.")
+    tr.add_argument("--teacher", default="ensemble", help="NAME, a,b,c, or 'ensemble' (the profile's list; default). "
+                    "Offline, 'ensemble' leaves out members that would be random-init (no --pretrained/--weights, no "
+                    "shipped weights), recorded in the card; a member named explicitly always trains")
     tr.add_argument("--data", help="dataset spec (default: the profile's data, 'sample' for the sample profile)")
     tr.add_argument("--out", default="runs/teachers", help="teachers directory (default runs/teachers)")
     tr.add_argument("--profile", default="sample", help="built-in profile name or a .toml file (default sample)")
     tr.add_argument("--epochs", type=int, help="override the profile's teacher epochs")
     tr.add_argument("--losses", help="e.g. mse=1,plcc=1,fidelity=1 (mse, l1, plcc, fidelity, rank)")
     tr.add_argument("--finetune", action="store_true", help="train backbones end to end (slow on CPU); default: frozen backbone, head only")
-    tr.add_argument("--pretrained", action="store_true", help="start from timm's hub weights (needs a network)")
+    tr.add_argument("--pretrained", action="store_true", help="start from timm's hub weights (needs a network); "
+                    "brings the Swin/ViT members into 'ensemble'")
     tr.add_argument("--weights", help="local checkpoint (teacher.pt or a backbone state dict) to start from")
     tr.add_argument("--ensemble-weights", help="fixed member weights, e.g. lite2_mv=0.7,vit_s=0.3 (default: fitted on val)")
     tr.add_argument("--self-train", action="store_true", help="after training, one self-training round: each member retrains on "

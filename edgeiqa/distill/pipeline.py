@@ -38,11 +38,12 @@ from edgeiqa.provenance import package_versions
 from edgeiqa.runpaths import to_run_path
 from edgeiqa.students import create_student, save_student
 from edgeiqa.teachers.labelset import LabelSet, build_labelset
-from edgeiqa.teachers.pipeline import SELFTRAIN_DIR, build_ensemble, resolve_members, self_train, teacher_config, train_members
+from edgeiqa.teachers.pipeline import SELFTRAIN_DIR, build_ensemble, select_members, self_train, teacher_config, train_members
 from edgeiqa.training import TrainConfig, Trainer
 
 EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc_kind_worst",
-             "worst_kind", "srcc", "plcc", "krcc", "mae", "rmse", "n_images", "n_scenes", "n_failed")
+             "worst_kind", "srcc", "plcc", "krcc", "mae", "rmse", "original_score_mean", "original_label", "n_originals",
+             "n_images", "n_scenes", "n_failed")
 
 
 def eval_summary(pred: dict[str, float], records, failed: int = 0) -> dict:
@@ -163,7 +164,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     budget = float(budget if budget is not None else profile.get("budget_gmacs", 50.0))
     views = profile.student_views
     student_name = student or profile["student"].get("name", "auto")
-    names = resolve_members(teacher, profile)
+    # Offline, `--teacher ensemble` leaves out members that would be random-init (they cannot learn).
+    names, left_out = select_members(teacher, profile, pretrained=pretrained, log=log)
     cfg = distill_config(profile, epochs)
 
     # Budget first: an impossible request fails in seconds, before any training.
@@ -192,7 +194,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     results = train_members(names, dataset, tdir, tcfg, pretrained=pretrained, progress=progress, log=log,
                             accel=accel, workers=workers)
     if dist.is_main:
-        _, tcard = build_ensemble(results, dataset, tdir)
+        _, tcard = build_ensemble(results, dataset, tdir, left_out=left_out)
     distributed.barrier("fitting the teacher ensemble")
     self_report = None
     if profile["teacher"].get("self_train"):
@@ -272,7 +274,9 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                     "cross_check_gmacs": report.cross_check_gmacs, **s_test, "val": eval_summary(student_score, val),
                     "checkpoint": "student.pt"},
         "teacher": {"members": names, "weights": tcard["weights"], "weights_fitted_on": tcard["weights_fitted_on"],
+                    "not_run": tcard.get("not_run", []), "left_out": tcard.get("left_out", []),
                     "gmacs": teacher_gmacs, "gmacs_members": tcard["gmacs"]["members"], **t_test,
+                    "members_table": tcard.get("table"),
                     "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": to_run_path(tdir, out),
                     "self_train": self_report},
         "ratios": {"gmacs_student_over_teacher": round(report.total_gmacs / teacher_gmacs, 4) if teacher_gmacs else None,

@@ -23,3 +23,14 @@ def lite2_mv(**kwargs) -> IQATeacher:
 def lite0_mv(**kwargs) -> IQATeacher:
     """EfficientNet-Lite0 (shipped weights), resize + fragments: a cheap pretrained member."""
     return build_teacher("lite0_mv", **kwargs)
+
+
+@register_teacher(
+    "lite1_mv",
+    timm_name="tf_efficientnet_lite1",
+    views=[("resize", (320, 320)), ("fragments", (336, 336))],
+    encoder="multilevel",
+)
+def lite1_mv(**kwargs) -> IQATeacher:
+    """EfficientNet-Lite1 (shipped weights), resize + fragments: between Lite0 and Lite2 in cost."""
+    return build_teacher("lite1_mv", **kwargs)

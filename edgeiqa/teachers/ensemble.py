@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,24 @@ class Ensemble:
     calibration: dict  # logistic4 params: ensemble raw -> label scale
     member_calibration: dict[str, dict]
     weights_fitted_on: str  # "val" / "given" / "uniform"
+    left_out: list[dict] = field(default_factory=list)  # [{"member", "left_out": reason}]: never trained
+
+    @property
+    def active(self) -> list[str]:
+        """Members with weight > 0: the only ones run at labelling and deployment (the others add nothing)."""
+        return [n for n in self.members if self.weights.get(n, 0.0) > 0]
+
+    @property
+    def not_run(self) -> list[str]:
+        return [n for n in self.members if n not in self.active]
 
     def zscore(self, name: str, scores: np.ndarray) -> np.ndarray:
         m, s = self.znorm[name]
         return (np.asarray(scores, dtype=np.float64) - m) / s
 
     def raw(self, member_scores: dict[str, np.ndarray]) -> np.ndarray:
-        return sum(self.weights[n] * self.zscore(n, member_scores[n]) for n in self.members)
+        """Weighted z-scores of the active members (weight-0 members need not be given)."""
+        return sum(self.weights[n] * self.zscore(n, member_scores[n]) for n in self.active)
 
     def calibrated(self, member_scores: dict[str, np.ndarray]) -> np.ndarray:
         return metrics.logistic4(self.raw(member_scores), self.calibration)

