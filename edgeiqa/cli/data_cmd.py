@@ -68,7 +68,8 @@ def _build(args) -> int:
         return 0
     print(f"sample set: {csv_path}")
     print(f"  {desc.get('n_images', '?')} images ({desc.get('n_photos', '?')} photos, "
-          f"{desc.get('n_scenes', '?')} scenes), kinds: {', '.join(map(str, desc.get('kinds', [])))}")
+          f"{desc.get('n_scenes', '?')} scenes), {len(desc.get('kinds', []))} degradation kinds "
+          "(`edgeiqa data kinds` lists them; `edgeiqa data info sample` counts them)")
     splits = desc.get("splits", {})
     if splits:
         print(f"  {'split':<8}{'images':>8}{'scenes':>8}{'photos':>8}")
