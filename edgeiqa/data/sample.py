@@ -169,8 +169,10 @@ def ladder_is_measurable(original: np.ndarray, ladder: list[np.ndarray]) -> bool
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0.0 else 10.0 * float(np.log10(255.0**2 / mse))
+    from skimage.metrics import peak_signal_noise_ratio
+
+    with np.errstate(divide="ignore"):  # identical images: inf, which the checks above read as "no change"
+        return float(peak_signal_noise_ratio(a, b, data_range=255))
 
 
 def _ladder(img: np.ndarray, photo: str, kind: str) -> list[np.ndarray]:
