@@ -32,25 +32,34 @@ def sample_csv(_isolated_cache):
 
 
 TINY_PHOTOS = {"astronaut": "train", "motorcycle_left": "train", "rocket": "val", "coffee": "test", "chelsea": "pool"}
-TINY_KINDS = ("blur", "noise")
+TINY_GROUPS = ("blurs", "noise")  # each photo's first scene of these degradation groups
 
 
 @pytest.fixture(scope="session")
 def tiny_csv(sample_csv, tmp_path_factory):
-    """A small labelled CSV cut from the sample set: 5 photos x 2 kinds x 7 images, splits by photo.
+    """A small labelled CSV cut from the sample set: 5 photos x 2 scenes (a blur, a noise) x 7 images.
 
-    Image paths are absolute, so the CSV can live anywhere; teacher and student tests train on it in seconds.
+    Splits by photo. Image paths are absolute, so the CSV can live anywhere; teacher and student tests
+    train on it in seconds.
     """
     import csv
     from pathlib import Path
 
+    from edgeiqa.data.degradations import group_of
+
     root = Path(sample_csv).parent
     out = tmp_path_factory.mktemp("tiny") / "tiny.csv"
-    with open(sample_csv, newline="") as f, open(out, "w", newline="") as g:
+    with open(sample_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    first_scene = {}  # (photo, group) -> the photo's first scene of that group
+    for row in rows:
+        first_scene.setdefault((row["photo"], group_of(row["kind"])), row["scene"])
+    keep = {first_scene[(p, g)] for p in TINY_PHOTOS for g in TINY_GROUPS}
+    with open(out, "w", newline="") as g:
         w = csv.writer(g)
         w.writerow(["image", "score", "scene", "split", "kind"])
-        for row in csv.DictReader(f):
-            if row["photo"] in TINY_PHOTOS and row["kind"] in TINY_KINDS:
+        for row in rows:
+            if row["scene"] in keep:
                 w.writerow([str(root / row["image"]), row["score"], row["scene"], TINY_PHOTOS[row["photo"]], row["kind"]])
     return out
 

@@ -24,28 +24,15 @@ from skimage.metrics import structural_similarity
 from edgeiqa.data import distortions, sample
 from edgeiqa.errors import EdgeIQAError
 
+from edgeiqa.data.degradations import GROUPS, describe_kinds, group_of, kinds_in_group
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_KINDS = set(sample.KINDS)
-
-# Importing the library extends the shared registry. Other test modules must see the registry as the
-# application does (library not imported), so its kinds are taken out again here and put back only for
-# the tests of this module (the autouse fixture); test_import_is_opt_in checks the real import in a
-# fresh interpreter.
-_before = set(distortions.DISTORTIONS)
-import edgeiqa.data.degradations  # noqa: E402,F401  (registers the library's kinds)
-from edgeiqa.data.degradations import GROUPS, describe_kinds, group_of, kinds_in_group  # noqa: E402
-
-_ADDED = {k: distortions.DISTORTIONS.pop(k) for k in list(distortions.DISTORTIONS) if k not in _before}
 ALL_KINDS = [k for members in GROUPS.values() for k in members]
+# The sample-v1 ladder's nine: the kinds edgeiqa/data/distortions.py registers itself.
+LADDER_KINDS = {k for k, d in distortions.DISTORTIONS.items() if d.fn.__module__ == distortions.__name__}
 
 AMOUNTS = (0.2, 0.5, 1.0)
 MIN_DROP = 0.002  # SSIM per step: well above what rounding to uint8 alone moves
-
-
-@pytest.fixture(autouse=True)
-def library_registered(monkeypatch):
-    for name, kind in _ADDED.items():
-        monkeypatch.setitem(distortions.DISTORTIONS, name, kind)
 
 
 def _luma(x):
@@ -132,11 +119,12 @@ def test_group_table_covers_the_registry_once():
     kadid = [k for g, ks in GROUPS.items() if g != "camera" for k in ks]
     assert len(GROUPS) == 8 and "camera" in GROUPS
     # KADID-10k's 25 types: the 7 groups minus the sample ladder's kinds that are not a KADID type
-    assert len([k for k in kadid if k not in SAMPLE_KINDS - {"jpeg", "pixelate"}]) == 25
+    assert len(LADDER_KINDS) == 9
+    assert len([k for k in kadid if k not in LADDER_KINDS - {"jpeg", "pixelate"}]) == 25
     assert {"low_light", "blur_jpeg", "noise_jpeg", "camera_chain", "mixed"} <= set(kinds_in_group("camera"))
     assert group_of("jpeg") == "compression" and group_of("blur") == "blurs" and group_of("pixelate") == "spatial"
     for row in describe_kinds():
-        assert "->" in row["description"] or row["kind"] in SAMPLE_KINDS, row  # range at amount 0 and 1
+        assert "->" in row["description"] or row["kind"] in LADDER_KINDS, row  # range at amount 0 and 1
     assert set(STATISTIC) <= set(ALL_KINDS)
 
 
@@ -152,27 +140,22 @@ def test_unknown_group_or_kind_names_the_closest():
         distortions.get_distortion("lens_blurr")
 
 
-def test_import_is_opt_in():
-    """The sample set and random_degradation keep their nine kinds until a caller imports the library."""
+def test_sample_set_imports_the_library():
+    """distortions.py alone registers the ladder's nine; importing the sample set registers the library."""
     code = (
         "import json, sys\n"
-        "import edgeiqa.data.sample\n"
         "from edgeiqa.data.distortions import DISTORTIONS\n"
         "before = list(DISTORTIONS)\n"
         "assert 'edgeiqa.data.degradations' not in sys.modules\n"
-        "import edgeiqa.data.degradations\n"
+        "import edgeiqa.data.sample\n"
         "print(json.dumps([before, list(DISTORTIONS)]))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert res.returncode == 0, res.stderr
     before, after = json.loads(res.stdout)
-    assert set(before) == set(sample.KINDS)  # the ladder's nine
+    assert set(before) == LADDER_KINDS
     assert after[: len(before)] == before and set(after) == set(ALL_KINDS)
-    # nothing in the package imports the library yet (the lead wires it in)
-    users = [p for p in (ROOT / "edgeiqa").rglob("*.py")
-             if "degradations" not in p.parts and "data.degradations" in p.read_text()]
-    assert users == []
 
 
 def test_readme_table_lists_every_kind():

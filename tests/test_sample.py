@@ -15,6 +15,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from edgeiqa.data import distortions, sample
+from edgeiqa.data.degradations import GROUPS, group_of
 from edgeiqa.data.images import load_image
 from edgeiqa.errors import DatasetError, EdgeIQAError
 
@@ -73,16 +74,39 @@ def test_counts_and_describe(sample_csv, rows):
     assert len(info["portraits"]) >= 2
     assert len(info["kinds"]) >= 6
     assert {"noise", "overexposure", "underexposure", "blur", "jpeg", "mixed"} <= set(info["kinds"])
-    n_photos, n_kinds = info["n_photos"], len(info["kinds"])
-    assert info["n_scenes"] == n_photos * n_kinds
-    assert info["n_rows"] == len(rows) == n_photos * n_kinds * 7
+    n_photos, per_photo = info["n_photos"], sample.SCENES_PER_PHOTO
+    assert per_photo == 9  # as many scenes as sample-v1, so the main job's size stays
+    assert info["n_scenes"] == n_photos * per_photo
+    assert info["n_rows"] == len(rows) == n_photos * per_photo * 7
     # the original is stored once per photo and shared by all its scenes
-    assert info["n_images"] == n_photos * (1 + 6 * n_kinds)
+    assert info["n_images"] == n_photos * (1 + 6 * per_photo)
     assert set(info["splits"]) == {"train", "val", "test", "pool"}
     assert sum(s["photos"] for s in info["splits"].values()) == n_photos
     assert sum(s["scenes"] for s in info["splits"].values()) == info["n_scenes"]
     assert info["root"] == str(sample_csv.parent)
     assert json.loads(json.dumps(info)) == info  # JSON-ready for `--json`
+
+
+def test_kinds_come_from_the_whole_library(sample_csv, rows):
+    """Every library kind appears; every photo has one kind from each group plus one; held-out photos
+    see every group; the manifest lists each photo's kinds as the CSV has them."""
+    used = {r["kind"] for r in rows}
+    assert used == {k for ks in GROUPS.values() for k in ks}  # all 36, none outside the library
+    manifest = json.loads((sample_csv.parent / "manifest.json").read_text())
+    assert set(manifest["kinds"]) == used
+    for entry in manifest["photos"]:
+        kinds = list(dict.fromkeys(r["kind"] for r in rows if r["photo"] == entry["name"]))
+        assert entry["kinds"] == kinds and len(kinds) == len(set(kinds)) == sample.SCENES_PER_PHOTO
+        groups = [group_of(k) for k in kinds]
+        assert set(groups) == set(GROUPS) and len(groups) == len(GROUPS) + 1, (entry["name"], groups)
+        assert not set(entry["skipped"]) & set(kinds)
+    # greyscale photos skip the colour kinds that cannot act on them (and say so)
+    grass = next(e for e in manifest["photos"] if e["name"] == "grass")
+    assert "desaturate" in grass["skipped"] and "desaturate" not in grass["kinds"]
+    # neighbouring photos get different kinds: the rotation, not one fixed ladder for all
+    assert len({tuple(e["kinds"]) for e in manifest["photos"]}) == len(manifest["photos"])
+
+
 
 
 def test_photo_table_is_sound():
@@ -124,9 +148,11 @@ def test_scenes_have_full_ladder_and_monotone_scores(scenes):
 
 @pytest.mark.parametrize("photo", ["coffee", "grace_hopper"])
 def test_distortion_really_degrades(sample_csv, scenes, photo):
-    """PSNR to the original falls strictly with severity for every kind, and each step is visible."""
+    """PSNR to the original falls strictly with severity for every kind of the photo, each step is visible."""
     root = sample_csv.parent
-    for kind in sample.KINDS:
+    kinds = sorted({s.split("-", 1)[1] for s in scenes if s.startswith(f"{photo}-")})
+    assert len(kinds) == sample.SCENES_PER_PHOTO
+    for kind in kinds:
         imgs = [load_image(root / r["image"]) for r in scenes[f"{photo}-{kind}"]]
         psnrs = [_psnr(imgs[0], im) for im in imgs[1:]]
         assert all(a > b for a, b in zip(psnrs, psnrs[1:])), (kind, psnrs)
@@ -137,29 +163,36 @@ def test_distortion_really_degrades(sample_csv, scenes, photo):
 
 def test_exposure_goes_both_ways(sample_csv, scenes):
     root = sample_csv.parent
-    orig = load_image(root / scenes["coffee-overexposure"][0]["image"]).mean()
-    over = load_image(root / scenes["coffee-overexposure"][-1]["image"])
+    over_orig = load_image(root / scenes["grace_hopper-overexposure"][0]["image"]).mean()
+    over = load_image(root / scenes["grace_hopper-overexposure"][-1]["image"])
+    under_orig = load_image(root / scenes["coffee-underexposure"][0]["image"]).mean()
     under = load_image(root / scenes["coffee-underexposure"][-1]["image"])
-    assert over.mean() > orig + 40 and (over == 255).mean() > 0.2  # brighter, highlights clipped
-    assert under.mean() < orig - 60
+    assert over.mean() > over_orig + 40 and (over == 255).mean() > 0.2  # brighter, highlights clipped
+    assert under.mean() < under_orig - 60
 
 
-def test_sharpness_heuristic_fails_on_noise_and_mixed(sample_csv, scenes):
-    """Why the ladder is informative: variance of the Laplacian (no training) ranks blur perfectly but
-    ranks every noise scene backwards and the mixed camera chain at chance."""
+def test_sharpness_heuristic_fails_on_noise_and_camera_chains(sample_csv, scenes):
+    """Why the ladder is informative: variance of the Laplacian (no training) ranks the blurs well but
+    ranks every added-noise scene backwards, the blur+noise+JPEG chain near chance and the camera group
+    far from perfectly."""
     root = sample_csv.parent
 
     def srcc(scene):
         rs = scenes[scene]
         return spearmanr([_laplacian_var(load_image(root / r["image"])) for r in rs], [float(r["score"]) for r in rs])[0]
 
-    photos = sorted({p.name for p in sample.PHOTOS})
-    noise = [srcc(f"{p}-noise") for p in photos]
-    assert max(noise) < 0, noise
+    def of_kinds(kinds):
+        return [srcc(s) for s in scenes if s.split("-", 1)[1] in kinds]
+
+    noise = of_kinds({"noise", "white_noise", "color_noise", "impulse_noise"})
+    assert len(noise) >= 6 and max(noise) < 0, noise
     assert np.mean(noise) < -0.9
-    mixed = [srcc(f"{p}-mixed") for p in photos]
-    assert np.mean(mixed) < 0.5, mixed
-    assert srcc("coffee-blur") > 0.9
+    mixed = of_kinds({"mixed"})  # blur and noise rising together: the cue cancels out
+    assert len(mixed) >= 2 and np.mean(mixed) < 0.5, mixed
+    camera = of_kinds(set(GROUPS["camera"]))
+    assert len(camera) >= 12 and np.mean(camera) < 0.7, camera
+    blurs = of_kinds(set(GROUPS["blurs"]))
+    assert len(blurs) >= 12 and np.mean(blurs) > 0.9, blurs
 
 
 def test_rebuild_is_cached(sample_csv):
@@ -182,8 +215,10 @@ def test_build_is_deterministic(sample_csv, tmp_path):
     """A second, independent build of one photo gives byte-identical files (same sha256 as the set)."""
     manifest = json.loads((sample_csv.parent / "manifest.json").read_text())
     photo = next(p for p in sample.PHOTOS if p.name == "grace_hopper")
-    rows, hashes = sample.build_photo(photo, tmp_path)
-    assert len(hashes) == 1 + 6 * len(sample.KINDS)
+    rows, hashes, plan = sample.build_photo(photo, tmp_path)
+    assert len(hashes) == 1 + 6 * sample.SCENES_PER_PHOTO
+    assert plan == {k: v for k, v in next(p for p in manifest["photos"] if p["name"] == "grace_hopper").items()
+                    if k in ("kinds", "skipped")}
     for rel, digest in hashes.items():
         assert manifest["files"][rel] == digest, rel
     assert [r for r in _rows(sample_csv) if r["photo"] == "grace_hopper"] == [
@@ -202,8 +237,8 @@ def two_photos(monkeypatch):
 
 
 def _fail_on(monkeypatch, photo_rows_before: int):
-    """Make the `pixelate` distortion raise once the first photo is done (a crash mid-build)."""
-    real = distortions.DISTORTIONS["pixelate"]
+    """Make the `jpeg` distortion (both photos have it) raise once the first photo is done (a crash mid-build)."""
+    real = distortions.DISTORTIONS["jpeg"]
     calls = {"n": 0}
 
     def boom(img, amount, rng):
@@ -212,12 +247,12 @@ def _fail_on(monkeypatch, photo_rows_before: int):
             raise RuntimeError("simulated crash mid-build")
         return real.fn(img, amount, rng)
 
-    monkeypatch.setitem(distortions.DISTORTIONS, "pixelate", distortions.Distortion("pixelate", boom, real.description))
+    monkeypatch.setitem(distortions.DISTORTIONS, "jpeg", distortions.Distortion("jpeg", boom, real.description))
 
 
 def test_build_is_atomic(tmp_path, monkeypatch, two_photos, capsys):
-    root = tmp_path / "sample-v1"
-    _fail_on(monkeypatch, 6)  # the second photo's pixelate ladder raises
+    root = tmp_path / "sample-v2"
+    _fail_on(monkeypatch, 6)  # the second photo's jpeg ladder raises
     with pytest.raises(RuntimeError, match="simulated crash"):
         sample.build_sample(root, progress=False)
     assert not (root / "labels.csv").exists() and not root.exists()
@@ -227,22 +262,22 @@ def test_build_is_atomic(tmp_path, monkeypatch, two_photos, capsys):
 
 @pytest.mark.slow
 def test_failed_forced_rebuild_keeps_the_old_set(tmp_path, monkeypatch, two_photos, capsys):
-    root = tmp_path / "sample-v1"
+    root = tmp_path / "sample-v2"
     # a stale temp folder left by a killed build of a dead process is removed by the next build
-    stale = tmp_path / "sample-v1.tmp-999999999"
+    stale = tmp_path / "sample-v2.tmp-999999999"
     (stale / "images").mkdir(parents=True)
     csv_path = sample.build_sample(root, progress=False)
     assert capsys.readouterr() == ("", "")  # progress=False prints nothing
     assert not stale.exists()
     info = sample.describe_sample(csv_path)
-    assert info["n_photos"] == 2 and info["n_rows"] == 2 * len(sample.KINDS) * 7
+    assert info["n_photos"] == 2 and info["n_rows"] == 2 * sample.SCENES_PER_PHOTO * 7
     before = csv_path.read_bytes()
 
     _fail_on(monkeypatch, 6)
     with pytest.raises(RuntimeError):
         sample.build_sample(root, force=True, progress=False)
     assert csv_path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample-v1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample-v2"]
 
 
 def test_version_change_triggers_rebuild(tmp_path, monkeypatch):
@@ -257,17 +292,17 @@ def test_version_change_triggers_rebuild(tmp_path, monkeypatch):
     sample.build_sample(root, progress=False)
     assert json.loads((root / "manifest.json").read_text())["builder_version"] == sample.BUILDER_VERSION
     # a deleted image also makes the set incomplete
-    (root / "images" / "chelsea" / "blur_3.png").unlink()
+    (root / "images" / "chelsea" / "jpeg_3.png").unlink()
     assert not sample._is_complete(root)
     assert sample.build_sample(root, progress=False) == csv_path
-    assert (root / "images" / "chelsea" / "blur_3.png").is_file()
+    assert (root / "images" / "chelsea" / "jpeg_3.png").is_file()
 
 
 def test_sample_root_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGEIQA_CACHE", str(tmp_path))
-    assert sample.sample_root() == tmp_path / "sample-v1"
+    assert sample.sample_root() == tmp_path / "sample-v2"
     monkeypatch.delenv("EDGEIQA_CACHE")
-    assert sample.sample_root() == Path.home() / ".cache" / "edgeiqa" / "sample-v1"
+    assert sample.sample_root() == Path.home() / ".cache" / "edgeiqa" / "sample-v2"
 
 
 def test_describe_missing_file(tmp_path):
@@ -294,7 +329,8 @@ def small_photo():
 def test_registry():
     assert len(distortions.DISTORTIONS) >= 7
     assert {"blur", "noise", "jpeg", "overexposure", "underexposure", "pixelate", "mixed"} <= set(distortions.kinds())
-    assert set(sample.KINDS) <= set(distortions.kinds())
+    # the sample set imports the whole library: every kind of the group table is registered
+    assert {k for ks in GROUPS.values() for k in ks} == set(distortions.kinds())
     with pytest.raises(EdgeIQAError, match="did you mean 'noise'"):
         distortions.get_distortion("nois")
     with pytest.raises(ValueError):
@@ -322,6 +358,16 @@ def test_kinds_handle_tiny_odd_images(kind):
     img = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
     out = distortions.apply(img, kind, 6, np.random.default_rng(0))
     assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_rotation_and_measurable_ladder(small_photo):
+    assert sample.kind_rotation(0, "compression") == ["jpeg", "jpeg2000"]
+    assert sample.kind_rotation(3, "compression") == ["jpeg2000", "jpeg"]
+    assert sample.kind_rotation(7, "blurs") == ["motion_blur", "blur", "gaussian_blur", "lens_blur"]
+    grey = np.repeat(cv2.cvtColor(small_photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    for kind, measurable in (("desaturate", False), ("blur", True), ("color", True)):
+        ladder = [distortions.apply(grey, kind, s) for s in sample.SEVERITIES]
+        assert sample.ladder_is_measurable(grey, ladder) == measurable, kind  # desaturate: identical copies
 
 
 def test_bad_arguments(small_photo):

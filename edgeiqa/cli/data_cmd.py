@@ -1,8 +1,9 @@
-"""`edgeiqa data`: build the sample set, check a dataset, show its counts.
+"""`edgeiqa data`: build the sample set, check a dataset, show its counts, list the degradation kinds.
 
     edgeiqa data build sample [--force] [--json]
     edgeiqa data check SPEC [--decode] [--json]     exit 1 when problems are found
     edgeiqa data info SPEC [--json]
+    edgeiqa data kinds [--group NAME] [--json]
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ SPEC_HELP = (
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "data", help="build the sample set, check a dataset, show its counts",
-        description="Datasets: build the embedded sample set, check a dataset for bad rows and files, show counts.",
+        "data", help="build the sample set, check a dataset, show its counts, list degradation kinds",
+        description="Datasets: build the embedded sample set, check a dataset for bad rows and files, show counts, "
+                    "list the degradation library's kinds.",
     )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
 
@@ -47,6 +49,16 @@ def register(subparsers) -> None:
     info.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     info.set_defaults(func=_info)
 
+    kinds = sub.add_parser("kinds", help="the degradation library: group, kind, severity range, description",
+                           description="List the degradation library (KADID-10k's 7 groups plus camera chains) that the "
+                           "sample set, ranking pre-training (`teachers pretrain --kinds/--groups`) and leave-kinds-out "
+                           "folds draw from. Every kind takes an amount 0..1; the sample set's severities 1..6 are "
+                           "amount = severity / 6. An unknown group is an error naming the closest (exit 2).")
+    kinds.add_argument("--group", metavar="NAME", help="only this group (blurs, color, compression, noise, brightness, "
+                       "spatial, sharpness_contrast, camera)")
+    kinds.add_argument("--json", action="store_true", help="machine-readable list on stdout")
+    kinds.set_defaults(func=_kinds)
+
     parser.set_defaults(func=lambda args: _no_action(parser))
 
 
@@ -68,7 +80,8 @@ def _build(args) -> int:
         return 0
     print(f"sample set: {csv_path}")
     print(f"  {desc.get('n_images', '?')} images ({desc.get('n_photos', '?')} photos, "
-          f"{desc.get('n_scenes', '?')} scenes), kinds: {', '.join(map(str, desc.get('kinds', [])))}")
+          f"{desc.get('n_scenes', '?')} scenes), {len(desc.get('kinds', []))} degradation kinds "
+          "(`edgeiqa data kinds` lists them; `edgeiqa data info sample` counts them)")
     splits = desc.get("splits", {})
     if splits:
         print(f"  {'split':<8}{'images':>8}{'scenes':>8}{'photos':>8}")
@@ -145,4 +158,25 @@ def _info(args) -> int:
         shown = ", ".join(f"{k} {v}" for k, v in items[:20])
         more = f", ... ({len(items) - 20} more; --json lists all)" if len(items) > 20 else ""
         print(f"  scenes: {shown}{more}")
+    return 0
+
+
+def _kinds(args) -> int:
+    from edgeiqa.data.degradations import describe_kinds, kinds_in_group
+
+    rows = describe_kinds()
+    if args.group is not None:
+        keep = set(kinds_in_group(args.group))  # an unknown group: one line naming the closest, exit 2
+        rows = [r for r in rows if r["kind"] in keep]
+    if args.json:
+        print_json(rows)
+        return 0
+    head = ("group", "kind", "range over", "description")
+    cols = [[r["group"], r["kind"], r["severity_range"], r["description"]] for r in rows]
+    width = [max(len(h), *(len(c[i]) for c in cols)) for i, h in enumerate(head[:3])]
+    print("  ".join(h.ljust(w) for h, w in zip(head[:3], width)) + "  " + head[3])
+    for c in cols:
+        print("  ".join(v.ljust(w) for v, w in zip(c[:3], width)) + "  " + c[3])
+    groups = len({r["group"] for r in rows})
+    print(f"{len(rows)} kinds in {groups} group{'s' if groups != 1 else ''}; amount 0..1, sample severities 1..6 = amount severity/6")
     return 0

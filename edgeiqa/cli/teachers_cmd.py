@@ -115,21 +115,29 @@ def _print_card(card: dict) -> None:
     print("orig = mean score of the undistorted originals (top label); SRCC/MAE = global, across photos")
 
 
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
 def cmd_pretrain(args) -> int:
     from edgeiqa.accel import resolve_accel
     from edgeiqa.data.datasets import load_dataset
+    from edgeiqa.data.degradations import select_kinds
     from edgeiqa.teachers.pretrain import ranking_pretrain
 
     accel = resolve_accel(args.device, args.precision)
+    # Names are checked before any work: an unknown kind or group is one line naming the closest (exit 2).
+    kinds = select_kinds(_names(args.kinds), _names(args.groups))
     dataset = load_dataset(args.data)
     report = ranking_pretrain(args.teacher, dataset, Path(args.out), steps=args.steps, batch_pairs=args.batch,
-                              lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet, accel=accel)
+                              lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet, accel=accel,
+                              kinds=kinds)
     if args.json:
         print_json(report)
     else:
         print(f"ranking pre-training of {args.teacher}: {report['steps']} steps, pair accuracy "
-              f"{report['pair_accuracy_before']:.3f} -> {report['pair_accuracy_after']:.3f}; weights: {report['weights']} "
-              f"({report['compute']['device']}, {report['compute']['precision']})")
+              f"{report['pair_accuracy_before']:.3f} -> {report['pair_accuracy_after']:.3f} on {len(report['kinds'])} "
+              f"degradation kinds; weights: {report['weights']} ({report['compute']['device']}, {report['compute']['precision']})")
     return 0
 
 
@@ -214,12 +222,16 @@ def register(sub) -> None:
 
     pt = tsub.add_parser("pretrain", help="label-free ranking pre-training on synthetic degradations",
                          description="RankIQA-style pre-training: for unlabelled images, degraded copies at increasing "
-                         "amounts must score lower. Writes OUT/pretrained.pt (usable as --weights for train).")
+                         "amounts must score lower. Degradations come from the library (`edgeiqa data kinds`), all kinds "
+                         "unless --kinds/--groups restrict them (both given: their union). The pool needs at least 2 "
+                         "readable images. Writes OUT/pretrained.pt (usable as --weights for train).")
     pt.add_argument("--teacher", required=True, help="teacher name (see `edgeiqa teachers list`)")
     pt.add_argument("--data", required=True, help="folder:DIR or any dataset spec (labels are ignored)")
     pt.add_argument("--out", default="runs/pretrain", help="output directory")
     pt.add_argument("--steps", type=int, default=100, help="optimisation steps (default 100)")
     pt.add_argument("--batch", type=int, default=4, help="source images per step; each gives 3 degraded copies")
+    pt.add_argument("--kinds", metavar="K1,K2", help="only these degradation kinds (see `edgeiqa data kinds`)")
+    pt.add_argument("--groups", metavar="G1,G2", help="only the kinds of these groups, e.g. blurs,noise")
     pt.add_argument("--lr", type=float, default=1e-4)
     pt.add_argument("--seed", type=int)
     pt.add_argument("--resume", action="store_true")

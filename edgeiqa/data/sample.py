@@ -12,13 +12,24 @@ photo (`images/<photo>/original.png`) and referenced by every scene of that phot
 rows than unique files. Scores come from the severity on a MOS-like scale, `score = 5 - 4 * severity / 6`
 (original 5.0, worst 1.0); as in PIQ23 only the order within a scene is meaningful.
 
+Which kinds (decision, sample-v2): the kinds come from the degradation library
+(`edgeiqa.data.degradations`, 36 kinds in 8 groups). Every photo still gets SCENES_PER_PHOTO = 9 scenes,
+so the main job's size and time stay those of sample-v1: one kind from each of the 8 groups, plus a
+ninth from group number `photo index mod 8` (a second kind of that group). Inside a group the kinds are
+tried in a rotation that starts at `photo index mod len(group)`, so neighbouring photos get different
+kinds and, over the 12 photos, every kind of the library appears at least once (the tests check it on
+the built set); test, val and pool photos see all 8 groups. A ladder is kept only if it is measurable on
+that photo: PSNR to the original below MAX_PSNR_DB at severity 1 and falling by at least MIN_STEP_DB at
+every step (a colour kind cannot act on a greyscale photo); otherwise the rotation moves on to the
+group's next kind. The manifest lists every photo's kinds and the ones skipped.
+
 Splits are by photo and fixed in the table below, so test scenes show photos no model has seen:
 test (3 photos, one a portrait), val (2), pool (2; the unlabelled pool that teachers pseudo-label: its
 true scores stay in the CSV so the pseudo-labels can be checked, loaders drop them) and train (the rest).
 
 Build guarantees:
-- deterministic: every degraded image uses a seed derived from (photo, kind, severity) and is written as
-  PNG; two builds give byte-identical files, recorded with their sha256 in `manifest.json`;
+- deterministic: every scene uses a seed derived from (photo, kind), the same at each severity, and
+  images are written as PNG; two builds give byte-identical files, recorded with their sha256 in `manifest.json`;
 - cached: a root whose `labels.csv` and `manifest.json` (same BUILDER_VERSION) exist is returned at once;
 - atomic: the set is built in `<root>.tmp-<pid>` and renamed into place, so an interrupted build never
   leaves a partial set (leftover temp folders of dead processes are removed by the next build).
@@ -39,16 +50,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import edgeiqa.data.degradations  # noqa: F401  registers the library's kinds (OpenCV: the [train] extra)
 from edgeiqa.data import distortions
+from edgeiqa.data.degradations.groups import GROUPS
 from edgeiqa.data.images import load_image
 from edgeiqa.errors import DatasetError
 
-BUILDER_VERSION = "sample-v1.0"
-SAMPLE_DIRNAME = "sample-v1"
+BUILDER_VERSION = "sample-v2.0"
+SAMPLE_DIRNAME = "sample-v2"
 MAX_SIDE = 512
 MULTIPLE = 32
 SEED = 20240611
-KINDS = ("blur", "noise", "jpeg", "overexposure", "underexposure", "pixelate", "mixed", "contrast", "color")
+SCENES_PER_PHOTO = 9  # one per group (8) plus one: the size of sample-v1, so the main job's time stays
+MAX_PSNR_DB = 50.0  # severity 1 must differ measurably from the original ...
+MIN_STEP_DB = 0.1  # ... and every further severity be measurably further from it
 SEVERITIES = tuple(range(1, distortions.SEVERITIES + 1))
 COLUMNS = ("image", "score", "scene", "split", "kind", "photo", "severity")
 
@@ -79,6 +94,8 @@ PHOTOS: tuple[Photo, ...] = (
     Photo("chelsea", "skimage", "data/chelsea.png", "pool", False, "cat, close-up"),
     Photo("flower", "sklearn", "datasets/images/flower.jpg", "pool", False, "flower close-up"),
 )
+# A photo's place in the table picks its kinds; taken once here, so a build of a subset gives the same scenes.
+PHOTO_INDEX = {p.name: i for i, p in enumerate(PHOTOS)}
 
 
 def score_for(severity: int) -> float:
@@ -87,7 +104,7 @@ def score_for(severity: int) -> float:
 
 
 def sample_root() -> Path:
-    """`$EDGEIQA_CACHE/sample-v1`, default `~/.cache/edgeiqa/sample-v1`."""
+    """`$EDGEIQA_CACHE/sample-v2`, default `~/.cache/edgeiqa/sample-v2`."""
     cache = os.environ.get("EDGEIQA_CACHE")
     base = Path(cache).expanduser() if cache else Path.home() / ".cache" / "edgeiqa"
     return base / SAMPLE_DIRNAME
@@ -118,8 +135,10 @@ def prepare_photo(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[top : top + ch, left : left + cw])
 
 
-def item_seed(photo: str, kind: str, severity: int) -> int:
-    digest = hashlib.sha256(f"{SEED}/{photo}/{kind}/{severity}".encode()).digest()
+def scene_seed(photo: str, kind: str) -> int:
+    """One seed per scene, reused at every severity: the levels share their random draws (a motion blur's
+    direction, a noise field, the shuffled patches) and differ only in amount, as a ladder should."""
+    digest = hashlib.sha256(f"{SEED}/{photo}/{kind}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
 
@@ -136,38 +155,91 @@ def _write(dest: Path, rel: str, data: bytes, hashes: dict[str, str]) -> None:
     hashes[rel] = hashlib.sha256(data).hexdigest()
 
 
-def build_photo(photo: Photo, dest: Path, kinds=KINDS, on_image=None) -> tuple[list[dict], dict[str, str]]:
-    """Write one photo's original and its degraded ladder under `dest`; return (CSV rows, {relpath: sha256})."""
+def kind_rotation(index: int, group: str) -> list[str]:
+    """The group's kinds in the order photo number `index` tries them: the group's list, started at index mod size."""
+    kinds = GROUPS[group]
+    start = index % len(kinds)
+    return list(kinds[start:] + kinds[:start])
+
+
+def ladder_is_measurable(original: np.ndarray, ladder: list[np.ndarray]) -> bool:
+    """PSNR to the original below MAX_PSNR_DB at severity 1 and falling by >= MIN_STEP_DB at every step."""
+    psnrs = [_psnr(original, img) for img in ladder]
+    return psnrs[0] < MAX_PSNR_DB and all(a - b >= MIN_STEP_DB for a, b in zip(psnrs, psnrs[1:]))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import peak_signal_noise_ratio
+
+    with np.errstate(divide="ignore"):  # identical images: inf, which the checks above read as "no change"
+        return float(peak_signal_noise_ratio(a, b, data_range=255))
+
+
+def _ladder(img: np.ndarray, photo: str, kind: str) -> list[np.ndarray]:
+    return [distortions.apply(img, kind, sev, np.random.default_rng(scene_seed(photo, kind))) for sev in SEVERITIES]
+
+
+def build_photo(photo: Photo, dest: Path, on_image=None) -> tuple[list[dict], dict[str, str], dict]:
+    """Write one photo's original and its SCENES_PER_PHOTO degraded ladders under `dest`.
+
+    Returns (CSV rows, {relpath: sha256}, {"kinds": [...], "skipped": {kind: reason}}) — the plan the
+    manifest records. Kinds follow the group rotation of the module docstring.
+    """
     img = prepare_photo(photo_source(photo))
+    index = PHOTO_INDEX[photo.name]
     hashes: dict[str, str] = {}
     original = f"images/{photo.name}/original.png"
     _write(dest, original, _png_bytes(img), hashes)
     if on_image:
         on_image()
-    rows = []
-    for kind in kinds:
-        scene = f"{photo.name}-{kind}"
-        base = {"scene": scene, "split": photo.split, "kind": kind, "photo": photo.name}
-        rows.append({"image": original, "score": score_for(0), **base, "severity": 0})
-        for sev in SEVERITIES:
-            out = distortions.apply(img, kind, sev, np.random.default_rng(item_seed(photo.name, kind, sev)))
-            rel = f"images/{photo.name}/{kind}_{sev}.png"
-            _write(dest, rel, _png_bytes(out), hashes)
-            rows.append({"image": rel, "score": score_for(sev), **base, "severity": sev})
-            if on_image:
-                on_image()
-    return rows, hashes
+    groups = list(GROUPS)
+    extra = groups[index % len(groups)]  # the group that gives this photo its ninth scene
+    wanted = {g: 1 + (g == extra) for g in groups}
+    assert sum(wanted.values()) == SCENES_PER_PHOTO
+    rows: list[dict] = []
+    plan: dict = {"kinds": [], "skipped": {}}
+    for group in groups:
+        kept = 0
+        for kind in kind_rotation(index, group):
+            if kept == wanted[group]:
+                break
+            ladder = _ladder(img, photo.name, kind)
+            if not ladder_is_measurable(img, ladder):
+                plan["skipped"][kind] = "PSNR to the original does not fall measurably with severity on this photo"
+                continue
+            kept += 1
+            plan["kinds"].append(kind)
+            scene = f"{photo.name}-{kind}"
+            base = {"scene": scene, "split": photo.split, "kind": kind, "photo": photo.name}
+            rows.append({"image": original, "score": score_for(0), **base, "severity": 0})
+            for sev, out in zip(SEVERITIES, ladder):
+                rel = f"images/{photo.name}/{kind}_{sev}.png"
+                _write(dest, rel, _png_bytes(out), hashes)
+                rows.append({"image": rel, "score": score_for(sev), **base, "severity": sev})
+                if on_image:
+                    on_image()
+        if kept < wanted[group]:
+            raise DatasetError(f"sample photo {photo.name!r}: only {kept} measurable kind(s) of group {group!r}, "
+                               f"{wanted[group]} needed")
+    return rows, hashes, plan
 
 
-def _manifest(photos, rows, hashes) -> dict:
+def _manifest(photos, rows, hashes, plans) -> dict:
+    used = {k for plan in plans.values() for k in plan["kinds"]}
     return {
         "builder_version": BUILDER_VERSION,
         "score": "5 - 4 * severity / 6 (original 5.0, severity 6 -> 1.0); order within a scene is what counts",
         "scene": "<photo>-<kind>: the original plus severities 1..6",
-        "kinds": list(KINDS),
+        "kind_choice": f"{SCENES_PER_PHOTO} per photo from the degradation library: one per group plus one from group "
+                       "(photo index mod 8), each group's kinds tried in a rotation started at photo index mod group size; "
+                       f"a ladder is kept when PSNR to the original is < {MAX_PSNR_DB:g} dB at severity 1 and falls by "
+                       f">= {MIN_STEP_DB:g} dB per step",
+        "kinds": [k for ks in GROUPS.values() for k in ks if k in used],
+        "groups": {g: list(ks) for g, ks in GROUPS.items()},
         "severities": list(SEVERITIES),
         "photos": [
-            {"name": p.name, "source": f"{p.package}/{p.relpath}", "split": p.split, "portrait": p.portrait, "content": p.content}
+            {"name": p.name, "source": f"{p.package}/{p.relpath}", "split": p.split, "portrait": p.portrait,
+             "content": p.content, "kinds": plans[p.name]["kinds"], "skipped": plans[p.name]["skipped"]}
             for p in photos
         ],
         "n_rows": len(rows),
@@ -217,24 +289,25 @@ def build_sample(root: Path | None = None, force: bool = False, progress: bool =
     photos = PHOTOS
     for p in photos:  # fail before any work if a source photo is missing
         photo_source(p)
-    per_photo = 1 + len(KINDS) * len(SEVERITIES)
+    per_photo = 1 + SCENES_PER_PHOTO * len(SEVERITIES)
     try:
         tmp.mkdir(parents=True)
         rows: list[dict] = []
         hashes: dict[str, str] = {}
+        plans: dict[str, dict] = {}
         from tqdm.auto import tqdm
 
         with tqdm(total=len(photos) * per_photo, desc="building sample set", unit="img", disable=not progress) as bar:
             for photo in photos:
                 bar.set_postfix_str(photo.name, refresh=False)
-                photo_rows, photo_hashes = build_photo(photo, tmp, on_image=lambda: bar.update(1))
+                photo_rows, photo_hashes, plans[photo.name] = build_photo(photo, tmp, on_image=lambda: bar.update(1))
                 rows += photo_rows
                 hashes.update(photo_hashes)
         with open(tmp / "labels.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        (tmp / "manifest.json").write_text(json.dumps(_manifest(photos, rows, hashes), indent=1) + "\n")
+        (tmp / "manifest.json").write_text(json.dumps(_manifest(photos, rows, hashes, plans), indent=1) + "\n")
         _install(tmp, root, replace=force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,9 +1,10 @@
 """Label-free ranking pre-training (RankIQA idea) of a teacher on synthetic degradations.
 
 Each step takes a few unlabelled images; each is degraded with one random distortion kind at three
-increasing amounts. Within that little "scene", the less degraded copy must score higher (margin ranking
-loss on same-scene pairs). Pair accuracy on a fixed, seeded probe set is measured before and after.
-The result (`OUT/pretrained.pt`) is a teacher checkpoint that `teachers train --weights` starts from.
+increasing amounts (kinds from the degradation library `edgeiqa.data.degradations`: all 36 by default,
+`kinds=` restricts them, e.g. to hold whole groups out). Within that little "scene", the less degraded
+copy must score higher (margin ranking loss on same-scene pairs). Pair accuracy on a fixed, seeded
+probe set is measured before and after. The result (`OUT/pretrained.pt`) is a teacher checkpoint that `teachers train --weights` starts from.
 Checkpointed every 10 steps with optimizer and RNG state; `--resume` continues.
 """
 
@@ -17,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from edgeiqa.accel import Accel
+from edgeiqa.data.degradations import GROUPS, group_of
 from edgeiqa.data.distortions import random_degradation
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
@@ -28,17 +30,23 @@ from edgeiqa.teachers.train import TEACHER_FORMAT, unique_paths
 from edgeiqa.training import atomic_save
 
 LEVELS = 3
+MIN_IMAGES = 2  # with a single photo every step would rank ladders of that one scene
 
 
-def _ladder(img: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[float]]:
-    """The image plus LEVELS copies of one random kind at increasing amounts; target = -amount."""
-    first = random_degradation(img, rng)
+def library_kinds() -> list[str]:
+    """Every kind of the degradation library, in group-table order (the default pool)."""
+    return [k for members in GROUPS.values() for k in members]
+
+
+def _ladder(img: np.ndarray, rng: np.random.Generator, kinds: list[str]) -> tuple[list[np.ndarray], list[float], str]:
+    """The image plus LEVELS copies of one random kind at increasing amounts; target = -amount; the kind."""
+    first = random_degradation(img, rng, kinds=kinds)
     amounts = np.sort(rng.uniform(0.1, 1.0, LEVELS))
     images, targets = [img], [0.0]
     for a in amounts:
         images.append(random_degradation(img, rng, kind=first.kind, amount=float(a)).image)
         targets.append(-float(a))
-    return images, targets
+    return images, targets, first.kind
 
 
 def _batch(teacher, imgs: list[np.ndarray], rng, device=None) -> list[torch.Tensor]:
@@ -64,30 +72,43 @@ def pair_accuracy(teacher, probe: list[tuple[list[np.ndarray], list[float]]], ac
 
 def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100, batch_pairs: int = 4, lr: float = 1e-4,
                      seed: int = 0, resume: bool = False, progress: bool = True, pretrained: bool = False,
-                     accel: Accel | None = None) -> dict:
+                     accel: Accel | None = None, kinds: list[str] | None = None) -> dict:
     """`accel` (edgeiqa.accel): the device the teacher trains on and the autocast of its forwards (fp16 adds a
-    gradient scaler); default CPU, fp32. The loss and pair accuracy are computed in fp32."""
+    gradient scaler); default CPU, fp32. The loss and pair accuracy are computed in fp32. `kinds`: the degradation
+    kinds the ranking ladders use (default: the whole library)."""
     accel = accel or Accel(torch.device("cpu"))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    kinds = library_kinds() if kinds is None else list(dict.fromkeys(kinds))
+    if not kinds:
+        raise EdgeIQAError("ranking pre-training needs at least one degradation kind")
+    for kind in kinds:
+        group_of(kind)  # an unknown name: EdgeIQAError naming the closest kind
     cache = ImageCache()
-    paths = [p for p in unique_paths(dataset) if cache.get(p) is not None]
-    if len(paths) < 2:
-        raise EdgeIQAError(f"{dataset.spec}: ranking pre-training needs at least 2 readable images, found {len(paths)}")
+    candidates = unique_paths(dataset)
+    paths = [p for p in candidates if cache.get(p) is not None]
+    if len(paths) < MIN_IMAGES:
+        raise EdgeIQAError(f"{dataset.spec}: ranking pre-training needs at least {MIN_IMAGES} readable images, found "
+                           f"{len(paths)} ({len(candidates) - len(paths)} of {len(candidates)} could not be read)")
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     teacher = create_teacher(name, pretrained=pretrained).to(accel.device)
     scaler = accel.grad_scaler()
     opt = torch.optim.AdamW([p for p in teacher.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     probe_rng = np.random.default_rng([seed, 99])
-    probe = [_ladder(cache.get(paths[i % len(paths)]), probe_rng) for i in range(min(6, len(paths)))]
-    state = {"step": 0, "losses": [], "pair_accuracy_before": pair_accuracy(teacher, probe, accel)}
+    probe = [_ladder(cache.get(paths[i % len(paths)]), probe_rng, kinds)[:2] for i in range(min(6, len(paths)))]
+    state = {"step": 0, "losses": [], "pair_accuracy_before": pair_accuracy(teacher, probe, accel), "kinds": kinds,
+             "drawn": {}}
     ckpt = out / "last.pt"
     if resume and ckpt.exists():
         c = torch.load(ckpt, map_location=accel.device, weights_only=False)
+        if c["state"].get("kinds", kinds) != kinds:
+            raise EdgeIQAError(f"{ckpt}: --resume with other degradation kinds than the interrupted run "
+                               f"({','.join(c['state']['kinds'])})")
         teacher.load_state_dict(c["model"])
         opt.load_state_dict(c["optimizer"])
         torch.set_rng_state(c["rng"].cpu())
         state = c["state"]
+    drawn = state.setdefault("drawn", {})  # kind -> ladders drawn, reported so a restriction can be checked
     t0 = time.time()
     bar = tqdm(range(state["step"], steps), desc=f"rank-pretrain {name}", disable=not progress, leave=False)
     for step in bar:
@@ -95,7 +116,8 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
         teacher.train()
         imgs, targets, scenes = [], [], []
         for k, i in enumerate(rng.choice(len(paths), size=min(batch_pairs, len(paths)), replace=False)):
-            ladder, t = _ladder(cache.get(paths[i]), rng)
+            ladder, t, kind = _ladder(cache.get(paths[i]), rng, kinds)
+            drawn[kind] = drawn.get(kind, 0) + 1
             imgs += ladder
             targets += t
             scenes += [k] * len(t)
@@ -117,6 +139,7 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
     atomic_save({"format": TEACHER_FORMAT, "teacher": name, "state_dict": teacher.state_dict(),
                  "weights_source": f"rank-pretrain:{teacher.weights_source}", "metrics": {},
                  "compute": accel.describe()}, out / "pretrained.pt")
-    return {"teacher": name, "steps": state["step"], "pair_accuracy_before": state["pair_accuracy_before"],
+    return {"teacher": name, "steps": state["step"], "kinds": kinds, "kinds_drawn": dict(sorted(drawn.items())),
+            "pair_accuracy_before": state["pair_accuracy_before"],
             "pair_accuracy_after": state["pair_accuracy_after"], "final_loss": state["losses"][-1] if state["losses"] else None,
             "seconds": round(time.time() - t0, 1), "weights": str(out / "pretrained.pt"), "compute": accel.describe()}

@@ -46,6 +46,32 @@ def group_of(kind: str) -> str:
         raise EdgeIQAError(f"unknown degradation kind {kind!r}{did_you_mean(str(kind), _GROUP_OF)}") from None
 
 
-def describe_kinds() -> list[dict[str, str]]:
-    """One row per kind, table order: group, kind, description (the README table is made from it)."""
-    return [{"group": g, "kind": k, "description": DISTORTIONS[k].description} for g, ks in GROUPS.items() for k in ks]
+def select_kinds(kinds=None, groups=None) -> list[str] | None:
+    """The kinds named in `kinds` plus every kind of the groups in `groups`, in table order, no repeats;
+    None when neither is given (the caller's default). An unknown name is an EdgeIQAError naming the closest."""
+    if kinds is None and groups is None:
+        return None
+    wanted = set()
+    for k in kinds or ():
+        group_of(k)  # an unknown kind raises here
+        wanted.add(k)
+    for g in groups or ():
+        wanted.update(kinds_in_group(g))
+    if not wanted:
+        raise EdgeIQAError("no degradation kind selected: name at least one kind or group")
+    return [k for ks in GROUPS.values() for k in ks if k in wanted]
+
+
+def severity_range(kind: str) -> str:
+    """What the range in a kind's description spans: the sample-v1 ladder's nine (registered by
+    `edgeiqa.data.distortions` itself) put their first level at severity 1; the library's kinds at amount 0."""
+    if DISTORTIONS[kind].fn.__module__ == "edgeiqa.data.distortions":
+        return "severity 1 -> 6"
+    return "amount 0 -> 1"
+
+
+def describe_kinds() -> list[dict]:
+    """One row per kind, table order: group, kind, description (the README table is made from it), what
+    the description's range spans, and whether the kind draws from the rng."""
+    return [{"group": g, "kind": k, "description": DISTORTIONS[k].description, "severity_range": severity_range(k),
+             "uses_rng": DISTORTIONS[k].uses_rng} for g, ks in GROUPS.items() for k in ks]
