@@ -28,7 +28,21 @@ class JobStopped(EdgeIQAError):
     exit_code = 1
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-DEFAULT_TIMEOUT_S = 600
+# A dead rank is seen by torchrun at once (SIGTERM, see above); this timeout only bounds a rank that hangs while
+# alive. Rank 0 alone extracts teacher features or writes a LabelSet while the others wait at a barrier, which
+# takes longer than 10 minutes on big pools, so the default is one hour; EDGEIQA_DIST_TIMEOUT_S overrides it.
+DEFAULT_TIMEOUT_S = 3600
+TIMEOUT_ENV = "EDGEIQA_DIST_TIMEOUT_S"
+
+
+def timeout_from_env() -> int:
+    """Seconds a collective may wait: $EDGEIQA_DIST_TIMEOUT_S (a positive integer) or DEFAULT_TIMEOUT_S."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    if not text.isdigit() or int(text) < 1:
+        raise EdgeIQAError(f"{TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -63,11 +77,12 @@ def env_info() -> DistInfo:
     return DistInfo(rank, world, local)
 
 
-def init_from_env(device: torch.device | None = None, timeout_s: int = DEFAULT_TIMEOUT_S) -> DistInfo:
+def init_from_env(device: torch.device | None = None, timeout_s: int | None = None) -> DistInfo:
     """Join the process group torchrun set up (idempotent); a single process returns rank 0 of 1."""
     info = env_info()
     if not info.enabled or dist.is_initialized():
         return info
+    timeout_s = timeout_from_env() if timeout_s is None else timeout_s
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))

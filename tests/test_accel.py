@@ -93,3 +93,14 @@ def test_sync_batchnorm_conversion_keeps_checkpoint_names_and_eval_outputs():
     assert isinstance(synced[1], torch.nn.SyncBatchNorm)
     assert list(synced.state_dict()) == names
     assert torch.allclose(synced(x), ref)
+
+
+def test_collective_timeout_from_the_environment(monkeypatch):
+    monkeypatch.delenv(distributed.TIMEOUT_ENV, raising=False)
+    assert distributed.timeout_from_env() == distributed.DEFAULT_TIMEOUT_S == 3600
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "7200")
+    assert distributed.timeout_from_env() == 7200
+    for bad in ("0", "-5", "ten", "1.5"):
+        monkeypatch.setenv(distributed.TIMEOUT_ENV, bad)
+        with pytest.raises(EdgeIQAError, match="EDGEIQA_DIST_TIMEOUT_S"):
+            distributed.timeout_from_env()
