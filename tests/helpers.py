@@ -31,6 +31,18 @@ def skimage_photos(n: int, patterns=("*.png", "*.jpg")) -> list[Path]:
     pytest.skip(f"only {len(out)} scikit-image photos")
 
 
+def write_photo_csv(path: Path, photos: list[Path], scenes: int, split_of=lambda i: "test") -> Path:
+    """A labelled CSV over real photos: score 1..5 by index, photo i in scene s{i % scenes}, split `split_of(i)`."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "score", "scene", "split"])
+        for i, p in enumerate(photos):
+            w.writerow([str(p), 1 + (i * 7) % 5, f"s{i % scenes}", split_of(i)])
+    return path
+
+
 def make_run(run_dir: Path, views: list[ViewSpec], name: str = "efficientnet_lite0", logistic=None,
              teachers: Path | None = None) -> Path:
     """A run folder as distill writes it: student.pt + card.json, GMACs counted with fvcore."""

@@ -18,7 +18,7 @@ from edgeiqa.bench import COLUMNS, BenchOptions, exit_code, run_bench  # noqa: E
 from edgeiqa.cli.main import main  # noqa: E402
 from edgeiqa.data.views import ViewSpec  # noqa: E402
 from edgeiqa.errors import EdgeIQAError  # noqa: E402
-from helpers import make_run, make_teachers, skimage_photos  # noqa: E402
+from helpers import make_run, make_teachers, skimage_photos, write_photo_csv  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,12 +42,8 @@ def _write_predictions(teachers: Path, photos: list[Path], shift: float = 0.0) -
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     photos = skimage_photos(12, ("*.png",))
-    data = root / "data.csv"
-    with open(data, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["image", "score", "scene", "split"])
-        for i, p in enumerate(photos):  # 9 test images in 3 scenes, 3 training images
-            w.writerow([str(p), 1 + (i * 7) % 5, f"s{i % 3}", "test" if i < 9 else "train"])
+    # 9 test images in 3 scenes, 3 training images
+    data = write_photo_csv(root / "data.csv", photos, scenes=3, split_of=lambda i: "test" if i < 9 else "train")
     teachers = make_teachers(root / "teachers")
     _write_predictions(teachers, photos)
     run = make_run(root / "run", [ViewSpec("resize", (64, 64))], teachers=teachers)

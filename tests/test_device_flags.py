@@ -5,7 +5,6 @@ a one-member teacher ensemble and 6 scikit-image photos."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from edgeiqa.cli.main import main
 from edgeiqa.data.views import ViewSpec
-from helpers import make_run, make_teachers, skimage_photos
+from helpers import make_run, make_teachers, skimage_photos, write_photo_csv
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
@@ -22,12 +21,7 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("devflags")
     photos = skimage_photos(6, ("*.png",))
-    data = root / "data.csv"
-    with open(data, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["image", "score", "scene", "split"])
-        for i, p in enumerate(photos):
-            w.writerow([str(p), 1 + (i * 7) % 5, f"s{i % 2}", "test"])
+    data = write_photo_csv(root / "data.csv", photos, scenes=2)
     folder = root / "photos"
     folder.mkdir()
     for p in photos[:3]:

@@ -165,7 +165,7 @@ def test_torch_backend_cuda_without_gpu(run_dir):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(EdgeIQAError, match="no CUDA GPU"):
+    with pytest.raises(EdgeIQAError, match="CUDA is not available on this machine"):
         Scorer.load(run_dir, device="cuda")
 
 

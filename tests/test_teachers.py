@@ -239,10 +239,12 @@ def test_offline_ensemble_leaves_out_random_init_members_with_the_reason():
 
 
 def _micro_csv(tiny_csv, path, garbage_test: bool = False):
-    """The tiny set's blur ladders of its train/val/test photos (28 images); `garbage_test` reverses the
+    """The tiny set's blurs-group ladders of its train/val/test photos (28 images); `garbage_test` reverses the
     test split's labels (issue 12, req. 6: nothing that selects may read them)."""
+    from edgeiqa.data.degradations import group_of
+
     with open(tiny_csv, newline="") as f, open(path, "w", newline="") as g:
-        rows = [r for r in csv.DictReader(f) if r["kind"] == "blur" and r["split"] != "pool"]
+        rows = [r for r in csv.DictReader(f) if group_of(r["kind"]) == "blurs" and r["split"] != "pool"]
         w = csv.DictWriter(g, fieldnames=list(rows[0]))
         w.writeheader()
         for r in rows:
