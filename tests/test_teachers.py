@@ -233,6 +233,8 @@ def test_offline_ensemble_leaves_out_random_init_members_with_the_reason():
     assert select_members("ensemble", profile, pretrained=True, log=logs.append)[0] == list(profile["teacher"]["ensemble"])
     kept, left = select_members("ensemble", profile, weights={"vit_s": "w.pt"}, log=logs.append)
     assert kept == ["lite2_mv", "lite0_mv", "vit_s"] and [d["member"] for d in left] == ["uiqa_swin_t"]
+    # the CLI's --weights FILE: one checkpoint for every member
+    assert select_members("ensemble", profile, weights="w.pt", log=logs.append) == (list(profile["teacher"]["ensemble"]), [])
     # a profile whose members would all be random-init: one clear error, before any work
     with pytest.raises(EdgeIQAError, match="every member .* random-init"):
         select_members("ensemble", {"teacher": {"ensemble": ["vit_s"]}}, log=logs.append)

@@ -35,7 +35,7 @@ def cmd_train(args) -> int:
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.losses import parse_loss_spec
     from edgeiqa.profiles import load_profile
-    from edgeiqa.teachers.pipeline import build_ensemble, resolve_members, select_members, self_train, teacher_config, train_members
+    from edgeiqa.teachers.pipeline import build_ensemble, select_members, self_train, teacher_config, train_members
 
     log = _log(args)
     # Options that override the profile are checked with it, before any work.
@@ -50,9 +50,7 @@ def cmd_train(args) -> int:
 
         raise EdgeIQAError(f"--weights {args.weights}: no such file or folder")
     # Offline, `--teacher ensemble` leaves out members that would be random-init (they cannot learn).
-    named = resolve_members(args.teacher, profile)
-    names, left_out = select_members(args.teacher, profile, pretrained=args.pretrained,
-                                     weights={n: args.weights for n in named} if args.weights else None, log=log)
+    names, left_out = select_members(args.teacher, profile, pretrained=args.pretrained, weights=args.weights, log=log)
     dataset = load_dataset(args.data or profile.get("data", "sample"))
     cfg = teacher_config(profile, finetune=args.finetune)
     out = Path(args.out)

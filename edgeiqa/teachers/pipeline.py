@@ -52,14 +52,16 @@ def random_init_reason(name: str, pretrained: bool = False, weights: str | None 
     return f"random-init {timm_name}: no weights offline; use --pretrained (network) or --weights FILE"
 
 
-def select_members(spec: str, profile: dict, *, pretrained: bool = False, weights: dict[str, str] | None = None,
+def select_members(spec: str, profile: dict, *, pretrained: bool = False, weights: dict[str, str] | str | None = None,
                    log=print) -> tuple[list[str], list[dict]]:
-    """The members to train and the ones left out, as [{"member", "left_out"}].
+    """The members to train and the ones left out, as [{"member", "left_out"}]. `weights`: a checkpoint per
+    member, or one path for every member (the CLI's --weights FILE).
 
     `--teacher ensemble` leaves out members that would be random-init (they cannot learn offline, and a
     val-fitted weight on them is noise); explicitly named members always train (with a warning)."""
     names = resolve_members(spec, profile)
-    reasons = {n: random_init_reason(n, pretrained, (weights or {}).get(n)) for n in names}
+    weight_of = (lambda n: weights) if isinstance(weights, str) else (lambda n: (weights or {}).get(n))
+    reasons = {n: random_init_reason(n, pretrained, weight_of(n)) for n in names}
     if spec != "ensemble":
         for n in names:
             if reasons[n]:
