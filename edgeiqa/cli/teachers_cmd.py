@@ -40,7 +40,7 @@ def cmd_train(args) -> int:
     log = _log(args)
     # Options that override the profile are checked with it, before any work.
     overrides = {"teacher.epochs" if args.finetune else "teacher.head_epochs": args.epochs, "seed": args.seed,
-                 "teacher.losses": parse_loss_spec(args.losses) if args.losses else None}
+                 "teacher.losses": parse_loss_spec(args.losses) if args.losses else None, "teacher.rank_epochs": args.rank_epochs}
     profile = load_profile(args.profile, overrides=overrides)
     accel = resolve_accel(args.device, args.precision)
     workers = check_workers(args.workers)
@@ -203,6 +203,9 @@ def register(sub) -> None:
     tr.add_argument("--profile", default="sample", help="built-in profile name or a .toml file (default sample)")
     tr.add_argument("--epochs", type=int, help="override the profile's teacher epochs")
     tr.add_argument("--losses", help="e.g. mse=1,plcc=1,fidelity=1 (mse, l1, plcc, fidelity, rank)")
+    tr.add_argument("--rank-epochs", type=int, metavar="N",
+                    help="epochs of label-free ranking pre-training of each head on synthetic ladders of pool photos "
+                         "(the profile's [teacher] rank_epochs; 0 = off; frozen backbones only)")
     tr.add_argument("--finetune", action="store_true", help="train backbones end to end (slow on CPU); default: frozen backbone, head only")
     tr.add_argument("--pretrained", action="store_true", help="start from timm's hub weights (needs a network); "
                     "brings the Swin/ViT members into 'ensemble'")

@@ -24,7 +24,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
          "student": (dict,), "teacher": (dict,), "distill": (dict,)},
     "student": {"name": (str,), "views": (list,), "input": (list,), "hidden": (int,), "freeze_blocks": (int,)},
     "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,),
-                "self_train": (bool,)},
+                "self_train": (bool,), "rank_epochs": (int,), "rank_photos": (int,), "rank_levels": (list,)},
     "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float)},
 }
 REQUIRED = {"": ("name", "student", "teacher", "distill"), "student": ("views",)}
@@ -33,7 +33,7 @@ RANGES: dict[tuple[str, str], tuple[float, bool]] = {
     ("", "budget_gmacs"): (0, False), ("", "seed"): (0, True),
     ("student", "hidden"): (1, True), ("student", "freeze_blocks"): (0, True),
     ("teacher", "epochs"): (1, True), ("teacher", "head_epochs"): (1, True), ("teacher", "batch_size"): (1, True),
-    ("teacher", "lr"): (0, False),
+    ("teacher", "lr"): (0, False), ("teacher", "rank_epochs"): (0, True), ("teacher", "rank_photos"): (2, True),
     ("distill", "epochs"): (1, True), ("distill", "batch_size"): (1, True), ("distill", "lr"): (0, False),
     ("distill", "pseudo_weight"): (0, True),
 }
@@ -73,6 +73,9 @@ def _check_values(data: dict, where: str) -> None:
         size = data["student"]["input"]
         if len(size) != 2:
             raise EdgeIQAError(f"{where}: [student] input must be [height, width], got {size}")
+    levels = data["teacher"].get("rank_levels")
+    if levels is not None and (not levels or not all(type(v) is int and 1 <= v <= 6 for v in levels)):
+        raise EdgeIQAError(f"{where}: [teacher] rank_levels must be ladder severities 1..6, got {levels!r}")
     members = data["teacher"].get("ensemble")
     # Names are checked against the registry by teachers.pipeline.resolve_members, first thing in every command.
     if members is not None and (not members or not all(isinstance(m, str) and m for m in members)):

@@ -26,7 +26,7 @@ from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.teachers import create_teacher, get_teacher_entry
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble, ensemble_metrics, fit_ensemble
-from edgeiqa.teachers.train import MemberResult, load_member, train_teacher, unique_paths
+from edgeiqa.teachers.train import MemberResult, TeacherConfig, load_member, train_teacher, unique_paths
 from edgeiqa.training import TrainConfig
 
 
@@ -79,12 +79,15 @@ def select_members(spec: str, profile: dict, *, pretrained: bool = False, weight
     return kept, left_out
 
 
-def teacher_config(profile: dict, seed: int | None = None, finetune: bool = False) -> TrainConfig:
-    """`epochs` when fine-tuning end to end; `head_epochs` (cheap: cached features) for the frozen default."""
+def teacher_config(profile: dict, seed: int | None = None, finetune: bool = False) -> TeacherConfig:
+    """`epochs` when fine-tuning end to end; `head_epochs` (cheap: cached features) for the frozen default, after
+    `rank_epochs` of the head's label-free ranking pre-training (frozen default only)."""
     t = profile["teacher"]
     epochs = t.get("epochs", 6) if finetune else t.get("head_epochs", 60)
-    return TrainConfig(epochs=int(epochs), lr=float(t.get("lr", 3e-4)), batch_size=int(t.get("batch_size", 12)),
-                       seed=int(profile.get("seed", 0) if seed is None else seed), losses=dict(t.get("losses", {"mse": 1.0})))
+    return TeacherConfig(epochs=int(epochs), lr=float(t.get("lr", 3e-4)), batch_size=int(t.get("batch_size", 12)),
+                         seed=int(profile.get("seed", 0) if seed is None else seed), losses=dict(t.get("losses", {"mse": 1.0})),
+                         rank_epochs=0 if finetune else int(t.get("rank_epochs", 0)), rank_photos=int(t.get("rank_photos", 4)),
+                         rank_levels=[int(v) for v in t.get("rank_levels", [1, 2, 4, 6])])
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -142,7 +145,7 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         log(f"teacher {name}: training ({'fine-tune' if finetune else 'frozen backbone, head only'})")
         res = train_teacher(name, dataset, mdir, cfg, finetune=finetune, pretrained=pretrained,
                             weights=(weights or {}).get(name), extra=extra, resume=resume, progress=progress, cache=cache,
-                            accel=accel, workers=workers)
+                            accel=accel, workers=workers, log=log)
         if not main:
             continue
         info = json.loads(info_path.read_text())

@@ -35,9 +35,20 @@ from edgeiqa.losses import LossBatch
 from edgeiqa.provenance import sha256_file
 from edgeiqa.teachers import create_teacher
 from edgeiqa.teachers.features import extract_features, head_outputs, view_tensors
+from edgeiqa.teachers.rank_head import RankSpec, rank_pretrain_head
 from edgeiqa.training import TrainConfig, Trainer
 
 TEACHER_FORMAT = "edgeiqa-teacher/1"
+
+
+@dataclass
+class TeacherConfig(TrainConfig):
+    """TrainConfig + the head's label-free ranking pre-training (teachers/rank_head.py, frozen backbone only):
+    `rank_epochs` passes over synthetic ladders of `rank_photos` pool photos at `rank_levels`; 0 epochs = off."""
+
+    rank_epochs: int = 0
+    rank_photos: int = 4
+    rank_levels: list = field(default_factory=lambda: [1, 2, 4, 6])
 
 
 @dataclass
@@ -51,6 +62,7 @@ class MemberResult:
     metrics: dict = field(default_factory=dict)  # split -> evaluate() dict
     weights_source: str = ""
     gmacs: float | None = None
+    rank_pretrain: dict | None = None  # what the head's ranking pre-training did (rank_head.rank_pretrain_head)
 
 
 def unique_paths(dataset: Dataset) -> list[str]:
@@ -135,6 +147,7 @@ def train_teacher(
     n_aug: int = 1,
     accel=None,
     workers: int = 0,
+    log=None,
 ) -> MemberResult | None:
     main = distributed.current().is_main
     out_dir = Path(out_dir)
@@ -176,12 +189,21 @@ def train_teacher(
         if not main:  # every rank ends fit() with the best weights; rank 0 alone scores and writes the member
             return None
         feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{name} features", **autocast)
+        rank_info = None
     else:
         for p in teacher.backbones.parameters():
             p.requires_grad_(False)
         # Augmented variants help a head on pretrained features; on random-init features they only cost time.
         n_aug = n_aug if teacher.weights_source != "random-init" else 0
         feats = cached_features(teacher, out_dir, paths, cache, n_aug, cfg.seed, [it.path for it in items], progress, **autocast)
+        rank_info = None
+        spec = RankSpec.from_config(cfg)
+        if spec.epochs > 0 and teacher.weights_source != "random-init":  # random features carry no ranking to learn
+            rank_info = rank_pretrain_head(teacher, dataset, cache, spec, seed=cfg.seed, out_dir=out_dir, progress=progress,
+                                           log=log, **autocast)
+            if log is not None:
+                log(f"teacher {name}: head ranking pre-training on {rank_info['images']} synthetic images, pair accuracy "
+                    f"{rank_info['pair_accuracy_before']:.3f} -> {rank_info['pair_accuracy_after']:.3f}")
         ds = CachedFeatureDataset(items, index_of, feats, cfg.seed)
         loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed, workers=workers, pin_memory=pin)
         val_rows = [index_of[str(r.path)] for r in val_recs]
@@ -200,7 +222,8 @@ def train_teacher(
 
     scores, opinions = head_outputs(teacher, feats["eval"])
     scores[~feats["ok"].numpy()] = np.nan
-    result = MemberResult(name, out_dir, paths, scores, opinions, dict(cache.failed), weights_source=teacher.weights_source)
+    result = MemberResult(name, out_dir, paths, scores, opinions, dict(cache.failed), weights_source=teacher.weights_source,
+                          rank_pretrain=rank_info)
     result.metrics = split_metrics(dataset.records, dict(zip(paths, scores)))
     save_member(teacher, result, cfg, finetune, time.time() - t0)
     return result
@@ -245,7 +268,8 @@ def save_member(teacher, result: MemberResult, cfg: TrainConfig, finetune: bool,
     info = {"teacher": result.name, "weights_source": teacher.weights_source, "finetune": finetune,
             "views": [v.to_dict() for v in teacher.entry.views],
             "train_config": cfg.__dict__, "metrics": result.metrics, "seconds": round(seconds, 1),
-            "checkpoint_sha256": sha256_file(d / "teacher.pt"), "n_images": len(result.paths), "failed": result.failed}
+            "checkpoint_sha256": sha256_file(d / "teacher.pt"), "n_images": len(result.paths), "failed": result.failed,
+            "rank_pretrain": result.rank_pretrain}
     (d / "member.json").write_text(json.dumps(info, indent=2, default=str))
 
 
@@ -279,7 +303,8 @@ def load_member(member_dir: Path) -> MemberResult:
             scores.append(float(row["score"]) if row["score"] else np.nan)
     opinions = load_file(str(member_dir / "opinions.safetensors"))["opinions"].numpy()
     res = MemberResult(info["teacher"], member_dir, paths, np.asarray(scores), opinions, info.get("failed", {}),
-                       metrics=info.get("metrics", {}), weights_source=info.get("weights_source", ""))
+                       metrics=info.get("metrics", {}), weights_source=info.get("weights_source", ""),
+                       rank_pretrain=info.get("rank_pretrain"))
     return res
 
 
@@ -307,4 +332,4 @@ def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progre
     return scores, opinions
 
 
-__all__ = ["MemberResult", "train_teacher", "load_member", "predict_images", "view_tensors"]
+__all__ = ["MemberResult", "TeacherConfig", "train_teacher", "load_member", "predict_images", "view_tensors"]

@@ -1,0 +1,83 @@
+"""Label-free ranking pre-training of a teacher's head (issue 12, req. 2): synthetic ladders of pool photos
+from the degradation library; the head learns that the more degraded copy ranks lower, before any label."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeiqa.cli.main import main
+from edgeiqa.data.datasets import load_dataset
+from edgeiqa.data.records import Dataset, ImageRecord
+from edgeiqa.data.torchdata import ImageCache
+from edgeiqa.errors import EdgeIQAError
+from edgeiqa.profiles import load_profile
+from edgeiqa.teachers import create_teacher
+from edgeiqa.teachers.pipeline import teacher_config, train_members
+from edgeiqa.teachers.rank_head import RankSpec, base_photos, ladder_features, pair_accuracy, pretrain_head
+
+from helpers import write_profile
+
+
+def test_head_learns_the_severity_order_of_unlabelled_ladders(tiny_csv):
+    ds = load_dataset(f"csv:{tiny_csv}")
+    cache = ImageCache()
+    bases, source = base_photos(ds, cache, 2, seed=0)
+    assert source == "pool" and len(bases) == 2 and all("chelsea" in b for b in bases)  # the tiny set's pool photo
+    torch.manual_seed(0)
+    teacher = create_teacher("lite0_mv")
+    for p in teacher.backbones.parameters():
+        p.requires_grad_(False)
+    spec = RankSpec(epochs=40, photos=2, levels=(2, 6), kinds=("gaussian_blur", "white_noise", "jpeg"))
+    feats, targets, ladders = ladder_features(teacher, bases, cache, spec, seed=0, progress=False)
+    assert feats.shape[0] == 2 * 3 * 3 and len(set(ladders.tolist())) == 6  # the original joins each kind's ladder
+    assert sorted(set(targets.tolist())) == [-6.0, -2.0, 0.0]
+    before = pair_accuracy(teacher.head, feats, targets, ladders)
+    info = pretrain_head(teacher.head, feats, targets, ladders, spec.epochs, 1e-3, seed=0)
+    assert info["pair_accuracy_before"] == pytest.approx(before, abs=1e-4)
+    assert info["pair_accuracy_after"] >= 0.9 and info["pair_accuracy_after"] > before
+
+
+def test_too_few_readable_photos_is_a_clear_error(tmp_path):
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_text("hello")
+    ds = Dataset("csv:x.csv", [ImageRecord(bad, 3.0, "s", "train", ""), ImageRecord(tmp_path / "missing.png", None, "t", "pool", "")])
+    with pytest.raises(EdgeIQAError, match=r"at least 2 readable images .* found 0"):
+        base_photos(ds, ImageCache(), 4, seed=0)
+
+
+@pytest.mark.parametrize("line, message", [("rank_levels = [0, 7]", "rank_levels must be ladder severities 1..6"),
+                                           ("rank_photos = 1", "rank_photos must be >= 2"),
+                                           ("rank_epochs = -1", "rank_epochs must be >= 0"),
+                                           ("rank_epoch = 3", "did you mean 'rank_epochs'")])
+def test_bad_ranking_settings_fail_before_any_work(tmp_path, capsys, line, message):
+    profile = write_profile(tmp_path / "p.toml")
+    profile.write_text(profile.read_text().replace("head_epochs = 15", f"head_epochs = 15\n{line}"))
+    assert main(["teachers", "train", "--profile", str(profile), "--data", "csv:nothere.csv", "--out", str(tmp_path / "t"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_train_members_pretrains_the_head_records_it_and_reuses_the_ladder_features(tiny_csv, tmp_path):
+    profile = load_profile(str(write_profile(tmp_path / "p.toml")))
+    ds = load_dataset(f"csv:{tiny_csv}")
+    cfg = dataclasses.replace(teacher_config(profile), epochs=3, rank_epochs=5, rank_photos=2, rank_levels=[6])
+    logs = []
+    res = train_members(["lite0_mv"], ds, tmp_path / "t", cfg, progress=False, log=logs.append)[0]
+    info = json.loads((tmp_path / "t" / "lite0_mv" / "member.json").read_text())
+    rp = info["rank_pretrain"]
+    assert rp["epochs"] == 5 and rp["bases_from"] == "pool" and rp["images"] == 2 * (1 + 36)
+    assert rp["pair_accuracy_after"] > rp["pair_accuracy_before"]
+    assert res.rank_pretrain == rp and any("head ranking pre-training" in m for m in logs)
+    assert info["settings"]["config"]["rank_epochs"] == 5
+    ladder_file = tmp_path / "t" / "lite0_mv" / "rank_features.pt"
+    stamp = ladder_file.stat().st_mtime_ns
+    # Another label schedule retrains the head, but the ladders' features are read back, not recomputed.
+    train_members(["lite0_mv"], ds, tmp_path / "t", dataclasses.replace(cfg, epochs=2), progress=False, log=logs.append)
+    assert ladder_file.stat().st_mtime_ns == stamp
+    assert Path(json.loads((tmp_path / "t" / "lite0_mv" / "member.json").read_text())["rank_pretrain"]["bases"][0]).exists()
