@@ -345,37 +345,29 @@ def fit_members(imgs, feats, r, items, seed, cfg, weights, variant, out, rank_it
     return cal, next(res.opinions for res in results if res.name == top), ens.weights
 
 
-def self_trained_teachers(imgs, feats, r, train, seed, cfg, losses_t, pseudo_weight, variant, out, rank_items=None):
-    """The teacher recipe of `distill --self-train`: heads on labels (row `teacher_*{variant}_labels_only`), then
-    retrained on labels + the first ensemble's pseudo-labels of the pool (row `teacher_*{variant}`).
-    Returns (pool items pseudo-labelled by the self-trained ensemble, opinion features of its top member)."""
-    first, _, _ = fit_members(imgs, feats, r, train, seed, cfg, losses_t, f"{variant}_labels_only", out, rank_items)
-    with_pool = join(train, make_items(imgs, r["pool"], target=first.astype(np.float32), weight=pseudo_weight))
-    scores, opinion, weights = fit_members(imgs, feats, r, with_pool, seed, cfg, losses_t, variant, out, rank_items)
-    out.setdefault("_weights", {})[variant or "default"] = weights
-    pseudo = join(train, make_items(imgs, r["pool"], target=scores.astype(np.float32), weight=pseudo_weight))
-    return pseudo, torch.from_numpy(opinion)
-
-
 def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> dict[str, dict]:
     """Every row of the table for one fold and seed: {row: evaluate_rows(...)}.
 
-    Teachers, two recipes: the default (heads on labels, then self-trained on the pool's pseudo-labels), and the
-    same with label-free ranking pre-training of every head (`_ranking`: synthetic ladders of the pool photos at
-    the training-fold kinds, the more degraded copy ranks lower, before the labels). Students learn from the
-    default teachers; `student_distilled_ranking` is the ranking recipe end to end (ranking teachers, and the
-    student's head ranking-pre-trained too)."""
+    Teachers: the default recipe of the `sample` profile (`teacher_*`: each head ranking-pre-trained on synthetic
+    ladders of the pool photos at the training-fold kinds, then trained on labels; ensemble by the one-standard-
+    error rule), and one ingredient changed at a time: `_no_ranking` (labels only), `_self_trained` (+ one
+    self-training round on the default ensemble's pseudo-labels of the pool, as `[teacher] self_train`), and
+    `teacher_ensemble_val_argmax` (the default members, weighted by the plain val argmax). Students learn from the
+    default teachers; `student_distilled_ranking` also ranking-pre-trains the student's head."""
     train = make_items(imgs, r["train"])
     rank = make_items(imgs, r["rank"], target=np.array([-im.severity for im in imgs], dtype=np.float32))
-    out: dict = {}
-    pseudo, tfeat = self_trained_teachers(imgs, feats, r, train, seed, cfg, losses_t, pseudo_weight, "", out)
-    pseudo_rank, tfeat_rank = self_trained_teachers(imgs, feats, r, train, seed, cfg, losses_t, pseudo_weight, "_ranking", out, rank)
+    out: dict = {"_weights": {}}
+    scores, opinion, out["_weights"]["default"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "", out, rank)
+    _, _, out["_weights"]["_no_ranking"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_no_ranking", out)
+    pseudo = join(train, make_items(imgs, r["pool"], target=scores.astype(np.float32), weight=pseudo_weight))
+    _, _, out["_weights"]["_self_trained"] = fit_members(imgs, feats, r, pseudo, seed, cfg, losses_t, "_self_trained", out, rank)
+    tfeat = torch.from_numpy(opinion)
     no_feature = {k: v for k, v in losses_s.items() if k != "feature"}
     recipes = {
         "student_labels_only": (STUDENT, dict(items=train, weights=no_feature)),
         "student_pseudo": (STUDENT, dict(items=pseudo, weights=no_feature)),
         "student_distilled": (STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat)),
-        "student_distilled_ranking": (STUDENT, dict(items=pseudo_rank, weights=losses_s, teacher_feat=tfeat_rank, rank_items=rank,
+        "student_distilled_ranking": (STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat, rank_items=rank,
                                                     rank_epochs=cfg["rank_epochs"])),
         "student_small_labels_only": (SMALL_STUDENT, dict(items=train, weights=no_feature)),
         "student_small_distilled": (SMALL_STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat)),
@@ -428,8 +420,6 @@ def check_targets(rows: list[dict]) -> dict:
         "small_distilled_ge_97pct_teacher": small["srcc_scene_mean"] >= TARGETS["student_vs_teacher"] * t["srcc_scene_mean"],
         "small_distilled_gmacs_le_tenth_teacher": small["gmacs"] <= TARGETS["gmacs_ratio"] * t["gmacs"],
         "small_distilled_ge_labels_only_plus_0.03": small["srcc_scene_mean"] >= small_lab["srcc_scene_mean"] + TARGETS["distill_gain"],
-        "ranking_teacher_ensemble_scene_mean_ge_0.90": by["teacher_ensemble_ranking"]["srcc_scene_mean"] >= TARGETS["teacher_scene_mean"],
-        "ranking_teacher_above_every_student": all(by["teacher_ensemble_ranking"]["srcc_scene_mean"] > r["srcc_scene_mean"] for r in students),
         "distilled_ranking_ge_labels_only_plus_0.03":
             by["student_distilled_ranking"]["srcc_scene_mean"] >= lab["srcc_scene_mean"] + TARGETS["distill_gain"],
     }
@@ -509,12 +499,11 @@ def main(argv=None) -> int:
         m = models[name].eval()
         return count_gmacs(m, tuple(torch.zeros(1, 3, *v.size) for v in m.entry.views), name=name, cross_check=False).total_gmacs
 
-    variants = ("", "_labels_only", "_ranking", "_ranking_labels_only")
+    variants = ("", "_no_ranking", "_self_trained")
     gmacs = {f"teacher_{n}{v}": g for n, g in member_gmacs.items() for v in variants}
-    for v in ("", "_ranking"):  # the self-trained ensemble's cost: its members with weight > 0, in the dearest fold
+    for v in variants:  # an ensemble's cost: its members with weight > 0, in the dearest fold
         gmacs[f"teacher_ensemble{v}"] = max(sum(member_gmacs[n] for n, w in x["weights"][v or "default"].items() if w > 0)
                                             for x in weights)
-        gmacs[f"teacher_ensemble{v}_labels_only"] = sum(member_gmacs.values())  # weights of round 1 are not kept
     gmacs["teacher_ensemble_val_argmax"] = sum(member_gmacs.values())  # its weights are not kept either
     for row in per_seed[0]:
         if row.startswith("student_"):

@@ -81,3 +81,10 @@ def test_train_members_pretrains_the_head_records_it_and_reuses_the_ladder_featu
     train_members(["lite0_mv"], ds, tmp_path / "t", dataclasses.replace(cfg, epochs=2), progress=False, log=logs.append)
     assert ladder_file.stat().st_mtime_ns == stamp
     assert Path(json.loads((tmp_path / "t" / "lite0_mv" / "member.json").read_text())["rank_pretrain"]["bases"][0]).exists()
+
+
+def test_rank_epochs_option_is_checked_like_the_profile(tmp_path, capsys):
+    profile = write_profile(tmp_path / "p.toml")
+    rc = main(["teachers", "train", "--profile", str(profile), "--rank-epochs", "-2", "--out", str(tmp_path / "t"), "--quiet"])
+    assert rc == 2 and "rank_epochs must be >= 0, got -2" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
