@@ -7,8 +7,8 @@ learns, before it sees any label, that within one photo x kind ladder the more d
 (rank + fidelity losses on same-ladder pairs). Training on labels then starts from that head.
 
 Why: labels cover a few artefact kinds; the library covers 36. Measured by benchmarks/generalise.py
-(leave-kinds-out, heads on frozen features, ranking only on training-fold kinds): the teacher heads gained on
-the held-out groups (see the README's leave-kinds-out section for the numbers).
+(leave-kinds-out, heads on frozen features, ranking only on training-fold kinds, 3 seeds): the teacher
+ensemble's per-scene mean SRCC on held-out groups rose from 0.828 to 0.861, each member's by 0.02-0.05.
 
 `edgeiqa teachers pretrain` is the backbone version of the same idea (the whole teacher trains; GPU territory).
 """
