@@ -270,3 +270,19 @@ def test_pruning_ghostnet_is_refused_with_reason():
     views = [ViewSpec("resize", (64, 64))]
     with pytest.raises(EdgeIQAError, match="GhostNet"):
         prune_to_budget(create_student("ghostnetv2", views, offline_pretrained=False), views, 0.001, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_distill_ranking_pretrains_the_student_head_and_records_it(run_dir, tiny_csv, tmp_path):
+    """issue 12: `[distill] rank_epochs` pre-trains the student's head on the teachers' ladders (same photos and
+    levels), before distillation; the card records it. Teachers and labels are reused (their settings are unchanged)."""
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    profile = tmp_path / "rank.toml"
+    profile.write_text((run_dir.parent / "tiny.toml").read_text().replace("[distill]", "[distill]\nrank_epochs = 3"))
+    rc = main(["distill", "--profile", str(profile), "--data", f"csv:{tiny_csv}", "--out", str(run), "--epochs", "1", "--quiet"])
+    assert rc == 0
+    card = json.loads((run / "card.json").read_text())
+    rp = card["student"]["rank_pretrain"]
+    assert rp["epochs"] == 3 and rp["levels"] == [1, 2, 4, 6] and rp["images"] == len(rp["bases"]) * (1 + 36 * 4)
+    assert rp["bases_from"] == "pool" and rp["pair_accuracy_after"] > rp["pair_accuracy_before"]
+    assert card["seconds"]["student_rank_s"] > 0 and (run / "rank_features.pt").exists()

@@ -7,8 +7,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from edgeiqa.cli.main import main
 from edgeiqa.data.datasets import load_dataset
@@ -45,8 +47,11 @@ def test_head_learns_the_severity_order_of_unlabelled_ladders(tiny_csv):
 def test_too_few_readable_photos_is_a_clear_error(tmp_path):
     bad = tmp_path / "not_an_image.jpg"
     bad.write_text("hello")
-    ds = Dataset("csv:x.csv", [ImageRecord(bad, 3.0, "s", "train", ""), ImageRecord(tmp_path / "missing.png", None, "t", "pool", "")])
-    with pytest.raises(EdgeIQAError, match=r"at least 2 readable images .* found 0"):
+    tiny = tmp_path / "tiny.png"  # readable, but too small to degrade by every kind: passed over
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tiny)
+    ds = Dataset("csv:x.csv", [ImageRecord(bad, 3.0, "s", "train", ""), ImageRecord(tmp_path / "missing.png", None, "t", "pool", ""),
+                               ImageRecord(tiny, None, "u", "pool", "")])
+    with pytest.raises(EdgeIQAError, match=r"at least 2 readable images of at least 64 px a side .* found 0"):
         base_photos(ds, ImageCache(), 4, seed=0)
 
 
@@ -80,6 +85,10 @@ def test_train_members_pretrains_the_head_records_it_and_reuses_the_ladder_featu
     # Another label schedule retrains the head, but the ladders' features are read back, not recomputed.
     train_members(["lite0_mv"], ds, tmp_path / "t", dataclasses.replace(cfg, epochs=2), progress=False, log=logs.append)
     assert ladder_file.stat().st_mtime_ns == stamp
+    # A damaged ladder cache is a cache miss: recomputed and rewritten, never a crash.
+    ladder_file.write_bytes(ladder_file.read_bytes()[:1000])
+    train_members(["lite0_mv"], ds, tmp_path / "t", dataclasses.replace(cfg, epochs=1), progress=False, log=logs.append)
+    assert ladder_file.stat().st_size > 1000 and torch.load(ladder_file, weights_only=True)["feats"].shape[0] == 2 * 36 * 2
     assert Path(json.loads((tmp_path / "t" / "lite0_mv" / "member.json").read_text())["rank_pretrain"]["bases"][0]).exists()
 
 

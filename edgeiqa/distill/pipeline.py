@@ -6,7 +6,8 @@ Steps (each reused when its inputs are unchanged, so a re-run or `--resume` only
 3. LabelSet of every image (OUT/labels); 4. student picked (`auto` = most capable that fits) and counted
 with fvcore at the profile's views, `--fit` shrinks input or prunes; 5. student trained on ground truth
 (train split) + calibrated pseudo-labels (pool / unlabelled images) with the named losses, opinion
-features distilled through the projection head; checkpoint every epoch; best epoch by val;
+features distilled through the projection head (its scoring head first ranking-pre-trained without labels on
+the teachers' synthetic ladders, `[distill] rank_epochs`); checkpoint every epoch; best epoch by val;
 6. test-scene metrics of student and teacher ensemble side by side; OUT/student.pt, OUT/card.json,
 OUT/scatter.png, OUT/predictions.csv.
 """
@@ -30,6 +31,7 @@ from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.budget import check_budget
 from edgeiqa.distill.budget_fit import count_registered, count_student, fit_by_input, pick_student, prune_to_budget
+from edgeiqa.distill.rank_student import rank_pretrain_student
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import write_json_atomic
 from edgeiqa.losses import LossBatch, check_loss_weights
@@ -38,6 +40,7 @@ from edgeiqa.provenance import package_versions
 from edgeiqa.runpaths import to_run_path
 from edgeiqa.students import create_student, save_student
 from edgeiqa.teachers.labelset import LabelSet, build_labelset
+from edgeiqa.teachers.rank_head import RankSpec
 from edgeiqa.teachers.pipeline import SELFTRAIN_DIR, build_ensemble, select_members, self_train, teacher_config, train_members
 from edgeiqa.training import TrainConfig, Trainer
 
@@ -222,6 +225,15 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     if fit == "prune":
         model, _ = prune_to_budget(model, views, budget, log)
     report = check_budget(count_student(model, views, budget, student_name), budget)
+    rank_info = None
+    rank_spec = RankSpec(int(profile["distill"].get("rank_epochs", 0)), tcfg.rank_photos, tuple(tcfg.rank_levels))
+    if rank_spec.epochs > 0:  # the teachers' ladders (same photos and levels), the student's own features
+        t0 = time.time()
+        rank_info = rank_pretrain_student(model, views, student_name, dataset, rank_spec, seed=cfg.seed, out_dir=out,
+                                          progress=progress, log=log, accel=accel)
+        timings["student_rank_s"] = round(time.time() - t0, 1)
+        log(f"student {student_name}: head ranking pre-training on {rank_info['images']} synthetic images, pair accuracy "
+            f"{rank_info['pair_accuracy_before']:.3f} -> {rank_info['pair_accuracy_after']:.3f}")
     items, feats = build_items(dataset, labels, float(profile["distill"].get("pseudo_weight", 0.5)), use_pool=True)
     n_pseudo = sum(1 for it in items if it.weight != 1.0)
     log(f"student {student_name}: {report.total_gmacs:.3f} GMACs (budget {budget}); training on {len(items) - n_pseudo} "
@@ -272,7 +284,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         "student": {"name": student_name, "weights_source": model.weights_source, "gmacs": round(report.total_gmacs, 4),
                     "gmacs_per_view": report.views, "params_m": round(report.params_m, 3),
                     "cross_check_gmacs": report.cross_check_gmacs, **s_test, "val": eval_summary(student_score, val),
-                    "checkpoint": "student.pt"},
+                    "checkpoint": "student.pt", "rank_pretrain": rank_info},
         "teacher": {"members": names, "weights": tcard["weights"], "weights_fitted_on": tcard["weights_fitted_on"],
                     "not_run": tcard.get("not_run", []), "left_out": tcard.get("left_out", []),
                     "gmacs": teacher_gmacs, "gmacs_members": tcard["gmacs"]["members"], **t_test,

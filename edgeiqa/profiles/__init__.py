@@ -25,7 +25,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "student": {"name": (str,), "views": (list,), "input": (list,), "hidden": (int,), "freeze_blocks": (int,)},
     "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,),
                 "self_train": (bool,), "rank_epochs": (int,), "rank_photos": (int,), "rank_levels": (list,)},
-    "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float)},
+    "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float),
+                "rank_epochs": (int,)},
 }
 REQUIRED = {"": ("name", "student", "teacher", "distill"), "student": ("views",)}
 # (section, key) -> (lowest allowed, whether the lowest is allowed itself)
@@ -35,7 +36,7 @@ RANGES: dict[tuple[str, str], tuple[float, bool]] = {
     ("teacher", "epochs"): (1, True), ("teacher", "head_epochs"): (1, True), ("teacher", "batch_size"): (1, True),
     ("teacher", "lr"): (0, False), ("teacher", "rank_epochs"): (0, True), ("teacher", "rank_photos"): (2, True),
     ("distill", "epochs"): (1, True), ("distill", "batch_size"): (1, True), ("distill", "lr"): (0, False),
-    ("distill", "pseudo_weight"): (0, True),
+    ("distill", "pseudo_weight"): (0, True), ("distill", "rank_epochs"): (0, True),
 }
 
 

@@ -36,6 +36,7 @@ from edgeiqa.teachers.features import extract_features
 
 MIN_PHOTOS = 2  # one photo alone would teach its own content, not quality
 MAX_SIDE = 1024  # bases are shrunk to this before degrading: 145 copies of a 4K photo would not fit in memory
+MIN_SIDE = 64  # smaller images are passed over: several kinds (patch shuffle, JPEG 2000, ...) need real area
 LOSSES = {"rank": 1.0, "fidelity": 1.0}
 LADDERS_PER_BATCH = 32
 LR = 1e-3  # the head starts from scratch here (the profile's teacher lr is for the label phase)
@@ -60,20 +61,22 @@ class RankSpec:
 
 
 def base_photos(dataset: Dataset, cache: ImageCache, n: int, seed: int) -> tuple[list[str], str]:
-    """Up to `n` readable images to degrade, drawn (seeded) from the pool split, else from the labelled splits."""
+    """Up to `n` readable images (at least MIN_SIDE px a side) to degrade, drawn (seeded) from the pool split,
+    else from the labelled splits."""
     for splits in (("pool",), ("train", "val")):
         candidates = sorted({str(r.path) for r in dataset.records if r.split in splits})
         order = np.random.default_rng([seed, 7]).permutation(len(candidates))
         picked = []
         for i in order:
-            if cache.get(candidates[i]) is not None:
+            img = cache.get(candidates[i])
+            if img is not None and min(img.shape[:2]) >= MIN_SIDE:
                 picked.append(candidates[i])
                 if len(picked) == n:
                     break
         if len(picked) >= MIN_PHOTOS:
             return picked, splits[0]
-    raise EdgeIQAError(f"{dataset.spec}: ranking pre-training needs at least {MIN_PHOTOS} readable images in the pool "
-                       f"or train/val splits, found {len(picked)}")
+    raise EdgeIQAError(f"{dataset.spec}: ranking pre-training needs at least {MIN_PHOTOS} readable images of at least "
+                       f"{MIN_SIDE} px a side in the pool or train/val splits, found {len(picked)}")
 
 
 def _shrunk(img: np.ndarray) -> np.ndarray:
@@ -116,13 +119,16 @@ def cached_ladder_features(teacher, bases, cache, spec: RankSpec, seed: int, out
                                      [v.to_dict() for v in teacher.entry.views]]).encode()).hexdigest()
     path = Path(out_dir) / "rank_features.pt"
     if path.exists():
-        stored = torch.load(path, map_location="cpu", weights_only=False)
-        if stored.get("key") == key:
-            return stored["feats"], stored["targets"], stored["ladders"]
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # damaged or foreign: a cache, so it is recomputed (and rewritten) rather than trusted
+            stored = {}
+        if isinstance(stored, dict) and stored.get("key") == key:
+            return stored["feats"], stored["targets"].numpy(), stored["ladders"].numpy()
     feats, targets, ladders = ladder_features(teacher, bases, cache, spec, seed, progress, autocast)
     if distributed.current().is_main:
         with atomic_path(path) as tmp:
-            torch.save({"key": key, "feats": feats, "targets": targets, "ladders": ladders}, tmp)
+            torch.save({"key": key, "feats": feats, "targets": torch.from_numpy(targets), "ladders": torch.from_numpy(ladders)}, tmp)
     return feats, targets, ladders
 
 
