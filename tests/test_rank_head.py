@@ -97,3 +97,19 @@ def test_rank_epochs_option_is_checked_like_the_profile(tmp_path, capsys):
     rc = main(["teachers", "train", "--profile", str(profile), "--rank-epochs", "-2", "--out", str(tmp_path / "t"), "--quiet"])
     assert rc == 2 and "rank_epochs must be >= 0, got -2" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_to_label_scale_keeps_the_order_and_lands_on_the_label_scale():
+    from edgeiqa.teachers.model import IQAHead
+    from edgeiqa.teachers.rank_head import to_label_scale
+
+    torch.manual_seed(0)
+    head, feats = IQAHead(16, 8).eval(), torch.randn(50, 16) * 5
+    with torch.no_grad():
+        head.score.weight.mul_(40)  # what ranking losses leave: scores far off the label scale
+        before = head(feats)[0]
+    to_label_scale(head, feats, 3.0, 1.2)
+    with torch.no_grad():
+        after = head(feats)[0]
+    assert torch.equal(torch.argsort(before), torch.argsort(after))
+    assert float(after.mean()) == pytest.approx(3.0, abs=1e-4) and float(after.std()) == pytest.approx(1.2, rel=1e-3)

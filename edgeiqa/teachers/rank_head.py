@@ -169,6 +169,18 @@ def pretrain_head(head, feats: torch.Tensor, targets: np.ndarray, ladders: np.nd
     return {"pair_accuracy_before": round(before, 4), "pair_accuracy_after": round(pair_accuracy(head, feats, targets, ladders), 4)}
 
 
+@torch.no_grad()
+def to_label_scale(head, feats: torch.Tensor, label_mean: float, label_std: float) -> None:
+    """Affine change of the head's last layer (`head.score`) so that its scores on the ladders have the labels'
+    mean and spread. Ranking losses leave the scale arbitrary (the main job's first MSE epoch read 93 instead of
+    about 3 without it); this keeps every order and lets the label phase start on the label scale."""
+    head.eval()
+    s = head(feats.to(next(head.parameters()).device))[0].float()
+    a = label_std / max(float(s.std()), 1e-6)
+    head.score.weight.mul_(a)
+    head.score.bias.sub_(float(s.mean())).mul_(a).add_(label_mean)
+
+
 def rank_pretrain_head(teacher, dataset: Dataset, cache: ImageCache, spec: RankSpec, *, seed: int, out_dir: Path,
                        progress: bool = True, autocast=None, log=None) -> dict:
     """The whole step for one member: bases, cached ladder features, head pre-training. Returns what member.json keeps."""
@@ -179,5 +191,8 @@ def rank_pretrain_head(teacher, dataset: Dataset, cache: ImageCache, spec: RankS
     feats, targets, ladders = cached_ladder_features(teacher, bases, cache, spec, seed, out_dir, progress, autocast)
     torch.manual_seed(seed)
     info = pretrain_head(teacher.head, feats, targets, ladders, spec.epochs, LR, seed)
+    labels = np.array([r.score for r in dataset.records if r.split == "train" and r.score is not None], dtype=np.float64)
+    if labels.size > 1:
+        to_label_scale(teacher.head, feats, float(labels.mean()), float(labels.std()))
     return {**spec.to_dict(), "bases": bases, "bases_from": source, "images": len(bases) * (1 + len(spec.kinds) * len(spec.levels)),
             **info}
