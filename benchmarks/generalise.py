@@ -17,8 +17,9 @@ Protocol
   ensemble weights on the val photos' training-fold kinds only, and are scored on the test photos'
   *held-out* kinds only. The unlabelled pool (pool photos x every kind) is what a user's unlabelled
   photos are: its labels are never read; teachers pseudo-label it. Ranking pre-training (teachers' and
-  student's heads, `_ranking` rows) uses the pool photos' ladders at training-fold kinds only, ordered by their
-  known synthetic severity (the held-out artefacts are unknown to the recipe).
+  student's heads) uses the pool's colour photos' ladders at training-fold kinds only, ordered by their known
+  synthetic severity (the held-out artefacts are unknown to the recipe). Greyscale pool photos are passed over
+  by the same rule as the product's (`rank_head.base_photos`): they still take part as pseudo-labelled images.
 - Teacher ensembles are fitted by `fit_ensemble` exactly as `teachers train` fits them (val split,
   one-standard-error rule).
 - Per-scene SRCC is pooled over all held-out scenes of all folds (each scene scored by the model of the
@@ -31,7 +32,7 @@ Compromises, made to fit about an hour on a 2-core CPU (say so wherever the numb
   views. The student row is therefore the deployed student's architecture and views with its backbone
   frozen; the real `distill` also fine-tunes the student's backbone (from block 2). Backbone fine-tuning
   and backbone ranking pre-training (`edgeiqa teachers pretrain`) are not measured here (a GPU job).
-- No augmented views; short schedules (12 epochs on labels, after 10 epochs of ranking pre-training where used;
+- No augmented views; short schedules (12 epochs on labels, after 20 epochs of ranking pre-training where used;
   32 scenes per batch);
   4 ladder levels (severities 1, 2, 4, 6) instead of 6; one evaluation view per image.
 """
@@ -67,6 +68,7 @@ from edgeiqa.teachers.counting import count_teacher
 from edgeiqa.teachers.ensemble import _simplex, fit_ensemble
 from edgeiqa.teachers.features import extract_features
 from edgeiqa.teachers.model import IQAHead, IQATeacher
+from edgeiqa.teachers.rank_head import is_greyscale
 from edgeiqa.teachers.registry import TeacherEntry
 from edgeiqa.teachers.train import MemberResult, val_key
 
@@ -86,9 +88,10 @@ STUDENT = "student_lite0"
 # A student at <= 1/10 of the teacher ensemble's GMACs: the same backbone on one native-resolution fragments view.
 SMALL_STUDENT = "student_lite0_small"
 SMALL_VIEWS = (ViewSpec("fragments", (224, 224), 7),)
-# rank_epochs 10: about as many steps (90 of 32 ladders) as the sample profile's 20 epochs over its 144 ladders.
-FULL = {"levels": (1, 2, 4, 6), "kinds_per_group": None, "seeds": (0, 1, 2), "epochs": 12, "rank_epochs": 10}
-QUICK = {"levels": (2, 4, 6), "kinds_per_group": 2, "seeds": (0,), "epochs": 8, "rank_epochs": 3}
+# rank_epochs 20: about as many steps (85 of 32 ladders: 5 colour pool photos x 27 training-fold kinds) as the sample
+# profile's 20 epochs over its 144 ladders.
+FULL = {"levels": (1, 2, 4, 6), "kinds_per_group": None, "seeds": (0, 1, 2), "epochs": 12, "rank_epochs": 20}
+QUICK = {"levels": (2, 4, 6), "kinds_per_group": 2, "seeds": (0,), "epochs": 8, "rank_epochs": 6}
 HIDDEN = 256
 GEN_VERSION = "generalise-v1"  # bump when photo preparation or a degradation changes: cached features are per image key
 SCENES_PER_BATCH = 32
@@ -274,13 +277,14 @@ def train_head(x, imgs, items: Items, val_rows, *, seed, epochs, weights, rank_i
 
 
 # ------------------------------------------------------------------------------------------------- folds
-def fold_rows(imgs: list[Img], held: set[str]) -> dict[str, list[int]]:
-    """Row indices per role for one fold (held = held-out kinds)."""
+def fold_rows(imgs: list[Img], held: set[str], grey: set[str] = frozenset()) -> dict[str, list[int]]:
+    """Row indices per role for one fold (held = held-out kinds; grey = greyscale photos, left out of the ranking
+    ladders as `rank_head.base_photos` leaves them out)."""
     def rows(split, want_held=None):
         return [i for i, im in enumerate(imgs) if im.split == split
                 and (want_held is None or im.kind == "original" or (im.kind in held) == want_held)]
     return {"train": rows("train", False), "val": rows("val", False), "test": rows("test", True),
-            "pool": rows("pool"), "rank": rows("pool", False)}
+            "pool": rows("pool"), "rank": [i for i in rows("pool", False) if imgs[i].photo not in grey]}
 
 
 def fold_dataset(imgs: list[Img], r: dict[str, list[int]]) -> Dataset:
@@ -392,6 +396,7 @@ def summarise(per_seed: list[dict[str, list[dict]]], gmacs: dict[str, float]) ->
             for k in ("srcc_scene_mean", "srcc_scene_median", "srcc_kind_worst"):
                 vals.setdefault(k, []).append(m[k])
             vals.setdefault("worst_kind", []).append(m["worst_kind"])
+            vals.setdefault("per_kind", []).append(m["per_kind"])
             vals.setdefault("srcc", []).append(float(np.mean([f["global"]["srcc"] for f in folds])))
             vals.setdefault("mae", []).append(float(np.mean([f["global"]["mae"] for f in folds])))
             vals.setdefault("original_score_mean", []).append(float(np.mean([f["original"] for f in folds])))
@@ -399,6 +404,10 @@ def summarise(per_seed: list[dict[str, list[dict]]], gmacs: dict[str, float]) ->
         for k, v in vals.items():
             if k == "worst_kind":
                 row[k] = max(set(v), key=v.count)
+                continue
+            if k == "per_kind":  # mean over seeds of each held-out kind's per-scene mean SRCC
+                got = {kind: [d[kind] for d in v if d.get(kind) is not None] for kind in sorted(v[0])}
+                row["srcc_per_kind"] = {kind: round(float(np.mean(x)), 3) for kind, x in got.items() if x}
                 continue
             row[k] = round(float(np.mean(v)), 4)
             row[k + "_std"] = round(float(np.std(v)), 4)
@@ -468,6 +477,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     kinds = library_kinds(cfg["kinds_per_group"])
     imgs, cache = build_images(kinds, cfg["levels"], progress=True)
+    grey = {im.photo for im in imgs if im.kind == "original" and is_greyscale(cache.images[im.key])}
     models = {name: create_teacher(name) for name in TEACHERS}
     models[STUDENT] = student_model(profile.student_views)
     models[SMALL_STUDENT] = student_model(SMALL_VIEWS, SMALL_STUDENT)
@@ -484,7 +494,7 @@ def main(argv=None) -> int:
         collected: dict[str, list] = {}
         for fi, held_groups in enumerate(FOLDS):
             held = {k for g in held_groups for k in kinds_in_group(g) if k in kinds}
-            out = run_fold(imgs, feats, fold_rows(imgs, held), seed, cfg, losses_t, losses_s, profile["distill"]["pseudo_weight"])
+            out = run_fold(imgs, feats, fold_rows(imgs, held, grey), seed, cfg, losses_t, losses_s, profile["distill"]["pseudo_weight"])
             weights.append({"seed": seed, "fold": fi, "held_out": list(held_groups), "weights": out.pop("_weights")})
             for row, res in out.items():
                 collected.setdefault(row, []).append(res)
@@ -515,7 +525,8 @@ def main(argv=None) -> int:
         "protocol": {"folds": [list(f) for f in FOLDS], "kinds": kinds, "levels": list(cfg["levels"]), "seeds": list(cfg["seeds"]),
                      "epochs": cfg["epochs"], "rank_epochs": cfg["rank_epochs"], "teachers": list(TEACHERS),
                      "student_views": [v.to_dict() for v in profile.student_views], "n_images": len(imgs),
-                     "photos": {p.name: p.split for p in list(PHOTOS) + list(EXTRA_POOL)}, "quick": args.quick},
+                     "photos": {p.name: p.split for p in list(PHOTOS) + list(EXTRA_POOL)}, "quick": args.quick,
+                     "ranking_photos": sorted({imgs[i].photo for i in fold_rows(imgs, set(), grey)["rank"]})},
         "seconds": {"images_and_features": round(t_feats, 1), "total": round(time.time() - t0, 1)},
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "command": "python benchmarks/generalise.py" + (" --quick" if args.quick else ""),

@@ -28,7 +28,7 @@ from helpers import write_profile
 def test_head_learns_the_severity_order_of_unlabelled_ladders(tiny_csv):
     ds = load_dataset(f"csv:{tiny_csv}")
     cache = ImageCache()
-    bases, source = base_photos(ds, cache, 2, seed=0)
+    bases, source, _ = base_photos(ds, cache, 2, seed=0)
     assert source == "pool" and len(bases) == 2 and all("chelsea" in b for b in bases)  # the tiny set's pool photo
     torch.manual_seed(0)
     teacher = create_teacher("lite0_mv")
@@ -53,6 +53,40 @@ def test_too_few_readable_photos_is_a_clear_error(tmp_path):
                                ImageRecord(tiny, None, "u", "pool", "")])
     with pytest.raises(EdgeIQAError, match=r"at least 2 readable images of at least 64 px a side .* found 0"):
         base_photos(ds, ImageCache(), 4, seed=0)
+
+
+def _photo(tmp_path, name: str, grey: bool) -> Path:
+    """A 96 px crop of a real scikit-image photo, saved as RGB (a greyscale one as three equal planes)."""
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    img = np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img[..., :3]
+    crop = img[100:196, 100:196]
+    if grey:
+        crop = np.repeat(crop.mean(2, keepdims=True).round().astype(np.uint8), 3, 2)
+    path = tmp_path / f"{name}{'_grey' if grey else ''}.png"
+    Image.fromarray(crop).save(path)
+    return path
+
+
+def test_ranking_bases_pass_over_greyscale_photos(tmp_path):
+    colour = [_photo(tmp_path, n, False) for n in ("astronaut", "coffee")]
+    grey = [_photo(tmp_path, n, True) for n in ("chelsea", "rocket")] + [_photo(tmp_path, "camera", False)]  # a grey original
+    recs = [ImageRecord(p, None, p.stem, "pool", "") for p in colour + grey]
+    bases, source, passed_over = base_photos(Dataset("csv:x.csv", recs), ImageCache(), 4, seed=0)
+    assert source == "pool" and sorted(bases) == sorted(str(p) for p in colour)
+    assert passed_over == 3
+
+    # one colour pool photo is not enough: the labelled splits' colour photos come next (labels unused)
+    recs = [ImageRecord(colour[0], None, "a", "pool", "")] + [ImageRecord(p, None, p.stem, "pool", "") for p in grey] + [
+        ImageRecord(_photo(tmp_path, n, False), 3.0, n, "train", "") for n in ("chelsea", "rocket")]
+    bases, source, _ = base_photos(Dataset("csv:x.csv", recs), ImageCache(), 4, seed=0)
+    assert source == "train" and all("_grey" not in b for b in bases) and len(bases) == 2
+
+    # a greyscale data set: its greyscale photos are used rather than nothing
+    recs = [ImageRecord(p, None, p.stem, "pool", "") for p in grey]
+    bases, source, passed_over = base_photos(Dataset("csv:x.csv", recs), ImageCache(), 2, seed=0)
+    assert source == "pool" and len(bases) == 2 and passed_over == 0
 
 
 @pytest.mark.parametrize("line, message", [("rank_levels = [0, 7]", "rank_levels must be ladder severities 1..6"),
