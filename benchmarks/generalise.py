@@ -284,7 +284,8 @@ def fold_rows(imgs: list[Img], held: set[str], grey: set[str] = frozenset()) -> 
         return [i for i, im in enumerate(imgs) if im.split == split
                 and (want_held is None or im.kind == "original" or (im.kind in held) == want_held)]
     return {"train": rows("train", False), "val": rows("val", False), "test": rows("test", True),
-            "pool": rows("pool"), "rank": [i for i in rows("pool", False) if imgs[i].photo not in grey]}
+            "pool": rows("pool"), "rank": [i for i in rows("pool", False) if imgs[i].photo not in grey],
+            "rank_with_grey": rows("pool", False)}
 
 
 def fold_dataset(imgs: list[Img], r: dict[str, list[int]]) -> Dataset:
@@ -354,7 +355,8 @@ def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> di
 
     Teachers: the default recipe of the `sample` profile (`teacher_*`: each head ranking-pre-trained on synthetic
     ladders of the pool photos at the training-fold kinds, then trained on labels; ensemble by the one-standard-
-    error rule), and one ingredient changed at a time: `_no_ranking` (labels only), `_self_trained` (+ one
+    error rule), and one ingredient changed at a time: `_no_ranking` (labels only), `_greyscale_bases` (the ladders
+    of the greyscale pool photos too, as before `base_photos` passed them over), `_self_trained` (+ one
     self-training round on the default ensemble's pseudo-labels of the pool, as `[teacher] self_train`), and
     `teacher_ensemble_val_argmax` (the default members, weighted by the plain val argmax). Students learn from the
     default teachers; the distilled ones (the `distill` default) ranking-pre-train their heads on the same ladders
@@ -364,6 +366,9 @@ def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> di
     out: dict = {"_weights": {}}
     scores, opinion, out["_weights"]["default"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "", out, rank)
     _, _, out["_weights"]["_no_ranking"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_no_ranking", out)
+    grey_rank = make_items(imgs, r["rank_with_grey"], target=np.array([-im.severity for im in imgs], dtype=np.float32))
+    _, _, out["_weights"]["_greyscale_bases"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_greyscale_bases", out,
+                                                             grey_rank)
     pseudo = join(train, make_items(imgs, r["pool"], target=scores.astype(np.float32), weight=pseudo_weight))
     _, _, out["_weights"]["_self_trained"] = fit_members(imgs, feats, r, pseudo, seed, cfg, losses_t, "_self_trained", out, rank)
     tfeat = torch.from_numpy(opinion)
@@ -508,7 +513,7 @@ def main(argv=None) -> int:
         m = models[name].eval()
         return count_gmacs(m, tuple(torch.zeros(1, 3, *v.size) for v in m.entry.views), name=name, cross_check=False).total_gmacs
 
-    variants = ("", "_no_ranking", "_self_trained")
+    variants = ("", "_no_ranking", "_greyscale_bases", "_self_trained")
     gmacs = {f"teacher_{n}{v}": g for n, g in member_gmacs.items() for v in variants}
     for v in variants:  # an ensemble's cost: its members with weight > 0, in the dearest fold
         gmacs[f"teacher_ensemble{v}"] = max(sum(member_gmacs[n] for n, w in x["weights"][v or "default"].items() if w > 0)

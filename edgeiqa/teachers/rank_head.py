@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,12 +209,14 @@ def rank_pretrain_head(teacher, dataset: Dataset, cache: ImageCache, spec: RankS
     if log is not None and source != "pool":
         log(f"{teacher.entry.name}: fewer than {MIN_PHOTOS} readable colour pool images; ranking ladders use {len(bases)} "
             f"{source}/val images (labels unused)")
+    t0 = time.perf_counter()
     feats, targets, ladders = cached_ladder_features(teacher, bases, cache, spec, seed, out_dir, progress, autocast)
+    ladder_s = time.perf_counter() - t0
     torch.manual_seed(seed)
     info = pretrain_head(teacher.head, feats, targets, ladders, spec.epochs, LR, seed)
     labels = np.array([r.score for r in dataset.records if r.split == "train" and r.score is not None], dtype=np.float64)
     if labels.size > 1:
         to_label_scale(teacher.head, feats, float(labels.mean()), float(labels.std()))
     return {**spec.to_dict(), "bases": bases, "bases_from": source, "greyscale_passed_over": grey_skipped,
-            "images": len(bases) * (1 + len(spec.kinds) * len(spec.levels)),
+            "images": len(bases) * (1 + len(spec.kinds) * len(spec.levels)), "ladder_features_s": round(ladder_s, 1),
             **info}
