@@ -92,7 +92,7 @@ epochs = {epochs}
 batch_size = 8
 lr = 1e-3
 losses = {losses}
-pseudo_weight = 0.5
+pseudo_weight = 1.0
 """)
     return path
 

@@ -22,7 +22,7 @@ BAD_PROFILES = [
     ("lr = 1e-3\nlosses = { mse = 1.0, plcc = 1.0", "lr = 0\nlosses = { mse = 1.0, plcc = 1.0", r"\[teacher\] lr must be > 0"),
     ("batch_size = 8\nlr = 1e-3\nlosses = { mse = 1.0, plcc = 0.5", "batch_size = 0\nlr = 1e-3\nlosses = { mse = 1.0, plcc = 0.5",
      r"\[distill\] batch_size must be >= 1"),
-    ("pseudo_weight = 0.5", "pseudo_weight = -0.5", "pseudo_weight must be >= 0"),
+    ("pseudo_weight = 1.0", "pseudo_weight = -0.5", "pseudo_weight must be >= 0"),
     ("mse = 1.0, plcc = 0.5", "mse = -1.0, plcc = 0.5", "loss weight for 'mse' must be >= 0"),
     ("fidelity = 1.0, feature", "fidelty = 1.0, feature", "did you mean 'fidelity'"),
     ('ensemble = ["lite0_mv"]', "ensemble = []", "ensemble must name at least one teacher"),

@@ -82,8 +82,10 @@ def predict_student(model, paths: list[str], views, cache: ImageCache, batch_siz
     return out
 
 
-def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float, use_pool: bool) -> tuple[list[TrainItem], torch.Tensor]:
-    """Ground-truth train images + pseudo-labelled images (pool split, or unlabelled ones), with feature rows."""
+def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float,
+                use_pool: bool) -> tuple[list[TrainItem], torch.Tensor, int]:
+    """Ground-truth train images + pseudo-labelled images (pool split, or unlabelled ones), with feature rows, and
+    how many are pseudo-labelled (counted as chosen: at pseudo_weight 1.0 the weights cannot tell them apart)."""
     row_of = {r["image"]: k for k, r in enumerate(labels.rows)}
     pseudo = labels.score_of()
     pool = {id(r) for r in unlabelled_pool(dataset.records)} if use_pool else set()
@@ -96,7 +98,7 @@ def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float, use_po
             chosen.append((r, pseudo[p], pseudo_weight))
     ids = scene_ids([r.scene for r, _, _ in chosen])
     items = [TrainItem(str(r.path), s, sid, w, row_of.get(str(r.path), -1)) for (r, s, w), sid in zip(chosen, ids)]
-    return items, labels.features["ensemble"]
+    return items, labels.features["ensemble"], sum(1 for r, _, _ in chosen if id(r) in pool)
 
 
 def train_student(model, items, feats, views, dataset, cfg: TrainConfig, out_dir: Path, cache: ImageCache,
@@ -234,8 +236,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         timings["student_rank_s"] = round(time.time() - t0, 1)
         log(f"student {student_name}: head ranking pre-training on {rank_info['images']} synthetic images, pair accuracy "
             f"{rank_info['pair_accuracy_before']:.3f} -> {rank_info['pair_accuracy_after']:.3f}")
-    items, feats = build_items(dataset, labels, float(profile["distill"].get("pseudo_weight", 0.5)), use_pool=True)
-    n_pseudo = sum(1 for it in items if it.weight != 1.0)
+    items, feats, n_pseudo = build_items(dataset, labels, float(profile["distill"].get("pseudo_weight", 0.5)), use_pool=True)
     log(f"student {student_name}: {report.total_gmacs:.3f} GMACs (budget {budget}); training on {len(items) - n_pseudo} "
         f"labelled + {n_pseudo} pseudo-labelled images, losses {cfg.losses}")
     cache = ImageCache()
