@@ -7,7 +7,8 @@ within one standard error of the best, the ones closest to equal weights win. A 
 weight 0 and cannot drag the ensemble down, but a val split that cannot tell members apart (the sample set's
 val ladders saturate near SRCC 1) no longer hands all the weight to whichever member won by noise. Measured
 (benchmarks/generalise.py, leave-kinds-out, 3 seeds): per-scene mean SRCC on held-out groups 0.865 with the val
-argmax, 0.900 with this rule (0.847 / 0.861 before ranking used colour bases only). With more than 4 members the search falls back to non-negative least squares on z-scores.
+argmax, 0.900 with this rule (0.847 / 0.861 before ranking used colour bases only). With more than 4 members
+the search falls back to non-negative least squares on z-scores.
 """
 
 from __future__ import annotations

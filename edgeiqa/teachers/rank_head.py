@@ -1,10 +1,10 @@
 """Label-free ranking pre-training of a frozen-backbone teacher's head (RankIQA's idea, at head level).
 
 A few unlabelled colour photos (the dataset's `pool` split; its labelled photos when the pool has fewer than
-MIN_PHOTOS readable colour images, their labels unused; greyscale ones only for a greyscale data set) are degraded by every kind of the degradation library at
-the ladder severities. Their backbone features are computed once (like the labelled images'), and the head
-learns, before it sees any label, that within one photo x kind ladder the more degraded copy scores lower
-(rank + fidelity losses on same-ladder pairs). Training on labels then starts from that head.
+MIN_PHOTOS readable colour images, their labels unused; greyscale ones only for a greyscale data set) are
+degraded by every kind of the degradation library at the ladder severities. Their backbone features are
+computed once (like the labelled images'), and the head learns, before it sees any label, that within one
+photo x kind ladder the more degraded copy scores lower (rank + fidelity losses on same-ladder pairs). Training on labels then starts from that head.
 
 Why: labels cover a few artefact kinds; the library covers 36. Measured by benchmarks/generalise.py
 (leave-kinds-out, heads on frozen features, ranking only on training-fold kinds, 3 seeds): the teacher
@@ -77,7 +77,8 @@ def base_photos(dataset: Dataset, cache: ImageCache, n: int, seed: int) -> tuple
     adds chroma to it, and its best copy is grey), so desaturated photos then rank *above* their originals.
     Leave-kinds-out (benchmarks/generalise.py, 3 seeds) the teacher ensemble read 0.900 per-scene mean SRCC on
     held-out groups with the pool's 5 colour photos, 0.861 with all 10 (5 greyscale); an exploratory run at 10
-    ranking epochs gave 0.886 with the colour ones alone and 0.772 with the greyscale ones alone. Greyscale bases are used only where fewer than MIN_PHOTOS colour ones exist."""
+    ranking epochs gave 0.886 with the colour ones alone and 0.772 with the greyscale ones alone. Greyscale bases
+    are used only where fewer than MIN_PHOTOS colour ones exist."""
     found = []
     for splits in (("pool",), ("train", "val")):
         candidates = sorted({str(r.path) for r in dataset.records if r.split in splits})
