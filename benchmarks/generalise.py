@@ -362,11 +362,12 @@ def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> di
     default teachers; the distilled ones (the `distill` default) ranking-pre-train their heads on the same ladders
     first, `student_distilled_no_ranking` does not."""
     train = make_items(imgs, r["train"])
-    rank = make_items(imgs, r["rank"], target=np.array([-im.severity for im in imgs], dtype=np.float32))
+    severity = np.array([-im.severity for im in imgs], dtype=np.float32)  # ranking target: less degraded ranks higher
+    rank = make_items(imgs, r["rank"], target=severity)
     out: dict = {"_weights": {}}
     scores, opinion, out["_weights"]["default"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "", out, rank)
     _, _, out["_weights"]["_no_ranking"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_no_ranking", out)
-    grey_rank = make_items(imgs, r["rank_with_grey"], target=np.array([-im.severity for im in imgs], dtype=np.float32))
+    grey_rank = make_items(imgs, r["rank_with_grey"], target=severity)
     _, _, out["_weights"]["_greyscale_bases"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_greyscale_bases", out,
                                                              grey_rank)
     pseudo = join(train, make_items(imgs, r["pool"], target=scores.astype(np.float32), weight=pseudo_weight))
