@@ -4,7 +4,8 @@ A few unlabelled colour photos (the dataset's `pool` split; its labelled photos 
 MIN_PHOTOS readable colour images, their labels unused; greyscale ones only for a greyscale data set) are
 degraded by every kind of the degradation library at the ladder severities. Their backbone features are
 computed once (like the labelled images'), and the head learns, before it sees any label, that within one
-photo x kind ladder the more degraded copy scores lower (rank + fidelity losses on same-ladder pairs). Training on labels then starts from that head.
+photo x kind ladder the more degraded copy scores lower (rank + fidelity losses on same-ladder pairs). Training
+on labels then starts from that head.
 
 Why: labels cover a few artefact kinds; the library covers 36. Measured by benchmarks/generalise.py
 (leave-kinds-out, heads on frozen features, ranking only on training-fold kinds, 3 seeds): the teacher
@@ -90,10 +91,9 @@ def base_photos(dataset: Dataset, cache: ImageCache, n: int, seed: int) -> tuple
                 (grey if is_greyscale(img) else colour).append(candidates[i])
                 if len(colour) == n:
                     break
+        if len(colour) >= MIN_PHOTOS:  # colour photos of the pool, else of train/val (read only when needed)
+            return colour[:n], splits[0], len(grey)
         found.append((colour, grey, splits[0]))
-    for colour, grey, source in found:  # colour photos of the pool, else of train/val
-        if len(colour) >= MIN_PHOTOS:
-            return colour[:n], source, len(grey)
     for colour, grey, source in found:  # a greyscale data set: its greyscale photos all the same
         if len(colour) + len(grey) >= MIN_PHOTOS:
             return (colour + grey)[:n], source, 0
