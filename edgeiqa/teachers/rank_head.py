@@ -8,9 +8,9 @@ photo x kind ladder the more degraded copy scores lower (rank + fidelity losses 
 on labels then starts from that head.
 
 Why: labels cover a few artefact kinds; the library covers 36. Measured by benchmarks/generalise.py
-(leave-kinds-out, heads on frozen features, ranking only on training-fold kinds, 3 seeds): the teacher
-ensemble's per-scene mean SRCC on held-out groups rose from 0.828 to 0.861 with every pool photo as a base,
-and to 0.900 with the colour ones only (`base_photos`).
+(leave-kinds-out, heads on frozen features, ranking only on training-fold kinds, 10 seeds): the teacher
+ensemble's per-scene mean SRCC on held-out groups rose from 0.806 to 0.858 with every pool photo as a base,
+and to 0.884 with the colour ones only (`base_photos`).
 
 `edgeiqa teachers pretrain` is the backbone version of the same idea (the whole teacher trains; GPU territory).
 """
@@ -76,8 +76,8 @@ def base_photos(dataset: Dataset, cache: ImageCache, n: int, seed: int) -> tuple
 
     Colour images come first: a greyscale base teaches the head that any colour is an artefact (every noise kind
     adds chroma to it, and its best copy is grey), so desaturated photos then rank *above* their originals.
-    Leave-kinds-out (benchmarks/generalise.py, 3 seeds) the teacher ensemble read 0.900 per-scene mean SRCC on
-    held-out groups with the pool's 5 colour photos, 0.861 with all 10 (5 greyscale); an exploratory run at 10
+    Leave-kinds-out (benchmarks/generalise.py, 10 seeds) the teacher ensemble read 0.884 per-scene mean SRCC on
+    held-out groups with the pool's 5 colour photos, 0.858 with all 10 (5 greyscale); an exploratory run at 10
     ranking epochs gave 0.886 with the colour ones alone and 0.772 with the greyscale ones alone. Greyscale bases
     are used only where fewer than MIN_PHOTOS colour ones exist."""
     found = []
