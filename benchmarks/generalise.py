@@ -91,8 +91,8 @@ SMALL_STUDENT = "student_lite0_small"
 SMALL_VIEWS = (ViewSpec("fragments", (224, 224), 7),)
 # rank_epochs 20: about as many steps (85 of 32 ladders: 5 colour pool photos x 27 training-fold kinds) as the sample
 # profile's 20 epochs over its 144 ladders.
-# 10 seeds: one run's heads swing by +-0.03 between seeds, and the recipe's choices were first made at seeds 0-2, which
-# read 0.02-0.05 above seeds 100-102 for every row (README, leave-kinds-out); the mean of 10 is what is reported.
+# 10 seeds: one run's heads swing by +-0.03 between seeds, and the recipe's choices were first made at seeds 0-2, where
+# the teacher and the distilled students read 0.01-0.05 above other seeds (README, leave-kinds-out).
 FULL = {"levels": (1, 2, 4, 6), "kinds_per_group": None, "seeds": tuple(range(10)), "epochs": 12, "rank_epochs": 20}
 QUICK = {"levels": (2, 4, 6), "kinds_per_group": 2, "seeds": (0,), "epochs": 8, "rank_epochs": 6}
 HIDDEN = 256
