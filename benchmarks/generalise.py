@@ -286,9 +286,9 @@ def fold_rows(imgs: list[Img], held: set[str], grey: set[str] = frozenset()) -> 
     def rows(split, want_held=None):
         return [i for i, im in enumerate(imgs) if im.split == split
                 and (want_held is None or im.kind == "original" or (im.kind in held) == want_held)]
+    ladders = rows("pool", False)
     return {"train": rows("train", False), "val": rows("val", False), "test": rows("test", True),
-            "pool": rows("pool"), "rank": [i for i in rows("pool", False) if imgs[i].photo not in grey],
-            "rank_with_grey": rows("pool", False)}
+            "pool": rows("pool"), "rank": [i for i in ladders if imgs[i].photo not in grey], "rank_with_grey": ladders}
 
 
 def fold_dataset(imgs: list[Img], r: dict[str, list[int]]) -> Dataset:
@@ -539,7 +539,7 @@ def main(argv=None) -> int:
                      "epochs": cfg["epochs"], "rank_epochs": cfg["rank_epochs"], "teachers": list(TEACHERS),
                      "student_views": [v.to_dict() for v in profile.student_views], "n_images": len(imgs),
                      "photos": {p.name: p.split for p in list(PHOTOS) + list(EXTRA_POOL)}, "quick": args.quick,
-                     "ranking_photos": sorted({imgs[i].photo for i in fold_rows(imgs, set(), grey)["rank"]})},
+                     "ranking_photos": sorted({im.photo for im in imgs if im.split == "pool" and im.photo not in grey})},
         "seconds": {"images_and_features": round(t_feats, 1), "total": round(time.time() - t0, 1)},
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "command": "python benchmarks/generalise.py" + (" --quick" if args.quick else ""),
