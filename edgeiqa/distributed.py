@@ -12,6 +12,7 @@ gone fails (`is_peer_failure`) or waits at most `timeout_s`.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import signal
 from dataclasses import dataclass
@@ -164,5 +165,8 @@ def use_sync_batchnorm(device: torch.device, world_size: int) -> bool:
 
 
 def shutdown() -> None:
+    """Leave the process group. Objects still holding it (a DDP wrapper of a failed step, in a reference cycle) are
+    collected first: freed after the group is gone, at interpreter exit, gloo aborts the process."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

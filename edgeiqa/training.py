@@ -8,6 +8,7 @@ and resumed ends with the same weights as an uninterrupted run (same seed, CPU).
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
@@ -211,6 +212,13 @@ class Trainer:
                     last,
                 )
         distributed.barrier(f"{self.desc} training")  # best.pt is written before any rank reads it
+        if dist.enabled:
+            # DDP sits in a reference cycle, so leaving this function alone does not free it: its reducer (which
+            # holds the process group and the last gradient all-reduce's work) would wait for the cyclic collector,
+            # possibly until interpreter exit, after destroy_process_group, where gloo aborts the process (SIGABRT,
+            # seen once in CI). Free it now, while the group and the interpreter are alive.
+            del step
+            gc.collect()
         if self.eval_fn is not None and (self.out_dir / "best.pt").exists():
             self.model.load_state_dict(torch.load(self.out_dir / "best.pt", map_location=accel.device, weights_only=True))
         return state
