@@ -18,8 +18,11 @@ Protocol
   *held-out* kinds only. The unlabelled pool (pool photos x every kind) is what a user's unlabelled
   photos are: its labels are never read; teachers pseudo-label it. Ranking pre-training (teachers' and
   student's heads) uses the pool's colour photos' ladders at training-fold kinds only, ordered by their known
-  synthetic severity (the held-out artefacts are unknown to the recipe). Greyscale pool photos are passed over
-  by the same rule as the product's (`rank_head.base_photos`): they still take part as pseudo-labelled images.
+  synthetic severity (the held-out artefacts are unknown to the recipe), and, as the product does
+  (`[teacher] rank_copies`, edgeiqa/data/copies.py), the ladders of each colour pool photo's crop and downscaled
+  copy (photos `name@crop`, `name@downscaled`: ranking bases only, never pseudo-labelled). Greyscale pool photos
+  are passed over by the same rule as the product's (`rank_head.base_photos`): they still take part as
+  pseudo-labelled images.
 - Teacher ensembles are fitted by `fit_ensemble` exactly as `teachers train` fits them (val split,
   one-standard-error rule).
 - Per-scene SRCC is pooled over all held-out scenes of all folds (each scene scored by the model of the
@@ -56,6 +59,7 @@ from scipy.stats import rankdata
 from edgeiqa import losses, metrics
 from edgeiqa.data import degradations  # noqa: F401  (registers the library's kinds)
 from edgeiqa.data import distortions
+from edgeiqa.data.copies import DEFAULT_COPIES, make_copy
 from edgeiqa.data.degradations.groups import GROUPS, kinds_in_group
 from edgeiqa.data.records import Dataset, ImageRecord
 from edgeiqa.data.sample import PHOTOS, SEED, Photo, photo_source, prepare_photo, sample_root, score_for
@@ -98,6 +102,7 @@ QUICK = {"levels": (2, 4, 6), "kinds_per_group": 2, "seeds": (0,), "epochs": 8, 
 HIDDEN = 256
 GEN_VERSION = "generalise-v1"  # bump when photo preparation or a degradation changes: cached features are per image key
 SCENES_PER_BATCH = 32
+RANK_COPIES = tuple(c for c in DEFAULT_COPIES if c != "photo")  # built beside each colour pool photo's own ladders
 TARGETS = {"teacher_scene_mean": 0.90, "student_vs_teacher": 0.97, "gmacs_ratio": 0.10, "distill_gain": 0.03}
 
 
@@ -124,26 +129,37 @@ def library_kinds(per_group: int | None) -> list[str]:
 
 
 def build_images(kinds: list[str], levels, progress: bool) -> tuple[list[Img], ImageCache]:
-    """Every photo's original and its degraded ladder, in memory (keys look like paths; nothing is written)."""
+    """Every photo's original and its degraded ladder, in memory (keys look like paths; nothing is written); and for
+    each colour pool photo its other ranking copies (RANK_COPIES: photo `name@copy`, split "rank", used only as
+    ranking bases)."""
     from tqdm import tqdm
 
     cache = ImageCache()
     imgs: list[Img] = []
+
+    def add_ladder(name, split, base, bar):
+        key = f"gen/{name}/original"
+        cache.images[key] = base
+        imgs.append(Img(key, name, split, "original", 0, score_for(0)))
+        bar.update(1)
+        for kind in kinds:
+            for sev in levels:
+                key = f"gen/{name}/{kind}_{sev}"
+                rng = np.random.default_rng(image_seed(name, kind, sev))
+                cache.images[key] = distortions.apply(base, kind, sev, rng)
+                imgs.append(Img(key, name, split, kind, sev, score_for(sev)))
+                bar.update(1)
+
     photos = list(PHOTOS) + list(EXTRA_POOL)
     with tqdm(total=len(photos) * (1 + len(kinds) * len(levels)), desc="degrading", unit="img", disable=not progress) as bar:
         for p in photos:
             base = prepare_photo(photo_source(p))
-            key = f"gen/{p.name}/original"
-            cache.images[key] = base
-            imgs.append(Img(key, p.name, p.split, "original", 0, score_for(0)))
-            bar.update(1)
-            for kind in kinds:
-                for sev in levels:
-                    key = f"gen/{p.name}/{kind}_{sev}"
-                    rng = np.random.default_rng(image_seed(p.name, kind, sev))
-                    cache.images[key] = distortions.apply(base, kind, sev, rng)
-                    imgs.append(Img(key, p.name, p.split, kind, sev, score_for(sev)))
-                    bar.update(1)
+            add_ladder(p.name, p.split, base, bar)
+            if p.split == "pool" and not is_greyscale(base):  # the product's copies of a colour ranking base
+                for copy_name in RANK_COPIES:
+                    bar.total += 1 + len(kinds) * len(levels)
+                    rng = np.random.default_rng(image_seed(p.name, f"copy/{copy_name}", 0))
+                    add_ladder(f"{p.name}@{copy_name}", "rank", make_copy(base, copy_name, rng), bar)
     return imgs, cache
 
 
@@ -286,9 +302,10 @@ def fold_rows(imgs: list[Img], held: set[str], grey: set[str] = frozenset()) -> 
     def rows(split, want_held=None):
         return [i for i, im in enumerate(imgs) if im.split == split
                 and (want_held is None or im.kind == "original" or (im.kind in held) == want_held)]
-    ladders = rows("pool", False)
+    ladders, copies = rows("pool", False), rows("rank", False)
+    photo_only = [i for i in ladders if imgs[i].photo not in grey]
     return {"train": rows("train", False), "val": rows("val", False), "test": rows("test", True),
-            "pool": rows("pool"), "rank": [i for i in ladders if imgs[i].photo not in grey], "rank_with_grey": ladders}
+            "pool": rows("pool"), "rank": photo_only + copies, "rank_photo_copy": photo_only, "rank_with_grey": ladders + copies}
 
 
 def fold_dataset(imgs: list[Img], r: dict[str, list[int]]) -> Dataset:
@@ -357,9 +374,10 @@ def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> di
     """Every row of the table for one fold and seed: {row: evaluate_rows(...)}.
 
     Teachers: the default recipe of the `sample` profile (`teacher_*`: each head ranking-pre-trained on synthetic
-    ladders of the pool photos at the training-fold kinds, then trained on labels; ensemble by the one-standard-
-    error rule), and one ingredient changed at a time: `_no_ranking` (labels only), `_greyscale_bases` (the ladders
-    of the greyscale pool photos too, as before `base_photos` passed them over), `_self_trained` (+ one
+    ladders of the colour pool photos and their copies at the training-fold kinds, then trained on labels; ensemble
+    by the one-standard-error rule), and one ingredient changed at a time: `_no_ranking` (labels only),
+    `_photo_copy_only` (the photos' own ladders, no crop or downscaled copies: the default before rank_copies),
+    `_greyscale_bases` (the ladders of the greyscale pool photos too, as before `base_photos` passed them over), `_self_trained` (+ one
     self-training round on the default ensemble's pseudo-labels of the pool, as `[teacher] self_train`), and
     `teacher_ensemble_val_argmax` (the default members, weighted by the plain val argmax). Students learn from the
     default teachers; the distilled ones (the `distill` default) ranking-pre-train their heads on the same ladders
@@ -370,6 +388,9 @@ def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> di
     out: dict = {"_weights": {}}
     scores, opinion, out["_weights"]["default"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "", out, rank)
     _, _, out["_weights"]["_no_ranking"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_no_ranking", out)
+    photo_rank = make_items(imgs, r["rank_photo_copy"], target=severity)
+    _, _, out["_weights"]["_photo_copy_only"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_photo_copy_only", out,
+                                                             photo_rank)
     grey_rank = make_items(imgs, r["rank_with_grey"], target=severity)
     _, _, out["_weights"]["_greyscale_bases"] = fit_members(imgs, feats, r, train, seed, cfg, losses_t, "_greyscale_bases", out,
                                                              grey_rank)
@@ -521,7 +542,7 @@ def main(argv=None) -> int:
         m = models[name].eval()
         return count_gmacs(m, tuple(torch.zeros(1, 3, *v.size) for v in m.entry.views), name=name, cross_check=False).total_gmacs
 
-    variants = ("", "_no_ranking", "_greyscale_bases", "_self_trained")
+    variants = ("", "_no_ranking", "_photo_copy_only", "_greyscale_bases", "_self_trained")
     gmacs = {f"teacher_{n}{v}": g for n, g in member_gmacs.items() for v in variants}
     for v in variants:  # an ensemble's cost: its members with weight > 0, in the dearest fold
         gmacs[f"teacher_ensemble{v}"] = max(sum(member_gmacs[n] for n, w in x["weights"][v or "default"].items() if w > 0)
@@ -539,7 +560,8 @@ def main(argv=None) -> int:
                      "epochs": cfg["epochs"], "rank_epochs": cfg["rank_epochs"], "teachers": list(TEACHERS),
                      "student_views": [v.to_dict() for v in profile.student_views], "n_images": len(imgs),
                      "photos": {p.name: p.split for p in list(PHOTOS) + list(EXTRA_POOL)}, "quick": args.quick,
-                     "ranking_photos": sorted({im.photo for im in imgs if im.split == "pool" and im.photo not in grey})},
+                     "ranking_photos": sorted({im.photo for im in imgs if im.split == "pool" and im.photo not in grey}),
+                     "ranking_copies": ["photo", *RANK_COPIES]},
         "seconds": {"images_and_features": round(t_feats, 1), "total": round(time.time() - t0, 1)},
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "command": "python benchmarks/generalise.py" + (" --quick" if args.quick else ""),

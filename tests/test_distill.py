@@ -283,6 +283,7 @@ def test_distill_ranking_pretrains_the_student_head_and_records_it(run_dir, tiny
     assert rc == 0
     card = json.loads((run / "card.json").read_text())
     rp = card["student"]["rank_pretrain"]
-    assert rp["epochs"] == 3 and rp["levels"] == [1, 2, 4, 6] and rp["images"] == len(rp["bases"]) * (1 + 36 * 4)
+    assert rp["epochs"] == 3 and rp["levels"] == [1, 2, 4, 6] and rp["copies"] == ["photo", "crop", "downscaled"]
+    assert rp["images"] == len(rp["bases"]) * 3 * (1 + 36 * 4)  # the teachers' copies of every base
     assert rp["bases_from"] == "pool" and rp["pair_accuracy_after"] > rp["pair_accuracy_before"]
     assert card["seconds"]["student_rank_s"] > 0 and (run / "rank_features.pt").exists()

@@ -34,7 +34,7 @@ def test_head_learns_the_severity_order_of_unlabelled_ladders(tiny_csv):
     teacher = create_teacher("lite0_mv")
     for p in teacher.backbones.parameters():
         p.requires_grad_(False)
-    spec = RankSpec(epochs=40, photos=2, levels=(2, 6), kinds=("gaussian_blur", "white_noise", "jpeg"))
+    spec = RankSpec(epochs=40, photos=2, levels=(2, 6), kinds=("gaussian_blur", "white_noise", "jpeg"), copies=("photo",))
     feats, targets, ladders = ladder_features(teacher, bases, cache, spec, seed=0, progress=False)
     assert feats.shape[0] == 2 * 3 * 3 and len(set(ladders.tolist())) == 6  # the original joins each kind's ladder
     assert sorted(set(targets.tolist())) == [-6.0, -2.0, 0.0]
@@ -89,7 +89,38 @@ def test_ranking_bases_pass_over_greyscale_photos(tmp_path):
     assert source == "pool" and len(bases) == 2 and passed_over == 0
 
 
+def test_each_copy_of_a_base_gets_its_own_ladders_and_a_too_small_copy_is_passed_over(tmp_path):
+    from edgeiqa.data.copies import make_copy
+
+    import skimage.data
+
+    photo = skimage.data.coffee()  # 400 x 600
+    crop = make_copy(photo, "crop", np.random.default_rng(0))
+    small = make_copy(photo, "downscaled", np.random.default_rng(0))
+    assert crop.shape == small.shape == (250, 375, 3)
+    rows = np.lib.stride_tricks.sliding_window_view(photo[..., 0], (1, 375))[..., 0, :]  # every 375 px run of a row
+    y, x = (int(v[0]) for v in np.nonzero((rows == crop[0, :, 0]).all(axis=2)))  # where the crop's first row starts
+    assert np.array_equal(photo[y : y + 250, x : x + 375], crop)  # a window of the photo at native resolution
+    assert abs(float(small.mean()) - float(photo.mean())) < 2  # the whole photo, smaller
+    assert make_copy(photo, "photo", np.random.default_rng(0)) is photo
+
+    big, tiny = tmp_path / "big.png", tmp_path / "tiny.png"
+    Image.fromarray(photo[:160, :160]).save(big)
+    Image.fromarray(photo[:80, :80]).save(tiny)  # its copies (50 px) are under MIN_SIDE: only the photo's ladders
+    teacher = create_teacher("lite0_mv")
+    spec = RankSpec(epochs=1, photos=2, levels=(3,), kinds=("gaussian_blur", "jpeg"))
+    assert spec.copies == ("photo", "crop", "downscaled")
+    feats, targets, ladders = ladder_features(teacher, [str(big), str(tiny)], ImageCache(), spec, seed=0, progress=False)
+    assert len(np.unique(ladders)) == (3 + 1) * 2 and feats.shape[0] == 8 * 2
+    per_ladder = feats.reshape(8, 2, -1)
+    assert not torch.allclose(per_ladder[0], per_ladder[2]) and not torch.allclose(per_ladder[2], per_ladder[4])
+
+
 @pytest.mark.parametrize("line, message", [("rank_levels = [0, 7]", "rank_levels must be ladder severities 1..6"),
+                                           ("rank_copies = [\"photo\", \"crops\"]", "unknown ranking copy 'crops'"),
+                                           ("rank_copies = [\"photo\", \"crops\"]", "did you mean 'crop'"),
+                                           ("rank_copies = []", "rank_copies must name at least one"),
+                                           ("rank_copies = [\"crop\", \"crop\"]", "names a copy twice"),
                                            ("rank_photos = 1", "rank_photos must be >= 2"),
                                            ("rank_epochs = -1", "rank_epochs must be >= 0"),
                                            ("rank_epoch = 3", "did you mean 'rank_epochs'")])
@@ -110,7 +141,8 @@ def test_train_members_pretrains_the_head_records_it_and_reuses_the_ladder_featu
     res = train_members(["lite0_mv"], ds, tmp_path / "t", cfg, progress=False, log=logs.append)[0]
     info = json.loads((tmp_path / "t" / "lite0_mv" / "member.json").read_text())
     rp = info["rank_pretrain"]
-    assert rp["epochs"] == 5 and rp["bases_from"] == "pool" and rp["images"] == 2 * (1 + 36)
+    assert rp["epochs"] == 5 and rp["bases_from"] == "pool" and rp["images"] == 2 * 3 * (1 + 36)  # 3 copies a base
+    assert rp["copies"] == ["photo", "crop", "downscaled"]
     assert rp["pair_accuracy_after"] > rp["pair_accuracy_before"]
     assert res.rank_pretrain == rp and any("head ranking pre-training" in m for m in logs)
     assert info["settings"]["config"]["rank_epochs"] == 5
@@ -122,7 +154,7 @@ def test_train_members_pretrains_the_head_records_it_and_reuses_the_ladder_featu
     # A damaged ladder cache is a cache miss: recomputed and rewritten, never a crash.
     ladder_file.write_bytes(ladder_file.read_bytes()[:1000])
     train_members(["lite0_mv"], ds, tmp_path / "t", dataclasses.replace(cfg, epochs=1), progress=False, log=logs.append)
-    assert ladder_file.stat().st_size > 1000 and torch.load(ladder_file, weights_only=True)["feats"].shape[0] == 2 * 36 * 2
+    assert ladder_file.stat().st_size > 1000 and torch.load(ladder_file, weights_only=True)["feats"].shape[0] == 2 * 3 * 36 * 2
     assert Path(json.loads((tmp_path / "t" / "lite0_mv" / "member.json").read_text())["rank_pretrain"]["bases"][0]).exists()
 
 

@@ -20,7 +20,7 @@ def test_student_head_learns_the_ladders_and_the_deployed_forward_uses_it(tiny_c
     torch.manual_seed(0)
     student = create_student("efficientnet_lite0", VIEWS, hidden=32, feature_dim=8).eval()
     ds = load_dataset(f"csv:{tiny_csv}")
-    spec = RankSpec(epochs=40, photos=2, levels=(2, 6), kinds=("gaussian_blur", "white_noise", "jpeg"))
+    spec = RankSpec(epochs=40, photos=2, levels=(2, 6), kinds=("gaussian_blur", "white_noise", "jpeg"), copies=("photo",))
     backbone_before = {k: v.clone() for k, v in student.backbone.state_dict().items()}
     info = rank_pretrain_student(student, VIEWS, "efficientnet_lite0", ds, spec, seed=0, out_dir=tmp_path, progress=False)
     assert info["images"] == 2 * (1 + 3 * 2) and info["bases_from"] == "pool"

@@ -228,7 +228,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         model, _ = prune_to_budget(model, views, budget, log)
     report = check_budget(count_student(model, views, budget, student_name), budget)
     rank_info = None
-    rank_spec = RankSpec(int(profile["distill"].get("rank_epochs", 0)), tcfg.rank_photos, tuple(tcfg.rank_levels))
+    rank_spec = RankSpec(int(profile["distill"].get("rank_epochs", 0)), tcfg.rank_photos, tuple(tcfg.rank_levels),
+                         copies=tuple(tcfg.rank_copies))
     if rank_spec.epochs > 0:  # the teachers' ladders (same photos and levels), the student's own features
         t0 = time.time()
         rank_info = rank_pretrain_student(model, views, student_name, dataset, rank_spec, seed=cfg.seed, out_dir=out,

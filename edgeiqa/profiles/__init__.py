@@ -13,6 +13,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from edgeiqa.data.copies import check_copies
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.errors import EdgeIQAError, did_you_mean
 
@@ -24,7 +25,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
          "student": (dict,), "teacher": (dict,), "distill": (dict,)},
     "student": {"name": (str,), "views": (list,), "input": (list,), "hidden": (int,), "freeze_blocks": (int,)},
     "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,),
-                "self_train": (bool,), "rank_epochs": (int,), "rank_photos": (int,), "rank_levels": (list,)},
+                "self_train": (bool,), "rank_epochs": (int,), "rank_photos": (int,), "rank_levels": (list,), "rank_copies": (list,)},
     "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float),
                 "rank_epochs": (int,)},
 }
@@ -77,6 +78,12 @@ def _check_values(data: dict, where: str) -> None:
     levels = data["teacher"].get("rank_levels")
     if levels is not None and (not levels or not all(type(v) is int and 1 <= v <= 6 for v in levels)):
         raise EdgeIQAError(f"{where}: [teacher] rank_levels must be ladder severities 1..6, got {levels!r}")
+    copies = data["teacher"].get("rank_copies")
+    if copies is not None:
+        try:
+            check_copies(copies)
+        except EdgeIQAError as exc:
+            raise EdgeIQAError(f"{where}: [teacher] {exc}") from None
     members = data["teacher"].get("ensemble")
     # Names are checked against the registry by teachers.pipeline.resolve_members, first thing in every command.
     if members is not None and (not members or not all(isinstance(m, str) and m for m in members)):

@@ -21,6 +21,7 @@ import torch
 
 from edgeiqa import distributed
 from edgeiqa.backbones import offline_weights_path
+from edgeiqa.data.copies import DEFAULT_COPIES
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
@@ -87,7 +88,8 @@ def teacher_config(profile: dict, seed: int | None = None, finetune: bool = Fals
     return TeacherConfig(epochs=int(epochs), lr=float(t.get("lr", 3e-4)), batch_size=int(t.get("batch_size", 12)),
                          seed=int(profile.get("seed", 0) if seed is None else seed), losses=dict(t.get("losses", {"mse": 1.0})),
                          rank_epochs=0 if finetune else int(t.get("rank_epochs", 0)), rank_photos=int(t.get("rank_photos", 4)),
-                         rank_levels=[int(v) for v in t.get("rank_levels", [1, 2, 4, 6])])
+                         rank_levels=[int(v) for v in t.get("rank_levels", [1, 2, 4, 6])],
+                         rank_copies=[str(c) for c in t.get("rank_copies", DEFAULT_COPIES)])
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:

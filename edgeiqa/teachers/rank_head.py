@@ -1,8 +1,9 @@
 """Label-free ranking pre-training of a frozen-backbone teacher's head (RankIQA's idea, at head level).
 
 A few unlabelled colour photos (the dataset's `pool` split; its labelled photos when the pool has fewer than
-MIN_PHOTOS readable colour images, their labels unused; greyscale ones only for a greyscale data set) are
-degraded by every kind of the degradation library at the ladder severities. Their backbone features are
+MIN_PHOTOS readable colour images, their labels unused; greyscale ones only for a greyscale data set), each as
+itself, a crop and a downscaled copy (`RankSpec.copies`, edgeiqa/data/copies.py), are degraded by every kind of
+the degradation library at the ladder severities. Their backbone features are
 computed once (like the labelled images'), and the head learns, before it sees any label, that within one
 photo x kind ladder the more degraded copy scores lower (rank + fidelity losses on same-ladder pairs). Training
 on labels then starts from that head.
@@ -10,7 +11,8 @@ on labels then starts from that head.
 Why: labels cover a few artefact kinds; the library covers 36. Measured by benchmarks/generalise.py
 (leave-kinds-out, heads on frozen features, ranking only on training-fold kinds, 10 seeds): the teacher
 ensemble's per-scene mean SRCC on held-out groups rose from 0.806 to 0.858 with every pool photo as a base,
-and to 0.884 with the colour ones only (`base_photos`).
+to 0.884 with the colour ones only (`base_photos`), and to 0.907 with each colour photo's crop and downscaled
+copy beside it (0.889 with the greyscale bases and copies).
 
 `edgeiqa teachers pretrain` is the backbone version of the same idea (the whole teacher trains; GPU territory).
 """
@@ -29,6 +31,7 @@ from PIL import Image
 
 from edgeiqa import distributed
 from edgeiqa.data import distortions
+from edgeiqa.data.copies import DEFAULT_COPIES, check_copies, make_copy
 from edgeiqa.data.degradations import GROUPS
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
@@ -48,20 +51,27 @@ LR = 1e-3  # the head starts from scratch here (the profile's teacher lr is for 
 
 @dataclass(frozen=True)
 class RankSpec:
-    """The ladders and schedule (a TeacherConfig's rank_* fields); epochs 0 = off. Kinds: the whole library."""
+    """The ladders and schedule (a TeacherConfig's rank_* fields); epochs 0 = off. Kinds: the whole library.
+    copies: which copies of each base photo get ladders (edgeiqa.data.copies)."""
 
     epochs: int = 0
     photos: int = 4
     levels: tuple[int, ...] = (1, 2, 4, 6)
     kinds: tuple[str, ...] = field(default_factory=lambda: tuple(k for members in GROUPS.values() for k in members))
+    copies: tuple[str, ...] = DEFAULT_COPIES
+
+    def __post_init__(self):
+        check_copies(self.copies)
 
     @classmethod
     def from_config(cls, cfg) -> "RankSpec":
         return cls(int(getattr(cfg, "rank_epochs", 0)), int(getattr(cfg, "rank_photos", 4)),
-                   tuple(int(v) for v in getattr(cfg, "rank_levels", (1, 2, 4, 6))))
+                   tuple(int(v) for v in getattr(cfg, "rank_levels", (1, 2, 4, 6))),
+                   copies=tuple(getattr(cfg, "rank_copies", DEFAULT_COPIES)))
 
     def to_dict(self) -> dict:
-        return {"epochs": self.epochs, "photos": self.photos, "levels": list(self.levels), "kinds": len(self.kinds)}
+        return {"epochs": self.epochs, "photos": self.photos, "levels": list(self.levels), "kinds": len(self.kinds),
+                "copies": list(self.copies)}
 
 
 def is_greyscale(img: np.ndarray) -> bool:
@@ -76,8 +86,9 @@ def base_photos(dataset: Dataset, cache: ImageCache, n: int, seed: int) -> tuple
 
     Colour images come first: a greyscale base teaches the head that any colour is an artefact (every noise kind
     adds chroma to it, and its best copy is grey), so desaturated photos then rank *above* their originals.
-    Leave-kinds-out (benchmarks/generalise.py, 10 seeds) the teacher ensemble read 0.884 per-scene mean SRCC on
-    held-out groups with the pool's 5 colour photos, 0.858 with all 10 (5 greyscale); an exploratory run at 10
+    Leave-kinds-out (benchmarks/generalise.py, 10 seeds, each photo as itself only) the teacher ensemble read 0.884
+    per-scene mean SRCC on held-out groups with the pool's 5 colour photos, 0.858 with all 10 (5 greyscale); with
+    the colour photos' crop and downscaled copies too, 0.907 against 0.889; an exploratory run at 10
     ranking epochs gave 0.886 with the colour ones alone and 0.772 with the greyscale ones alone. Greyscale bases
     are used only where fewer than MIN_PHOTOS colour ones exist."""
     found = []
@@ -111,33 +122,43 @@ def _shrunk(img: np.ndarray) -> np.ndarray:
 
 def ladder_features(teacher, bases: list[str], cache: ImageCache, spec: RankSpec, seed: int, progress: bool,
                     autocast=None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(features, target = -severity, ladder id) of every base and its degraded copies; one base at a time in
-    memory. Degradations are seeded per (base, kind, severity), so every rank of a torchrun job builds the same."""
+    """(features, target = -severity, ladder id) of every copy (`spec.copies`) of every base and its degraded
+    versions; one copy at a time in memory. A copy under MIN_SIDE px a side is passed over. Copies and degradations
+    are seeded per (base, copy, kind, severity), so every rank of a torchrun job builds the same; the "photo" copy
+    keeps the seeds it had before copies existed."""
     feats, targets, ladders = [], [], []
     kw = {"autocast": autocast} if autocast is not None else {}
+    n_ladders = 0
     for b, path in enumerate(bases):
-        base = _shrunk(cache.get(path))
-        local = ImageCache()
-        keys = [f"rank/{b}/original"]
-        local.images[keys[0]] = base
-        for k, kind in enumerate(spec.kinds):
-            for sev in spec.levels:
-                key = f"rank/{b}/{kind}_{sev}"
-                local.images[key] = distortions.apply(base, kind, sev, np.random.default_rng([seed, b, k, sev]))
-                keys.append(key)
-        out = extract_features(teacher, keys, local, progress=progress, desc=f"{teacher.entry.name} ranking ladders {b + 1}/{len(bases)}", **kw)
-        # the original joins every kind's ladder at severity 0
-        for k in range(len(spec.kinds)):
-            rows = [0] + [1 + k * len(spec.levels) + j for j in range(len(spec.levels))]
-            feats.append(out["eval"][rows])
-            targets += [0.0] + [-float(s) for s in spec.levels]
-            ladders += [b * len(spec.kinds) + k] * len(rows)
+        photo = _shrunk(cache.get(path))
+        for c, copy_name in enumerate(spec.copies):
+            base = make_copy(photo, copy_name, np.random.default_rng([seed, b, 13, c]))
+            if min(base.shape[:2]) < MIN_SIDE:
+                continue
+            local = ImageCache()
+            keys = [f"rank/{b}/{copy_name}/original"]
+            local.images[keys[0]] = base
+            for k, kind in enumerate(spec.kinds):
+                for sev in spec.levels:
+                    key = f"rank/{b}/{copy_name}/{kind}_{sev}"
+                    rng_key = [seed, b, k, sev] if copy_name == "photo" else [seed, b, k, sev, c]
+                    local.images[key] = distortions.apply(base, kind, sev, np.random.default_rng(rng_key))
+                    keys.append(key)
+            out = extract_features(teacher, keys, local, progress=progress,
+                                   desc=f"{teacher.entry.name} ranking ladders {b + 1}/{len(bases)} {copy_name}", **kw)
+            # the original joins every kind's ladder at severity 0
+            for k in range(len(spec.kinds)):
+                rows = [0] + [1 + k * len(spec.levels) + j for j in range(len(spec.levels))]
+                feats.append(out["eval"][rows])
+                targets += [0.0] + [-float(s) for s in spec.levels]
+                ladders += [n_ladders + k] * len(rows)
+            n_ladders += len(spec.kinds)
     return torch.cat(feats), np.asarray(targets, np.float32), np.asarray(ladders)
 
 
 def cached_ladder_features(teacher, bases, cache, spec: RankSpec, seed: int, out_dir: Path, progress: bool, autocast=None):
     """`ladder_features`, stored in the member dir and reused while bases, ladder, weights and views are the same."""
-    key = hashlib.sha256(json.dumps([bases, list(spec.kinds), list(spec.levels), seed, teacher.weights_source,
+    key = hashlib.sha256(json.dumps([bases, list(spec.kinds), list(spec.levels), list(spec.copies), seed, teacher.weights_source,
                                      [v.to_dict() for v in teacher.entry.views]]).encode()).hexdigest()
     path = Path(out_dir) / "rank_features.pt"
     if path.exists():
@@ -219,5 +240,6 @@ def rank_pretrain_head(teacher, dataset: Dataset, cache: ImageCache, spec: RankS
     if labels.size > 1:
         to_label_scale(teacher.head, feats, float(labels.mean()), float(labels.std()))
     return {**spec.to_dict(), "bases": bases, "bases_from": source, "greyscale_passed_over": grey_skipped,
-            "images": len(bases) * (1 + len(spec.kinds) * len(spec.levels)), "ladder_features_s": round(ladder_s, 1),
+            "images": len(np.unique(ladders)) // len(spec.kinds) * (1 + len(spec.kinds) * len(spec.levels)),
+            "ladder_features_s": round(ladder_s, 1),
             **info}

@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from edgeiqa import distributed, metrics
+from edgeiqa.data.copies import DEFAULT_COPIES
 from edgeiqa.data.records import Dataset, ImageRecord
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, epoch_index, make_loader, scene_ids
 from edgeiqa.errors import EdgeIQAError
@@ -44,11 +45,13 @@ TEACHER_FORMAT = "edgeiqa-teacher/1"
 @dataclass
 class TeacherConfig(TrainConfig):
     """TrainConfig + the head's label-free ranking pre-training (teachers/rank_head.py, frozen backbone only):
-    `rank_epochs` passes over synthetic ladders of `rank_photos` pool photos at `rank_levels`; 0 epochs = off."""
+    `rank_epochs` passes over synthetic ladders of `rank_copies` of `rank_photos` pool photos at `rank_levels`;
+    0 epochs = off."""
 
     rank_epochs: int = 0
     rank_photos: int = 4
     rank_levels: list = field(default_factory=lambda: [1, 2, 4, 6])
+    rank_copies: list = field(default_factory=lambda: list(DEFAULT_COPIES))
 
 
 @dataclass
