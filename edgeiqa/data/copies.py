@@ -3,7 +3,7 @@
 A ladder teaches the head how one artefact changes one picture at the scale the model's views see it. A crop
 (seen larger by a resize view) and a downscaled copy (seen coarser by a fragments view) are the same photo's
 content at other scales, so they add ladders without new photos. Measured by benchmarks/generalise.py
-(leave-kinds-out; README, "Ranking bases at three scales").
+(leave-kinds-out; README, "Leave-kinds-out").
 """
 
 from __future__ import annotations
@@ -35,12 +35,8 @@ def _downscaled(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS))
 
 
-# name -> (function(img, rng) -> uint8 RGB, description); "photo" is the base itself.
-COPIES = {
-    "photo": (_photo, "the base photo as it is"),
-    "crop": (_crop, f"a seeded crop of {SIDE_SCALE:g} of each side, native resolution"),
-    "downscaled": (_downscaled, f"the whole photo at {SIDE_SCALE:g} of each side (Lanczos)"),
-}
+# name -> function(img, rng) -> uint8 RGB; "photo" is the base itself.
+COPIES = {"photo": _photo, "crop": _crop, "downscaled": _downscaled}
 DEFAULT_COPIES = ("photo", "crop", "downscaled")
 
 
@@ -58,4 +54,4 @@ def check_copies(names) -> tuple[str, ...]:
 
 
 def make_copy(img: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
-    return COPIES[check_copies([name])[0]][0](img, rng)
+    return COPIES[check_copies([name])[0]](img, rng)
