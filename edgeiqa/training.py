@@ -215,8 +215,8 @@ class Trainer:
         if dist.enabled:
             # DDP sits in a reference cycle, so leaving this function alone does not free it: its reducer (which
             # holds the process group and the last gradient all-reduce's work) would wait for the cyclic collector,
-            # possibly until interpreter exit, after destroy_process_group, where gloo aborts the process (SIGABRT,
-            # seen once in CI). Free it now, while the group and the interpreter are alive.
+            # possibly until interpreter exit, after destroy_process_group, where gloo can abort the process (the
+            # likely cause of a SIGABRT seen once in CI). Free it now, while the group and the interpreter are alive.
             del step
             gc.collect()
         if self.eval_fn is not None and (self.out_dir / "best.pt").exists():
