@@ -20,7 +20,8 @@ Protocol
   student's heads) uses the pool's colour photos' ladders at training-fold kinds only, ordered by their known
   synthetic severity (the held-out artefacts are unknown to the recipe), and, as the product does
   (`[teacher] rank_copies`, edgeiqa/data/copies.py), the ladders of each colour pool photo's crop and downscaled
-  copy (photos `name@crop`, `name@downscaled`: ranking bases only, never pseudo-labelled). Greyscale pool photos
+  copy (photos `name@crop`, `name@downscaled`: ranking bases only, not in the pseudo-labelled pool; the distilled
+  students' heads learn the teachers' scores of all these ladders after ranking on them). Greyscale pool photos
   are passed over by the same rule as the product's (`rank_head.base_photos`): they still take part as
   pseudo-labelled images.
 - Teacher ensembles are fitted by `fit_ensemble` exactly as `teachers train` fits them (val split,
@@ -272,8 +273,10 @@ def val_score(val: tuple[np.ndarray, np.ndarray], scores: np.ndarray) -> float:
 
 
 def train_head(x, imgs, items: Items, val_rows, *, seed, epochs, weights, rank_items: Items | None = None, rank_epochs=0,
-               teacher_feat=None) -> tuple[np.ndarray, np.ndarray]:
-    """Train an IQA head on cached features; keep the epoch with the best val score; (scores, opinions) for all rows."""
+               ladder_items: Items | None = None, teacher_feat=None) -> tuple[np.ndarray, np.ndarray]:
+    """Train an IQA head on cached features; keep the epoch with the best val score; (scores, opinions) for all rows.
+    rank_items: ranking pre-training first (rank + fidelity, rank_epochs); ladder_items: then as many epochs on the
+    teacher's scores of the same ladders (`weights` without the feature loss), as `[distill] ladder_epochs`."""
     torch.manual_seed(seed)
     head = IQAHead(x.shape[1], HIDDEN)
     proj = torch.nn.Linear(HIDDEN, teacher_feat.shape[1]) if teacher_feat is not None else None
@@ -283,6 +286,8 @@ def train_head(x, imgs, items: Items, val_rows, *, seed, epochs, weights, rank_i
     rng = np.random.default_rng(seed)
     for _ in range(rank_epochs if rank_items is not None else 0):
         _epoch(head, None, opt, x, rank_items, {"rank": 1.0, "fidelity": 1.0}, rng)
+    for _ in range(rank_epochs if ladder_items is not None else 0):
+        _epoch(head, None, opt, x, ladder_items, {k: v for k, v in weights.items() if k != "feature"}, rng)
     best, best_state = -2.0, None
     for _ in range(epochs):
         _epoch(head, proj, opt, x, items, weights, rng, teacher_feat)
@@ -381,7 +386,9 @@ def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> di
     self-training round on the default ensemble's pseudo-labels of the pool, as `[teacher] self_train`), and
     `teacher_ensemble_val_argmax` (the default members, weighted by the plain val argmax). Students learn from the
     default teachers; the distilled ones (the `distill` default) ranking-pre-train their heads on the same ladders
-    first, `student_distilled_no_ranking` does not."""
+    first and then learn the teachers' scores of those ladders (`[distill] ladder_epochs`);
+    `student_distilled_rank_only` (and `student_small_distilled_rank_only`) stop after the ranking (the default before
+    ladder_epochs), `student_distilled_no_ranking` does neither."""
     train = make_items(imgs, r["train"])
     severity = np.array([-im.severity for im in imgs], dtype=np.float32)  # ranking target: less degraded ranks higher
     rank = make_items(imgs, r["rank"], target=severity)
@@ -399,13 +406,17 @@ def run_fold(imgs, feats, r, seed, cfg, losses_t, losses_s, pseudo_weight) -> di
     tfeat = torch.from_numpy(opinion)
     no_feature = {k: v for k, v in losses_s.items() if k != "feature"}
     ranked = dict(rank_items=rank, rank_epochs=cfg["rank_epochs"])  # `[distill] rank_epochs`: the student's head too
+    # `[distill] ladder_epochs`: then the teachers' scores of the same ladders
+    laddered = dict(ranked, ladder_items=make_items(imgs, r["rank"], target=scores.astype(np.float32)))
     recipes = {
         "student_labels_only": (STUDENT, dict(items=train, weights=no_feature)),
         "student_pseudo": (STUDENT, dict(items=pseudo, weights=no_feature)),
         "student_distilled_no_ranking": (STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat)),
-        "student_distilled": (STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat, **ranked)),
+        "student_distilled_rank_only": (STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat, **ranked)),
+        "student_distilled": (STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat, **laddered)),
         "student_small_labels_only": (SMALL_STUDENT, dict(items=train, weights=no_feature)),
-        "student_small_distilled": (SMALL_STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat, **ranked)),
+        "student_small_distilled_rank_only": (SMALL_STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat, **ranked)),
+        "student_small_distilled": (SMALL_STUDENT, dict(items=pseudo, weights=losses_s, teacher_feat=tfeat, **laddered)),
     }
     for row, (model, kw) in recipes.items():
         s, _ = train_head(feats[model], imgs, kw.pop("items"), r["val"], seed=seed, epochs=cfg["epochs"], **kw)

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -273,17 +274,57 @@ def test_pruning_ghostnet_is_refused_with_reason():
 
 
 @pytest.mark.slow
-def test_distill_ranking_pretrains_the_student_head_and_records_it(run_dir, tiny_csv, tmp_path):
-    """issue 12: `[distill] rank_epochs` pre-trains the student's head on the teachers' ladders (same photos and
-    levels), before distillation; the card records it. Teachers and labels are reused (their settings are unchanged)."""
+def test_teachers_ladder_scores_are_read_when_theirs_else_computed_row_for_row(run_dir, tiny_csv, tmp_path):
+    """issue 12: `[distill] ladder_epochs` teaches the student the teachers' scores of the ranking ladders. They come
+    from the ladder features a member stored when it ranked on the same ladders, else are computed; both give the
+    same scores row for row, and the teachers' dir is never written."""
+    from edgeiqa.data.datasets import load_dataset
+    from edgeiqa.data.torchdata import ImageCache
+    from edgeiqa.teachers.pipeline import score_ladders_with_ensemble
+    from edgeiqa.teachers.rank_head import RankSpec, base_photos, cached_ladder_features
+    from edgeiqa.teachers.train import load_member_model
+
+    tdir = shutil.copytree(run_dir / "teachers", tmp_path / "teachers")
+    member = tdir / "lite0_mv"
+    cache = ImageCache()
+    bases, _, _ = base_photos(load_dataset(f"csv:{tiny_csv}"), cache, 2, seed=0)
+    spec = RankSpec(epochs=1, photos=2, levels=(2, 6), kinds=("gaussian_blur", "white_noise", "jpeg"), copies=("photo", "crop"))
+    computed = score_ladders_with_ensemble(tdir, bases, spec, seed=0, progress=False)
+    assert computed.shape == (len(bases) * 2 * 3 * 3,) and np.isfinite(computed).all()
+    assert not (member / "rank_features.pt").exists()  # computed, not stored in the teachers' dir
+    # The member ranked on these ladders: its stored features are read, and give the same scores.
+    cached_ladder_features(load_member_model(member), bases, cache, spec, 0, member, progress=False)
+    stored = member / "rank_features.pt"
+    np.testing.assert_allclose(score_ladders_with_ensemble(tdir, bases, spec, seed=0, progress=False), computed, atol=1e-4)
+    doctored = torch.load(stored, weights_only=True)  # proof that they are read: doctored features show in the scores
+    torch.save({**doctored, "feats": doctored["feats"] * 0}, stored)
+    flat = score_ladders_with_ensemble(tdir, bases, spec, seed=0, progress=False)
+    assert np.ptp(flat) < 1e-6 < np.ptp(computed)
+    # Other ladders (another seed: other crops and noise) are computed, and the stored file is left alone.
+    stamp = stored.stat().st_mtime_ns
+    other = score_ladders_with_ensemble(tdir, bases, spec, seed=1, progress=False)
+    assert other.shape == computed.shape and not np.allclose(other, computed) and stored.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_distill_ranking_then_ladder_scores_pretrain_the_student_head_and_record_it(run_dir, tiny_csv, tmp_path):
+    """issue 12: `[distill] rank_epochs` pre-trains the student's head on the teachers' ladders (same photos, levels and
+    copies), then `ladder_epochs` teaches it the teachers' scores of the same images, before distillation; the card
+    records both. Short ladders (one level, the photo copy; the teachers rank on them too) keep it fast."""
     run = shutil.copytree(run_dir, tmp_path / "run")
     profile = tmp_path / "rank.toml"
-    profile.write_text((run_dir.parent / "tiny.toml").read_text().replace("[distill]", "[distill]\nrank_epochs = 3"))
+    text = (run_dir.parent / "tiny.toml").read_text().replace(
+        "head_epochs = 15", 'head_epochs = 15\nrank_epochs = 2\nrank_photos = 2\nrank_levels = [6]\nrank_copies = ["photo"]')
+    profile.write_text(text.replace("[distill]", "[distill]\nrank_epochs = 3\nladder_epochs = 4"))
     rc = main(["distill", "--profile", str(profile), "--data", f"csv:{tiny_csv}", "--out", str(run), "--epochs", "1", "--quiet"])
     assert rc == 0
     card = json.loads((run / "card.json").read_text())
     rp = card["student"]["rank_pretrain"]
-    assert rp["epochs"] == 3 and rp["levels"] == [1, 2, 4, 6] and rp["copies"] == ["photo", "crop", "downscaled"]
-    assert rp["images"] == len(rp["bases"]) * 3 * (1 + 36 * 4)  # the teachers' copies of every base
+    assert rp["epochs"] == 3 and rp["levels"] == [6] and rp["copies"] == ["photo"] and rp["images"] == len(rp["bases"]) * (1 + 36)
+    assert rp["bases"] == json.loads((run / "teachers" / "lite0_mv" / "member.json").read_text())["rank_pretrain"]["bases"]
     assert rp["bases_from"] == "pool" and rp["pair_accuracy_after"] > rp["pair_accuracy_before"]
     assert card["seconds"]["student_rank_s"] > 0 and (run / "rank_features.pt").exists()
+    # then the teachers' scores of the same ladder images: the head comes to agree with them
+    lad = rp["ladder_scores"]
+    assert lad["epochs"] == 4 and lad["losses"] == {"mse": 1.0, "plcc": 0.5, "fidelity": 1.0}  # the distill losses less feature
+    assert lad["srcc_after"] > lad["srcc_before"] and lad["pair_accuracy_after"] > 0.5

@@ -123,10 +123,17 @@ def test_each_copy_of_a_base_gets_its_own_ladders_and_a_too_small_copy_is_passed
                                            ("rank_copies = [\"crop\", \"crop\"]", "names a copy twice"),
                                            ("rank_photos = 1", "rank_photos must be >= 2"),
                                            ("rank_epochs = -1", "rank_epochs must be >= 0"),
-                                           ("rank_epoch = 3", "did you mean 'rank_epochs'")])
+                                           ("rank_epoch = 3", "did you mean 'rank_epochs'"),
+                                           # [distill] keys: the student's ranking and ladder-score epochs
+                                           ("[distill]\nrank_epochs = 0\nladder_epochs = 5", "ladder_epochs needs [distill] rank_epochs > 0"),
+                                           ("[distill]\nladder_epochs = 5", "ladder_epochs needs [distill] rank_epochs > 0"),
+                                           ("[distill]\nrank_epochs = 2\nladder_epochs = -1", "[distill] ladder_epochs must be >= 0, got -1"),
+                                           ("[distill]\nrank_epochs = 2\nladder_epochs = 1.5", "'ladder_epochs' must be int, got 1.5"),
+                                           ("[distill]\nrank_epochs = 2\nladder_epoch = 3", "did you mean 'ladder_epochs'")])
 def test_bad_ranking_settings_fail_before_any_work(tmp_path, capsys, line, message):
     profile = write_profile(tmp_path / "p.toml")
-    profile.write_text(profile.read_text().replace("head_epochs = 15", f"head_epochs = 15\n{line}"))
+    anchor = "[distill]" if line.startswith("[distill]") else "head_epochs = 15"  # the section the line belongs to
+    profile.write_text(profile.read_text().replace(anchor, f"{anchor}\n{line.removeprefix('[distill]').lstrip()}"))
     assert main(["teachers", "train", "--profile", str(profile), "--data", "csv:nothere.csv", "--out", str(tmp_path / "t"), "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "t").exists()

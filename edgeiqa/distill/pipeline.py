@@ -7,7 +7,8 @@ Steps (each reused when its inputs are unchanged, so a re-run or `--resume` only
 with fvcore at the profile's views, `--fit` shrinks input or prunes; 5. student trained on ground truth
 (train split) + calibrated pseudo-labels (pool / unlabelled images) with the named losses, opinion
 features distilled through the projection head (its scoring head first ranking-pre-trained without labels on
-the teachers' synthetic ladders, `[distill] rank_epochs`); checkpoint every epoch; best epoch by val;
+the teachers' synthetic ladders, `[distill] rank_epochs`, then taught the teachers' scores of those ladders,
+`[distill] ladder_epochs`); checkpoint every epoch; best epoch by val;
 6. test-scene metrics of student and teacher ensemble side by side; OUT/student.pt, OUT/card.json,
 OUT/scatter.png, OUT/predictions.csv.
 """
@@ -40,8 +41,9 @@ from edgeiqa.provenance import package_versions
 from edgeiqa.runpaths import to_run_path
 from edgeiqa.students import create_student, save_student
 from edgeiqa.teachers.labelset import LabelSet, build_labelset
-from edgeiqa.teachers.rank_head import RankSpec
-from edgeiqa.teachers.pipeline import SELFTRAIN_DIR, build_ensemble, select_members, self_train, teacher_config, train_members
+from edgeiqa.teachers.rank_head import RankSpec, ScorePhase
+from edgeiqa.teachers.pipeline import (SELFTRAIN_DIR, build_ensemble, score_ladders_with_ensemble, select_members, self_train,
+                                       teacher_config, train_members)
 from edgeiqa.training import TrainConfig, Trainer
 
 EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc_kind_worst",
@@ -80,6 +82,18 @@ def predict_student(model, paths: list[str], views, cache: ImageCache, batch_siz
         for it, s in zip(ds.items[k * batch_size : k * batch_size + len(scores)], scores):
             out[it.path] = float(s)
     return out
+
+
+def ladder_phase(profile, cfg: TrainConfig, teachers_dir: Path, spec: RankSpec, progress: bool, accel) -> ScorePhase | None:
+    """`[distill] ladder_epochs` after the student's ranking: its head learns the teacher ensemble's scores of the
+    ranking ladders, with the distillation losses less `feature` (no teacher opinions are kept for ladder images;
+    mse alone if nothing else is left). None when 0."""
+    epochs = int(profile["distill"].get("ladder_epochs", 0))
+    if epochs <= 0:
+        return None
+    losses = {k: v for k, v in cfg.losses.items() if k != "feature"} or {"mse": 1.0}
+    return ScorePhase(epochs, losses, lambda bases: score_ladders_with_ensemble(teachers_dir, bases, spec, cfg.seed,
+                                                                                progress=progress, accel=accel))
 
 
 def build_items(dataset: Dataset, labels: LabelSet, pseudo_weight: float,
@@ -232,11 +246,16 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                          copies=tuple(tcfg.rank_copies))
     if rank_spec.epochs > 0:  # the teachers' ladders (same photos and levels), the student's own features
         t0 = time.time()
+        then = ladder_phase(profile, cfg, tdir, rank_spec, progress, accel)
         rank_info = rank_pretrain_student(model, views, student_name, dataset, rank_spec, seed=cfg.seed, out_dir=out,
-                                          progress=progress, log=log, accel=accel)
+                                          progress=progress, log=log, accel=accel, then=then)
         timings["student_rank_s"] = round(time.time() - t0, 1)
         log(f"student {student_name}: head ranking pre-training on {rank_info['images']} synthetic images, pair accuracy "
             f"{rank_info['pair_accuracy_before']:.3f} -> {rank_info['pair_accuracy_after']:.3f}")
+        if "ladder_scores" in rank_info:
+            lad = rank_info["ladder_scores"]
+            log(f"student {student_name}: {lad['epochs']} epochs on the teachers' scores of those images, SRCC with them "
+                f"{lad['srcc_before']:.3f} -> {lad['srcc_after']:.3f}")
     items, feats, n_pseudo = build_items(dataset, labels, float(profile["distill"].get("pseudo_weight", 0.5)), use_pool=True)
     log(f"student {student_name}: {report.total_gmacs:.3f} GMACs (budget {budget}); training on {len(items) - n_pseudo} "
         f"labelled + {n_pseudo} pseudo-labelled images, losses {cfg.losses}")

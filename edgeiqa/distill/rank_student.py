@@ -3,9 +3,13 @@
 
 The student's backbone is frozen for this step only (its pooled multi-level features are computed once for
 the synthetic ladders); its scoring head (`embed` + `score`) learns that the more degraded copy of a photo
-ranks lower, then distillation trains the whole student from there. Measured by benchmarks/generalise.py
-(row `student_distilled`, heads on frozen features, 10 seeds): held-out per-scene mean SRCC 0.869
-against 0.845 without it (`student_distilled_no_ranking`), and +0.072 over the student trained on labels only.
+ranks lower, then (`[distill] ladder_epochs`) learns the teacher ensemble's scores of the same ladder images,
+then distillation trains the whole student from there. The ladders are the teachers' own (same bases, copies,
+levels and seed), so the teachers' scores come from the ladder features they stored when they ranked
+(teachers.pipeline.score_ladders_with_ensemble): 1740 more teacher-labelled images for the cost of a few head passes.
+Measured by benchmarks/generalise.py (heads on frozen features, 10 seeds, held-out per-scene mean SRCC): ranking
+alone lifted the distilled student from 0.845 (`student_distilled_no_ranking`) to 0.869
+(`student_distilled_rank_only`); see the README's leave-kinds-out section for the teacher-score phase's rows.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import nn
 from edgeiqa.backbones import pool_mean_std
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
-from edgeiqa.teachers.rank_head import RankSpec, rank_pretrain_head
+from edgeiqa.teachers.rank_head import RankSpec, ScorePhase, rank_pretrain_head
 
 
 class _ScoreHead(nn.Module):
@@ -49,11 +53,12 @@ class StudentFeatures(nn.Module):
 
 
 def rank_pretrain_student(student, views, name: str, dataset: Dataset, spec: RankSpec, *, seed: int, out_dir, progress: bool = True,
-                          log=None, accel=None) -> dict:
-    """Pre-train `student`'s head in place; returns what the card keeps (rank_head.rank_pretrain_head's dict)."""
+                          log=None, accel=None, then: ScorePhase | None = None) -> dict:
+    """Pre-train `student`'s head in place (ranking, then `then`: the teachers' scores of the ladders); returns what the
+    card keeps (rank_head.rank_pretrain_head's dict)."""
     autocast = {}
     if accel is not None:
         student.to(accel.device)
         autocast = {"autocast": accel.autocast}
     return rank_pretrain_head(StudentFeatures(student, views, name), dataset, ImageCache(), spec, seed=seed, out_dir=out_dir,
-                              progress=progress, log=log, **autocast)
+                              progress=progress, log=log, then=then, **autocast)

@@ -27,7 +27,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,),
                 "self_train": (bool,), "rank_epochs": (int,), "rank_photos": (int,), "rank_levels": (list,), "rank_copies": (list,)},
     "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float),
-                "rank_epochs": (int,)},
+                "rank_epochs": (int,), "ladder_epochs": (int,)},
 }
 REQUIRED = {"": ("name", "student", "teacher", "distill"), "student": ("views",)}
 # (section, key) -> (lowest allowed, whether the lowest is allowed itself)
@@ -37,7 +37,7 @@ RANGES: dict[tuple[str, str], tuple[float, bool]] = {
     ("teacher", "epochs"): (1, True), ("teacher", "head_epochs"): (1, True), ("teacher", "batch_size"): (1, True),
     ("teacher", "lr"): (0, False), ("teacher", "rank_epochs"): (0, True), ("teacher", "rank_photos"): (2, True),
     ("distill", "epochs"): (1, True), ("distill", "batch_size"): (1, True), ("distill", "lr"): (0, False),
-    ("distill", "pseudo_weight"): (0, True), ("distill", "rank_epochs"): (0, True),
+    ("distill", "pseudo_weight"): (0, True), ("distill", "rank_epochs"): (0, True), ("distill", "ladder_epochs"): (0, True),
 }
 
 
@@ -84,6 +84,10 @@ def _check_values(data: dict, where: str) -> None:
             check_copies(copies)
         except EdgeIQAError as exc:
             raise EdgeIQAError(f"{where}: [teacher] {exc}") from None
+    d = data["distill"]
+    if d.get("ladder_epochs", 0) > 0 and d.get("rank_epochs", 0) == 0:
+        raise EdgeIQAError(f"{where}: [distill] ladder_epochs needs [distill] rank_epochs > 0 (it trains on the ranking "
+                           f"step's ladders), got ladder_epochs = {d['ladder_epochs']} with rank_epochs = {d.get('rank_epochs', 0)}")
     members = data["teacher"].get("ensemble")
     # Names are checked against the registry by teachers.pipeline.resolve_members, first thing in every command.
     if members is not None and (not members or not all(isinstance(m, str) and m for m in members)):

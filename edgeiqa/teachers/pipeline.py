@@ -27,7 +27,9 @@ from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.teachers import create_teacher, get_teacher_entry
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble, ensemble_metrics, fit_ensemble
-from edgeiqa.teachers.train import MemberResult, TeacherConfig, load_member, train_teacher, unique_paths
+from edgeiqa.teachers.features import head_outputs
+from edgeiqa.teachers.rank_head import RankSpec, cached_ladder_features
+from edgeiqa.teachers.train import MemberResult, TeacherConfig, load_member, load_member_model, train_teacher, unique_paths
 from edgeiqa.training import TrainConfig
 
 
@@ -256,3 +258,19 @@ def score_with_ensemble(teachers_dir: Path, paths: list[str], progress: bool = T
     cal = ens.calibrated(raw)
     scores = {p: float(s) for p, s in zip(paths, cal) if np.isfinite(s)}
     return scores, dict(cache.failed)
+
+
+def score_ladders_with_ensemble(teachers_dir: Path, bases: list[str], spec: RankSpec, seed: int, progress: bool = True,
+                                accel=None) -> np.ndarray:
+    """Calibrated ensemble scores of every ranking-ladder image of `bases` (the rows of `rank_head.ladder_features`):
+    each active member's head on its ladder features, read from its rank_features.pt when the member ranked on the same
+    ladders (same bases, spec and seed: the main job's case), else computed (nothing is written to the teachers' dir)."""
+    teachers_dir = Path(teachers_dir)
+    ens = Ensemble.load(teachers_dir / ENSEMBLE_FILE)
+    cache, autocast = ImageCache(), ({"autocast": accel.autocast} if accel is not None else {})
+    raw = {}
+    for name in ens.active:
+        teacher = load_member_model(teachers_dir / name, accel)
+        feats, _, _ = cached_ladder_features(teacher, bases, cache, spec, seed, teachers_dir / name, progress, store=False, **autocast)
+        raw[name] = head_outputs(teacher, feats)[0]
+    return ens.calibrated(raw)

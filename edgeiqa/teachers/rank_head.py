@@ -24,10 +24,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
+from scipy.stats import spearmanr
 
 from edgeiqa import distributed
 from edgeiqa.data import distortions
@@ -72,6 +74,16 @@ class RankSpec:
     def to_dict(self) -> dict:
         return {"epochs": self.epochs, "photos": self.photos, "levels": list(self.levels), "kinds": len(self.kinds),
                 "copies": list(self.copies)}
+
+
+@dataclass(frozen=True)
+class ScorePhase:
+    """A second pass over the same ladders after the ranking: `epochs` epochs with `scores_of(bases)` (one target per
+    ladder row, in `ladder_features`' order; a distilling student passes its teachers' scores) and `losses`."""
+
+    epochs: int
+    losses: dict
+    scores_of: Callable[[list[str]], np.ndarray]
 
 
 def is_greyscale(img: np.ndarray) -> bool:
@@ -156,8 +168,10 @@ def ladder_features(teacher, bases: list[str], cache: ImageCache, spec: RankSpec
     return torch.cat(feats), np.asarray(targets, np.float32), np.asarray(ladders)
 
 
-def cached_ladder_features(teacher, bases, cache, spec: RankSpec, seed: int, out_dir: Path, progress: bool, autocast=None):
-    """`ladder_features`, stored in the member dir and reused while bases, ladder, weights and views are the same."""
+def cached_ladder_features(teacher, bases, cache, spec: RankSpec, seed: int, out_dir: Path, progress: bool, autocast=None,
+                           store: bool = True):
+    """`ladder_features`, stored in the member dir and reused while bases, ladder, weights and views are the same
+    (store=False: read the stored ones if they match, never write: a later stage reading a teacher's dir)."""
     key = hashlib.sha256(json.dumps([bases, list(spec.kinds), list(spec.levels), list(spec.copies), seed, teacher.weights_source,
                                      [v.to_dict() for v in teacher.entry.views]]).encode()).hexdigest()
     path = Path(out_dir) / "rank_features.pt"
@@ -169,17 +183,21 @@ def cached_ladder_features(teacher, bases, cache, spec: RankSpec, seed: int, out
         if isinstance(stored, dict) and stored.get("key") == key:
             return stored["feats"], stored["targets"].numpy(), stored["ladders"].numpy()
     feats, targets, ladders = ladder_features(teacher, bases, cache, spec, seed, progress, autocast)
-    if distributed.current().is_main:
+    if store and distributed.current().is_main:
         with atomic_path(path) as tmp:
             torch.save({"key": key, "feats": feats, "targets": torch.from_numpy(targets), "ladders": torch.from_numpy(ladders)}, tmp)
     return feats, targets, ladders
 
 
 @torch.no_grad()
+def head_scores(head, feats: torch.Tensor) -> np.ndarray:
+    head.eval()
+    return head(feats.to(next(head.parameters()).device))[0].float().cpu().numpy()
+
+
 def pair_accuracy(head, feats: torch.Tensor, targets: np.ndarray, ladders: np.ndarray) -> float:
     """Share of same-ladder pairs the head orders like their severities."""
-    head.eval()
-    s = head(feats.to(next(head.parameters()).device))[0].float().cpu().numpy()
+    s = head_scores(head, feats)
     right = total = 0
     for lad in np.unique(ladders):
         i = np.flatnonzero(ladders == lad)
@@ -190,8 +208,10 @@ def pair_accuracy(head, feats: torch.Tensor, targets: np.ndarray, ladders: np.nd
     return right / max(1, total)
 
 
-def pretrain_head(head, feats: torch.Tensor, targets: np.ndarray, ladders: np.ndarray, epochs: int, lr: float, seed: int) -> dict:
-    """`epochs` passes over the ladders (LADDERS_PER_BATCH per step, rank + fidelity); pair accuracy before/after."""
+def pretrain_head(head, feats: torch.Tensor, targets: np.ndarray, ladders: np.ndarray, epochs: int, lr: float, seed: int,
+                  losses: dict = LOSSES) -> dict:
+    """`epochs` passes over the ladders (LADDERS_PER_BATCH per step, `losses`: rank + fidelity unless given); pair
+    accuracy against `targets` before/after."""
     device = next(head.parameters()).device
     before = pair_accuracy(head, feats, targets, ladders)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
@@ -205,7 +225,7 @@ def pretrain_head(head, feats: torch.Tensor, targets: np.ndarray, ladders: np.nd
             pred, _ = head(feats[rows].to(device))
             batch = LossBatch(pred=pred.float(), target=torch.from_numpy(targets[rows]).to(device),
                               scene=torch.from_numpy(ladders[rows]).to(device), weight=torch.ones(len(rows), device=device))
-            loss, _ = combined_loss(LOSSES, batch)
+            loss, _ = combined_loss(losses, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -225,8 +245,9 @@ def to_label_scale(head, feats: torch.Tensor, label_mean: float, label_std: floa
 
 
 def rank_pretrain_head(teacher, dataset: Dataset, cache: ImageCache, spec: RankSpec, *, seed: int, out_dir: Path,
-                       progress: bool = True, autocast=None, log=None) -> dict:
-    """The whole step for one member: bases, cached ladder features, head pre-training. Returns what member.json keeps."""
+                       progress: bool = True, autocast=None, log=None, then: ScorePhase | None = None) -> dict:
+    """The whole step for one member: bases, cached ladder features, head pre-training (and `then`, if given, on the
+    same ladders). Returns what member.json (or the student's card) keeps."""
     bases, source, grey_skipped = base_photos(dataset, cache, spec.photos, seed)
     if log is not None and source != "pool":
         log(f"{teacher.entry.name}: fewer than {MIN_PHOTOS} readable colour pool images; ranking ladders use {len(bases)} "
@@ -239,6 +260,17 @@ def rank_pretrain_head(teacher, dataset: Dataset, cache: ImageCache, spec: RankS
     labels = np.array([r.score for r in dataset.records if r.split == "train" and r.score is not None], dtype=np.float64)
     if labels.size > 1:
         to_label_scale(teacher.head, feats, float(labels.mean()), float(labels.std()))
+    if then is not None and then.epochs > 0:
+        scores = np.asarray(then.scores_of(bases), np.float32)
+        if scores.shape != targets.shape or not np.isfinite(scores).all():
+            raise EdgeIQAError(f"{teacher.entry.name}: {scores.shape[0]} ladder scores for {targets.shape[0]} ladder images"
+                               " (or some not finite)")
+        # SRCC with the given scores over all ladder images: across kinds too, which the ranking alone cannot order
+        before = spearmanr(head_scores(teacher.head, feats), scores)[0]
+        pretrain_head(teacher.head, feats, scores, ladders, then.epochs, LR, seed, losses=then.losses)
+        info["ladder_scores"] = {"epochs": then.epochs, "losses": dict(then.losses), "srcc_before": round(float(before), 4),
+                                 "srcc_after": round(float(spearmanr(head_scores(teacher.head, feats), scores)[0]), 4),
+                                 "pair_accuracy_after": round(pair_accuracy(teacher.head, feats, targets, ladders), 4)}
     return {**spec.to_dict(), "bases": bases, "bases_from": source, "greyscale_passed_over": grey_skipped,
             "images": len(np.unique(ladders)) // len(spec.kinds) * (1 + len(spec.kinds) * len(spec.levels)),
             "ladder_features_s": round(ladder_s, 1),

@@ -311,6 +311,16 @@ def load_member(member_dir: Path) -> MemberResult:
     return res
 
 
+def load_member_model(member_dir: Path, accel=None):
+    """A trained member rebuilt from its teacher.pt, in eval mode, on `accel`'s device (default CPU)."""
+    info = json.loads((Path(member_dir) / "member.json").read_text())
+    teacher = create_teacher(info["teacher"])
+    load_teacher_weights(teacher, member_dir)
+    if accel is not None:
+        teacher.to(accel.device)
+    return teacher.eval()
+
+
 @torch.no_grad()
 def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progress: bool = True,
                    accel=None, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -319,13 +329,9 @@ def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progre
     `accel` (edgeiqa.accel.Accel) puts the teacher on its device under its autocast; default: CPU, fp32.
     `timings`, when given, gets `build_s` (teacher built and loaded) and `label_s` (the images scored) added."""
     t0 = time.perf_counter()
-    info = json.loads((Path(member_dir) / "member.json").read_text())
-    teacher = create_teacher(info["teacher"])
-    load_teacher_weights(teacher, member_dir)
-    if accel is not None:
-        teacher.to(accel.device)
+    teacher = load_member_model(member_dir, accel)
     t1 = time.perf_counter()
-    feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{info['teacher']} score",
+    feats = extract_features(teacher, paths, cache, progress=progress, desc=f"{teacher.entry.name} score",
                              **({"autocast": accel.autocast} if accel is not None else {}))
     scores, opinions = head_outputs(teacher, feats["eval"])
     scores[~feats["ok"].numpy()] = np.nan
@@ -335,4 +341,4 @@ def predict_images(member_dir: Path, paths: list[str], cache: ImageCache, progre
     return scores, opinions
 
 
-__all__ = ["MemberResult", "TeacherConfig", "train_teacher", "load_member", "predict_images", "view_tensors"]
+__all__ = ["MemberResult", "TeacherConfig", "train_teacher", "load_member", "load_member_model", "predict_images", "view_tensors"]
