@@ -11,7 +11,9 @@ from edgeiqa.cli.common import add_accel_args, print_json
 DESCRIPTION = (
     "Distil a teacher ensemble into a small student under a GMAC budget, end to end: train or reuse the "
     "teachers, write the LabelSet of pseudo-labels and opinion features, pick a student that fits the budget "
-    "(counted with fvcore at the profile's views), train it on ground truth + calibrated pseudo-labels, and write "
+    "(counted with fvcore at the profile's views), ranking-pre-train its scoring head on the teachers' synthetic "
+    "ladders and teach it the teachers' scores of them (the profile's [distill] rank_epochs and ladder_epochs), "
+    "train it on ground truth + calibrated pseudo-labels, and write "
     "OUT/student.pt, OUT/card.json (GMACs, params, student and teacher test-scene metrics side by side), "
     "OUT/scatter.png and OUT/predictions.csv. With no --data the embedded sample set is used."
 )
