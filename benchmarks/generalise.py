@@ -36,7 +36,8 @@ Compromises, made to fit about an hour on a 2-core CPU (say so wherever the numb
   teachers and student are heads trained on multi-level (mean+std) features of their own backbone and
   views. The student row is therefore the deployed student's architecture and views with its backbone
   frozen; the real `distill` also fine-tunes the student's backbone (from block 2). Backbone fine-tuning
-  and backbone ranking pre-training (`edgeiqa teachers pretrain`) are not measured here (a GPU job).
+  and backbone ranking pre-training (`edgeiqa teachers pretrain`) are not measured here (GPU jobs; the README
+  gives a CPU measurement of fine-tuning the small student's last two blocks, outside this table).
 - No augmented views; short schedules (12 epochs on labels, after 20 epochs of ranking pre-training where used;
   32 scenes per batch);
   4 ladder levels (severities 1, 2, 4, 6) instead of 6; one evaluation view per image.
