@@ -14,18 +14,25 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, kind: str | None = None) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write (a file or a folder); rename it onto `path` on success.
 
     The temporary name carries the pid so two processes never share it; on an exception it is removed and
-    `path` keeps its old content. A folder target replaces an existing folder of the same name.
+    `path` keeps its old content. A folder written here is marked as an edgeiqa `kind` folder, and replaces an
+    existing folder only when that one is empty or an edgeiqa folder of the same kind (never a user's folder).
     """
+    from edgeiqa.outsafe import OutputRefused, folder_kind, mark_dir
+
     path = Path(path)
+    if path.is_dir() and not path.is_symlink() and any(path.iterdir()) and (kind is None or folder_kind(path) != kind):
+        raise OutputRefused(f"refusing to replace {path}: it is not an edgeiqa {kind or 'output'} folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
         yield tmp
+        if tmp.is_dir() and kind is not None:
+            mark_dir(tmp, kind)
         if tmp.is_dir() and path.is_dir():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)

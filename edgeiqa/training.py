@@ -25,6 +25,7 @@ from edgeiqa.accel import Accel
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import atomic_path
 from edgeiqa.losses import LossBatch, combined_loss
+from edgeiqa.safeload import load_weights
 
 
 @dataclass
@@ -51,7 +52,9 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "state")
 def load_checkpoint(path: Path) -> dict:
     """`last.pt` read back for `--resume`; a truncated or foreign file is refused naming it (never resumed from)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_weights(path, what="training checkpoint")
+    except EdgeIQAError:
+        raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EdgeIQAError(f"cannot resume: {path} is corrupt or truncated ({reason}); delete it to start over, "

@@ -113,3 +113,32 @@ def make_teachers(root: Path) -> Path:
            "member_calibration": {"lite0_mv": {"type": "linear", "beta": [1.0, 0.0]}}, "weights_fitted_on": "uniform"}
     (root / "ensemble.json").write_text(json.dumps(ens))
     return root
+
+
+def assert_refused(argv: list[str], capsys, watch: Path, match: str, seconds: float = 3.0) -> str:
+    """Issue 21's contract for a bad argument: exit 2, one stderr line (no traceback) matching `match`, nothing
+    written under `watch`, refused within `seconds`. Returns the line."""
+    import re
+    import time
+
+    from edgeiqa.cli.main import main
+
+    def snapshot():
+        return sorted((str(p.relative_to(watch)), p.stat().st_size if p.is_file() else -1) for p in watch.rglob("*"))
+
+    before = snapshot()
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    took = time.perf_counter() - t0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith("usage:")
+           and not line.startswith("  ")]
+    assert code == 2, (argv, code, err)
+    assert len(err) == 1 and "Traceback" not in err[0], (argv, err)
+    assert re.search(match, err[0]), (argv, err[0], match)
+    assert snapshot() == before, (argv, "wrote files")
+    assert took < seconds, (argv, f"refused after {took:.1f} s")
+    return err[0]

@@ -27,8 +27,33 @@ def test_crash_keeps_old_content(tmp_path):
 def test_folder_target_is_replaced_whole(tmp_path):
     target = tmp_path / "labels"
     for n in ("a", "b"):
-        with atomic_path(target) as tmp:
+        with atomic_path(target, kind="labelset") as tmp:
             tmp.mkdir()
             (tmp / f"{n}.csv").write_text(n)
-    assert [p.name for p in target.iterdir()] == ["b.csv"]
+    assert sorted(p.name for p in target.iterdir()) == [".edgeiqa.json", "b.csv"]
     assert [p.name for p in tmp_path.iterdir()] == ["labels"]
+
+
+def test_folder_target_never_replaces_a_foreign_folder(tmp_path):
+    """Issue 21: a user's folder given as an output is never deleted, whatever is written to it."""
+    from edgeiqa.outsafe import OutputRefused
+
+    target = tmp_path / "userdir"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match="not an edgeiqa labelset folder"):
+        with atomic_path(target, kind="labelset") as tmp:
+            tmp.mkdir()
+    assert (target / "notes.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["userdir"]
+
+
+def test_folder_target_of_another_kind_is_refused(tmp_path):
+    from edgeiqa.outsafe import OutputRefused, mark_dir
+
+    teachers = mark_dir(tmp_path / "teachers", "teachers")
+    (teachers / "ensemble.json").write_text("{}")
+    with pytest.raises(OutputRefused):
+        with atomic_path(teachers, kind="labelset") as tmp:
+            tmp.mkdir()
+    assert (teachers / "ensemble.json").exists()

@@ -497,10 +497,10 @@ def _gate(rows: list[dict], min_srcc: float | None) -> dict:
 
 
 def _params_m(ckpt: Path) -> float | None:
-    import torch
+    from edgeiqa.safeload import load_weights
 
     try:
-        payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+        payload = load_weights(ckpt, what="student checkpoint")
         state = payload.get("state_dict", {})
         return round(sum(v.numel() for k, v in state.items() if hasattr(v, "numel") and v.is_floating_point()
                          and "running_" not in k) / 1e6, 4)

@@ -15,6 +15,7 @@ import torch
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import atomic_path
+from edgeiqa.safeload import load_weights
 from edgeiqa.students.model import IQAStudent
 from edgeiqa.students.registry import STUDENTS
 
@@ -63,7 +64,9 @@ def load_student(path: str | Path) -> tuple[IQAStudent, dict]:
     if not path.exists():
         raise EdgeIQAError(f"student checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_weights(path, what="student checkpoint")
+    except EdgeIQAError:
+        raise
     except Exception as exc:
         raise EdgeIQAError(f"cannot read student checkpoint {path}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

@@ -24,6 +24,7 @@ from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.losses import LossBatch, rank
+from edgeiqa.safeload import load_weights
 from edgeiqa.teachers import create_teacher
 from edgeiqa.teachers.features import view_tensors
 from edgeiqa.teachers.train import TEACHER_FORMAT, unique_paths
@@ -100,7 +101,7 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
              "drawn": {}}
     ckpt = out / "last.pt"
     if resume and ckpt.exists():
-        c = torch.load(ckpt, map_location=accel.device, weights_only=False)
+        c = load_weights(ckpt, map_location=accel.device, what="pre-training checkpoint")
         if c["state"].get("kinds", kinds) != kinds:
             raise EdgeIQAError(f"{ckpt}: --resume with other degradation kinds than the interrupted run "
                                f"({','.join(c['state']['kinds'])})")

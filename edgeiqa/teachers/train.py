@@ -37,6 +37,7 @@ from edgeiqa.provenance import sha256_file
 from edgeiqa.teachers import create_teacher
 from edgeiqa.teachers.features import extract_features, head_outputs, view_tensors
 from edgeiqa.teachers.rank_head import RankSpec, rank_pretrain_head
+from edgeiqa.safeload import load_weights
 from edgeiqa.training import TrainConfig, Trainer
 
 TEACHER_FORMAT = "edgeiqa-teacher/1"
@@ -282,7 +283,7 @@ def load_teacher_weights(teacher, path: str | Path) -> None:
         path = path / "teacher.pt"
     if not path.exists():
         raise EdgeIQAError(f"teacher weights not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_weights(path, what="teacher weights")
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     try:
         missing, unexpected = teacher.load_state_dict(state, strict=False)
