@@ -284,7 +284,7 @@ def summarize(records: Iterable, score_of: Mapping[str, float]) -> dict:
 
     Per-scene metrics when every scored record has a scene; per-kind when any has a kind; global `srcc`,
     `mae` (on the label scale) beside them, and `original_score_mean` (see `original_scores`). `per_scene` is
-    left out (cards stay small). Always `n_images` (records scored) and `n_unscored` (labelled records
+    left out (cards stay small). With record groups (dataset subsets), `srcc_per_group` / `plcc_per_group`. Always `n_images` (records scored) and `n_unscored` (labelled records
     with no finite score); with fewer than MIN_SCENE_IMAGES scored records, only those two counts.
     """
     labelled = [r for r in records if r.score is not None]
@@ -301,7 +301,22 @@ def summarize(records: Iterable, score_of: Mapping[str, float]) -> dict:
                  scenes=[r.scene for r in recs] if all(r.scene is not None for r in recs) else None,
                  kinds=[r.kind for r in recs] if any(r.kind for r in recs) else None)
     m.pop("per_scene", None)
-    return {**m, **original_scores(recs, dict((str(r.path), s) for r, s in rows)), **counts}
+    return {**m, **per_group([s for _, s in rows], recs), **original_scores(recs, dict((str(r.path), s) for r, s in rows)),
+            **counts}
+
+
+def per_group(pred, records) -> dict:
+    """`srcc_per_group` / `plcc_per_group` ({group: value}) over the records' `group` (a dataset's subsets, such
+    as BIQ2021's ss01/ss02/ss03); empty when no record has a group."""
+    groups = [getattr(r, "group", None) for r in records]
+    if not any(groups):
+        return {}
+    p, t = _arrays(pred, [r.score for r in records])
+    out: dict[str, dict] = {"srcc_per_group": {}, "plcc_per_group": {}}
+    for name, idx in _group_indices([g or "-" for g in groups]).items():
+        out["srcc_per_group"][name] = srcc(p[idx], t[idx])
+        out["plcc_per_group"][name] = plcc(p[idx], t[idx])
+    return out
 
 
 def original_scores(records: Iterable, score_of: Mapping[str, float]) -> dict:

@@ -18,6 +18,7 @@ class ImageRecord:
     split: str | None = None  # one of SPLITS or None when the dataset has no split
     kind: str | None = None  # distortion kind / attribute, for the worst-kind metric
     line: int | None = None  # line in the source CSV, for error messages
+    group: str | None = None  # a subset the dataset defines (BIQ2021's ss01/ss02/ss03): reports break results down by it
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Carving val out of train for datasets that ship no val split (BIQ2021, most CSVs): one rule for all.
+
+Val is taken from the official train split only, never from test: a seeded, deterministic fraction of train
+keys (scenes when the dataset has them, so val scenes are unseen; otherwise images), ranked by SHA-1 of
+seed + key so the choice does not depend on row order. The dataset's info records how val was made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+from edgeiqa.data.records import ImageRecord
+from edgeiqa.errors import DatasetError
+
+DEFAULT_VAL_FRACTION = 0.1
+MAX_VAL_FRACTION = 0.5  # more would leave train smaller than val
+VAL_OPTIONS = {
+    "val": f"fraction of train carved into val when the dataset has no val split, in (0, {MAX_VAL_FRACTION}] "
+           f"(default {DEFAULT_VAL_FRACTION})",
+    "val_seed": "seed of that carving, a whole number (default 0)",
+}
+
+
+def val_fraction(spec) -> float:
+    """The spec's `val=` option, checked: a number in (0, 0.5]."""
+    text = spec.option("val")
+    if text in (None, ""):
+        return DEFAULT_VAL_FRACTION
+    try:
+        frac = float(text)
+    except ValueError:
+        frac = float("nan")
+    if not 0.0 < frac <= MAX_VAL_FRACTION:
+        raise DatasetError(f"dataset {spec.name!r}: option val={text!r} must be a number in (0, {MAX_VAL_FRACTION}]")
+    return frac
+
+
+def val_seed(spec) -> int:
+    text = spec.option("val_seed")
+    if text in (None, ""):
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise DatasetError(f"dataset {spec.name!r}: option val_seed={text!r} must be a whole number") from None
+
+
+def _key(record: ImageRecord) -> str:
+    return record.scene if record.scene is not None else str(record.path)
+
+
+def carve_val(records: list[ImageRecord], frac: float, seed: int = 0) -> tuple[list[ImageRecord], dict]:
+    """(records with val carved from train, facts for the card). A dataset that has val already is unchanged."""
+    if any(r.split == "val" for r in records):
+        return records, {"val_from": "the dataset's own val split"}
+    keys = sorted({_key(r) for r in records if r.split == "train"})
+    if not keys:
+        return records, {"val_from": "none (no train split to carve it from)"}
+    n = max(1, round(frac * len(keys)))
+    ranked = sorted(keys, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode("utf-8", "surrogateescape")).hexdigest())
+    chosen = set(ranked[:n])
+    out = [replace(r, split="val") if r.split == "train" and _key(r) in chosen else r for r in records]
+    unit = "scenes" if any(r.scene is not None for r in records) else "images"
+    return out, {"val_from": f"{n} of {len(keys)} train {unit} (fraction {frac:g}, seed {seed}, SHA-1 order); "
+                             f"test untouched"}
+
+
+def with_carved_val(spec, records: list[ImageRecord]) -> tuple[list[ImageRecord], dict]:
+    """carve_val with the spec's `val` / `val_seed` options."""
+    return carve_val(records, val_fraction(spec), val_seed(spec))

@@ -1,0 +1,104 @@
+"""Issue 22: the `biq2021:ROOT` spec reads a fixture that copies the repository's real layout (no BIQ2021 file is
+ever committed): the two CSVs with their quirks, the official split, subsets, and val carved from train only."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from edgeiqa.cli.main import main
+from edgeiqa.data.datasets import load_dataset, load_with_problems
+from edgeiqa.errors import DatasetError
+from edgeiqa.metrics import summarize
+
+TRAIN = [(f"ss0{1 + i % 3} ({i}).jpg", round(0.1 + 0.04 * i, 4)) for i in range(1, 21)]
+TEST = [(f"ss0{1 + i % 3} ({100 + i}).jpg", round(0.9 - 0.05 * i, 4)) for i in range(1, 10)]
+
+
+def make_biq2021(root):
+    """Images/ + 'Train (Images and MOS).csv' (header `Image Name,MOS,,`, two empty trailing columns on every row)
+    + 'Test (Images and MOS).csv'; one train row names a .jpg whose file on disk is .JPG, as in the real set."""
+    (root / "Images").mkdir(parents=True)
+    for i, (name, _) in enumerate(TRAIN + TEST):
+        on_disk = name.replace(".jpg", ".JPG") if name == TRAIN[3][0] else name
+        Image.new("RGB", (32, 32), (i * 7 % 256, 90, 160)).save(root / "Images" / on_disk, "JPEG")
+    (root / "Train (Images and MOS).csv").write_text(
+        "Image Name,MOS,,\n" + "".join(f"{n},{m},,\n" for n, m in TRAIN), encoding="utf-8")
+    (root / "Test (Images and MOS).csv").write_text(
+        "Image Name,MOS\n" + "".join(f"{n},{m}\n" for n, m in TEST), encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def biq(tmp_path):
+    return make_biq2021(tmp_path / "BIQ2021")
+
+
+def test_reads_the_official_split_subsets_and_case_mismatch(biq):
+    ds = load_dataset(f"biq2021:{biq}")
+    assert len(ds) == len(TRAIN) + len(TEST)
+    assert ds.splits == {"train": 18, "val": 2, "test": 9}
+    assert {r.group for r in ds.records} == {"ss01", "ss02", "ss03"}
+    assert all(r.scene is None for r in ds.records)
+    odd = [r for r in ds.records if r.path.name.endswith(".JPG")]
+    assert len(odd) == 1 and odd[0].path.is_file()
+    test_names = {r.path.name for r in ds.records if r.split == "test"}
+    assert test_names == {n for n, _ in TEST}  # val never comes from test
+    assert "seed 0" in ds.info["val_from"] and "Ahmed & Asif" in ds.info["citation"]
+
+
+def test_val_carving_is_deterministic_and_seeded(biq):
+    a = load_dataset(f"biq2021:{biq}?val=0.25")
+    b = load_dataset(f"biq2021:{biq}?val=0.25")
+    c = load_dataset(f"biq2021:{biq}?val=0.25&val_seed=3")
+    val = lambda ds: sorted(r.path.name for r in ds.records if r.split == "val")
+    assert val(a) == val(b) and len(val(a)) == 5
+    assert val(c) != val(a)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("val=0", r"val='0' must be a number in \(0, 0.5\]"),
+    ("val=0.7", r"must be a number in \(0, 0.5\]"),
+    ("val=abc", r"must be a number"),
+    ("val_seed=x", "must be a whole number"),
+    ("vall=0.1", "did you mean 'val'"),
+])
+def test_bad_options_are_one_line(biq, option, message):
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(f"biq2021:{biq}?{option}")
+
+
+def test_root_without_the_csvs_names_them(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["data", "info", f"biq2021:{tmp_path / 'empty'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "Train (Images and MOS).csv" in err[0] and "Test (Images and MOS).csv" in err[0]
+
+
+def test_a_missing_image_is_named_and_the_rest_goes_on(biq):
+    (biq / "Images" / TEST[0][0]).unlink()
+    ds, ctx = load_with_problems(f"biq2021:{biq}")
+    assert len(ds) == len(TRAIN) + len(TEST)  # the row is kept, and reported
+    assert [p.kind for p in ctx.problems] == ["missing_file"]
+    assert TEST[0][0] in ctx.problems[0].message and ctx.problems[0].line == 2
+
+
+def test_reports_break_results_down_by_subset(biq):
+    ds = load_dataset(f"biq2021:{biq}")
+    test = [r for r in ds.records if r.split == "test"]
+    m = summarize(test, {str(r.path): r.score for r in test})
+    assert m["srcc"] == pytest.approx(1.0)
+    assert set(m["srcc_per_group"]) == {"ss01", "ss02", "ss03"}
+    assert all(v == pytest.approx(1.0) for v in m["srcc_per_group"].values())
+    assert "srcc_scene_median" not in m  # no scenes: no per-scene numbers
+
+
+def test_csv_without_val_gets_val_carved_from_train(tmp_path):
+    for i in range(10):
+        Image.new("RGB", (32, 32)).save(tmp_path / f"{i}.png")
+    rows = "".join(f"{i}.png,{i / 10},{'test' if i >= 8 else 'train'}\n" for i in range(10))
+    (tmp_path / "l.csv").write_text("image,score,split\n" + rows)
+    ds = load_dataset(f"csv:{tmp_path / 'l.csv'}?val=0.25")
+    assert ds.splits == {"train": 6, "val": 2, "test": 2}
+    assert {r.path.name for r in ds.records if r.split == "test"} == {"8.png", "9.png"}
