@@ -22,15 +22,16 @@ from edgeiqa import __version__
 from edgeiqa.errors import EdgeIQAError
 
 MARKER = ".edgeiqa.json"
-# Files that identify a folder of each kind written before the marker existed (kind -> any of these).
+# Files that identify a folder of each kind written before the marker existed (kind -> any of these), checked in
+# this order: a teachers folder also holds a card.json, so it is tried before a run folder.
 KNOWN_FILES = {
-    "run": ("card.json", "student.pt"),
     "teachers": ("ensemble.json",),
-    "labelset": ("manifest.json",),
-    "pretrain": ("pretrain.json", "teacher.pt"),
-    "bench": ("bench.json",),
-    "export": (),
+    "labelset": ("features.safetensors",),
     "sample": ("labels.csv",),
+    "bench": ("bench.json",),
+    "pretrain": ("pretrained.pt",),
+    "run": ("card.json", "student.pt"),
+    "export": (),
 }
 
 

@@ -26,10 +26,9 @@ def load_weights(path: str | Path, *, map_location="cpu", what: str = "model fil
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        for line in str(exc).splitlines():  # torch names the global it refused ("Unsupported global: ...")
-            if "Unsupported global" in line or "GLOBAL" in line:
-                detail = line.strip()
-                break
+        refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line or "GLOBAL" in line]
+        if not refused:  # a damaged or foreign file, not a crafted one: the caller names it as such
+            raise
+        detail = refused[0]  # torch names the global it refused ("Unsupported global: GLOBAL os.system ...")
         raise UntrustedFile(f"refused {what} {path}: it holds Python objects beyond tensors and plain data, which "
                             f"edgeiqa never unpickles (loading them could run code): {detail[:200]}") from None

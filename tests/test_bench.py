@@ -181,6 +181,10 @@ def test_files_written(cli_report):
     assert list(rows[0]) == COLUMNS and [r["format"] for r in rows] == ["torch", "onnx", "onnx-int8", "teacher"]
     saved = json.loads((out / "bench.json").read_text())
     assert saved["rows"] == cli_report["doc"]["rows"]
+    from edgeiqa.outsafe import folder_kind
+
+    assert folder_kind(out) == "bench"  # marked: a rerun may replace it, nothing else is ever replaced
+    assert folder_kind(Path(cli_report["doc"]["model_dir"]) / "export") == "export"
 
 
 # ------------------------------------------------------------------------------------------ errors and gates
@@ -216,12 +220,27 @@ def test_export_failure_gives_a_failed_row_and_the_others_run(env, monkeypatch):
 
 def test_min_srcc_gate(env, tmp_path, capsys):
     args = ["bench", str(env["run"]), "--formats", "onnx", "--data", env["data"], "--no-plots", *FAST]
-    assert main([*args, "--out", str(tmp_path / "a"), "--min-srcc", "1.01"]) == 1
+    assert main([*args, "--out", str(tmp_path / "a"), "--min-srcc", "1.0"]) == 1  # an untrained head is no perfect ranker
     err = capsys.readouterr().err
-    assert "--min-srcc 1.01 not met" in err and "onnx" in err
-    assert main([*args, "--out", str(tmp_path / "b"), "--min-srcc", "-1.0"]) == 0
-    doc = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert "--min-srcc 1.0 not met" in err and "onnx" in err
+    assert main([*args, "--out", str(tmp_path / "a"), "--min-srcc", "-1.0"]) == 0  # its own bench folder: rewritten
+    doc = json.loads((tmp_path / "a" / "bench.json").read_text())
     assert doc["gate"] == {"min_srcc": -1.0, "passed": True, "failing": []}
+
+
+def test_foreign_file_in_the_export_folder_is_kept_and_the_row_says_why(env, tmp_path):
+    """issue 21: bench exports through the same output check as `edgeiqa export`; a user's file is never replaced."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(env["run"], run, ignore=shutil.ignore_patterns("export", "bench"))
+    (run / "export").mkdir()
+    (run / "export" / "student-int8.onnx").write_bytes(b"the user's own model")
+    report = run_bench(run, BenchOptions(formats=["onnx-int8"], data=env["data"], warmup=0, runs=1, threads=1,
+                                         ceiling_seconds=0.05))
+    (row,) = report["rows"]
+    assert row["status"] == "export failed" and "edgeiqa did not write it" in row["reason"], row["reason"]
+    assert (run / "export" / "student-int8.onnx").read_bytes() == b"the user's own model"
 
 
 def test_bad_data_path_is_a_clean_error(env, capsys):

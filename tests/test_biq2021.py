@@ -102,3 +102,15 @@ def test_csv_without_val_gets_val_carved_from_train(tmp_path):
     ds = load_dataset(f"csv:{tmp_path / 'l.csv'}?val=0.25")
     assert ds.splits == {"train": 6, "val": 2, "test": 2}
     assert {r.path.name for r in ds.records if r.split == "test"} == {"8.png", "9.png"}
+
+
+def test_val_is_never_carved_from_a_single_train_scene(tmp_path):
+    from edgeiqa.data.records import ImageRecord
+    from edgeiqa.data.valsplit import carve_val
+
+    recs = [ImageRecord(path=tmp_path / f"{i}.png", score=i, scene="only", split="train") for i in range(5)]
+    out, info = carve_val(recs, 0.5)
+    assert [r.split for r in out] == ["train"] * 5 and "too few" in info["val_from"]
+    two = recs + [ImageRecord(path=tmp_path / "x.png", score=1.0, scene="other", split="train")]
+    out, _ = carve_val(two, 0.5)
+    assert sorted(r.split for r in out).count("train") >= 1 and any(r.split == "val" for r in out)

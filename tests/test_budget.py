@@ -193,7 +193,7 @@ def test_unknown_or_misused_names_are_one_line_exit_2(capsys):
         (["--model", "ghostnetv2"], "--profile NAME"),
         (["--model", "ghostnetv2", "--profile", "sample", "--views", "resize"], "leave out --views"),
         (["--model", "ghostnetv2", "--profile", "sampel"], "did you mean 'sample'"),
-        (["--model", "ghostnetv2", "--input", "224", "--budget", "-1"], "positive"),
+        (["--model", "ghostnetv2", "--input", "224", "--budget", "-1"], "--budget must be a finite number > 0"),
     ]
     for argv, message in cases:
         assert main(["budget", *argv]) == 2, argv
@@ -243,3 +243,29 @@ def test_cli_user_errors_are_clean(capsys):
 
     with pytest.raises(EdgeIQAError):
         B.resolve_model("no_such_model_xyz", (224, 224))
+
+
+def test_absurd_input_sizes_are_refused_before_any_allocation(capsys, tmp_path):
+    """Issue 21 item 6: `--input 100000x100000` allocated a 120 GB image; every side is bounded (16384 px)."""
+    from helpers import assert_refused
+
+    line = assert_refused(["budget", "--model", "mobilenetv3_large_100", "--input", "100000x100000"], capsys,
+                          tmp_path, r"at most 16384 px", seconds=1.0)
+    assert "100000x100000" in line
+    assert_refused(["budget", "--model", "mobilenetv3_large_100", "--input", "16385x720"], capsys, tmp_path, "16384")
+    # a profile's views rescaled to --input are bounded the same way, one by one and together
+    assert_refused(["budget", "--model", "ghostnetv2", "--profile", "sample", "--input", "16384"], capsys, tmp_path,
+                   r"profile sample's views")
+    for budget in ("inf", "nan", "1e9", "0"):
+        assert_refused(["budget", "--model", "mobilenetv3_large_100", "--input", "224", "--budget", budget], capsys,
+                       tmp_path, r"--budget must be a finite number > 0 and <= 100000")
+
+
+def test_huge_inputs_are_estimated_not_traced():
+    """Above MAX_TRACE_PIXELS per input the traced pass would hold GBs: the meta-device estimate is reported."""
+    conv = nn.Conv2d(3, 4, 1, bias=False)
+    big = B.count_gmacs(conv, torch.zeros(1, 3, 4097, 4096))
+    assert "too large to trace" in big.convention
+    assert big.total_gmacs * 1e9 == pytest.approx(3 * 4 * 4097 * 4096)  # exact for a conv either way
+    small = B.count_gmacs(conv, torch.zeros(1, 3, 64, 64))
+    assert "too large to trace" not in small.convention and small.total_gmacs * 1e9 == 3 * 4 * 64 * 64

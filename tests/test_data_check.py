@@ -161,23 +161,25 @@ def test_check_bad_spec_is_a_user_error(capsys):
 
 
 def test_cli_info(tmp_path, capsys):
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
         _image(tmp_path / name)
     path = _csv(tmp_path / "l.csv", ["image", "score", "scene", "split", "kind"], [
         ["a.jpg", "1", "s1", "train", "blur"],
         ["b.jpg", "2", "s1", "train", "noise"],
         ["c.jpg", "", "s2", "test", "noise"],
+        ["d.jpg", "3", "s3", "val", "jpeg"],  # a val split of its own: none is carved from train
     ])
     assert main(["data", "info", f"csv:{path}", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["n_images"] == 3 and info["n_labelled"] == 2 and info["n_scenes"] == 2
+    assert info["n_images"] == 4 and info["n_labelled"] == 3 and info["n_scenes"] == 3
     assert info["splits"] == {"train": {"images": 2, "labelled": 2, "scenes": 1},
+                              "val": {"images": 1, "labelled": 1, "scenes": 1},
                               "test": {"images": 1, "labelled": 0, "scenes": 1}}
-    assert info["kinds"] == {"blur": 1, "noise": 2}
-    assert info["info"]["score_range"] == [1.0, 2.0]
+    assert info["kinds"] == {"blur": 1, "jpeg": 1, "noise": 2}
+    assert info["info"]["score_range"] == [1.0, 3.0]
     assert main(["data", "info", f"csv:{path}"]) == 0
     out = capsys.readouterr().out
-    assert "3 images" in out and "train" in out and "kinds: blur 1, noise 2" in out
+    assert "4 images" in out and "train" in out and "kinds: blur 1, jpeg 1, noise 2" in out
 
 
 def test_cli_info_error_has_no_traceback(tmp_path, capsys):
@@ -204,3 +206,86 @@ def test_cli_build_sample(sample_csv, capsys):
     assert main(["data", "build", "sample"]) == 0
     text = capsys.readouterr().out
     assert "train" in text and "test" in text and "scenes" in text
+
+
+# ------------------------------------------------------------------ issue 21, item 14
+
+
+@pytest.mark.parametrize("make_spec,message", [
+    (lambda d, f: f"csv:{d}", r"is a folder; csv: takes a CSV file \(folder:"),
+    (lambda d, f: f"folder:{f}", r"is a file; folder: takes a folder \(csv:"),
+    (lambda d, f: f"koniq:{f}", r"is a file; koniq: takes a folder"),
+])
+@pytest.mark.parametrize("action", ["check", "info"])
+def test_wrong_kind_of_target_is_one_line_exit_2(tmp_path, capsys, make_spec, message, action):
+    # `data check csv:FOLDER` exited 1 with the fault only in the stdout report; it is a usage error like `info`'s
+    from helpers import assert_refused
+
+    folder = tmp_path / "imgs"
+    _image(folder / "a.png")
+    labels = _csv(tmp_path / "l.csv", ["image", "score"], [["imgs/a.png", "3"]])
+    assert_refused(["data", action, make_spec(folder, labels)], capsys, tmp_path, message)
+    assert capsys.readouterr().out == ""
+
+
+def test_check_flags_unknown_kinds_with_the_closest(tmp_path, capsys):
+    for name in ("a.png", "b.png", "c.png"):
+        _image(tmp_path / name)
+    path = _csv(tmp_path / "l.csv", ["image", "score", "scene", "kind"], [
+        ["a.png", "1", "s1", "blur"],  # 2
+        ["b.png", "2", "s1", "blurr"],  # 3
+        ["c.png", "3", "s1", "blurr"],  # 4: the same value is reported once, at its first line
+    ])
+    report = check_dataset(f"csv:{path}")
+    assert not report["ok"] and report["counts"]["unknown_kind"] == 1
+    (problem,) = report["problems"]
+    assert problem["kind"] == "unknown_kind" and problem["line"] == 3
+    assert "'blurr' on 2 row(s); did you mean 'blur'?" in problem["message"]
+    assert main(["data", "check", str(path)]) == 1
+    assert "l.csv line 3: [unknown_kind]" in capsys.readouterr().out
+
+
+def test_check_accepts_every_library_kind(tmp_path):
+    from edgeiqa.data.degradations import GROUPS
+
+    kinds = [k for ks in GROUPS.values() for k in ks]
+    rows = []
+    for i, kind in enumerate(kinds):
+        _image(tmp_path / f"{i}.png")
+        rows.append([f"{i}.png", "3", kind])
+    assert check_dataset(f"csv:{_csv(tmp_path / 'l.csv', ['image', 'score', 'kind'], rows)}")["ok"]
+
+
+def test_info_header_only_csv_is_one_line_exit_2(tmp_path, capsys):
+    from helpers import assert_refused
+
+    path = _csv(tmp_path / "l.csv", ["image", "score"], [])
+    assert_refused(["data", "info", str(path)], capsys, tmp_path, r"l\.csv: no images")
+
+
+def test_info_bad_rows_are_one_line(tmp_path, capsys):
+    from helpers import assert_refused
+
+    path = _csv(tmp_path / "l.csv", ["image", "score"], [["a.jpg", "x"], ["b.jpg", "y"]])
+    assert_refused(["data", "info", str(path)], capsys, tmp_path,
+                   r"l\.csv line 2: score 'x' is not a number \(and 1 more\); `edgeiqa data check")
+
+
+@pytest.mark.parametrize("argv,actions", [
+    (["data"], "build, check, info, kinds"),
+    (["teachers"], "train, pretrain, label, list"),
+])
+def test_command_without_action_names_the_actions(argv, actions, capsys, tmp_path):
+    from helpers import assert_refused
+
+    assert_refused(argv, capsys, tmp_path, f"^edgeiqa {argv[0]}: error: choose an action: {actions}$")
+
+
+def test_bare_edgeiqa_is_a_usage_error(capsys, tmp_path):
+    from helpers import assert_refused
+
+    line = assert_refused([], capsys, tmp_path, r"^edgeiqa: error: choose a command: data, budget")
+    assert "score" in line
+    main([])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: edgeiqa") and "\n  score " in err  # each command's one-line help follows

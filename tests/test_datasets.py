@@ -197,8 +197,11 @@ def test_csv_bad_score_names_line(tmp_path):
     write_csv(tmp_path / "l.csv", ["image", "score"], [["a.jpg", "good"], ["a.jpg", "nan"]])
     with pytest.raises(DatasetError) as info:
         load_dataset(f"csv:{tmp_path / 'l.csv'}")
-    assert "line 2" in str(info.value) and "'good' is not a number" in str(info.value)
-    assert "line 3" in str(info.value)
+    msg = str(info.value)  # one line: the first problem, the count of the rest, where all are listed
+    assert "line 2" in msg and "'good' is not a number" in msg and "(and 1 more)" in msg and "\n" not in msg
+    from edgeiqa.data.check import check_dataset
+
+    assert [2, 3] == [q["line"] for q in check_dataset(f"csv:{tmp_path / 'l.csv'}")["problems"] if q["line"]]
 
 
 def test_load_csv_direct(tmp_path):
@@ -328,7 +331,11 @@ def test_uhd_iqa_problems(tmp_path):
     with pytest.raises(DatasetError) as info:
         load_dataset(f"uhd-iqa:{root}")
     msg = str(info.value)
-    assert "line 6" in msg and "outside [0, 1]" in msg and "line 7" in msg and "'holdout'" in msg
+    assert "line 6" in msg and "outside [0, 1]" in msg and "(and 1 more)" in msg and "data check" in msg
+    from edgeiqa.data.check import check_dataset
+
+    found = check_dataset(f"uhd-iqa:{root}")["problems"]
+    assert any(q["line"] == 7 and "'holdout'" in q["message"] for q in found)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="metadata"):
         load_dataset(f"uhd-iqa:{tmp_path / 'empty'}")

@@ -104,6 +104,10 @@ def run_dir(tiny_csv, tmp_path_factory):
 
 @pytest.mark.slow
 def test_distill_writes_student_card_and_plot(run_dir):
+    from edgeiqa.outsafe import folder_kind
+
+    # each folder carries its kind: a rerun may write there, a command writing another kind may not
+    assert [folder_kind(run_dir / d) for d in (".", "teachers", "labels")] == ["run", "teachers", "labelset"]
     card = json.loads((run_dir / "card.json").read_text())
     for side in ("student", "teacher"):
         for key in ("gmacs", "srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc", "mae"):

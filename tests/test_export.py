@@ -298,6 +298,50 @@ def test_torch_format_is_the_checkpoint_with_sidecar(run_dir, tmp_path, capsys):
     assert doc["format"] == "torch" and doc["ok"] is True and doc["sidecar"].endswith("t.json")
 
 
+def test_foreign_out_is_kept_unless_force_and_own_exports_are_replaced(run_dir, tmp_path, capsys):
+    """issue 21 item 3: an existing file (or the .json beside it) is replaced only when edgeiqa wrote it."""
+    from edgeiqa.cli.main import main
+
+    out, side = tmp_path / "existing.pt", tmp_path / "existing.json"
+    out.write_bytes(b"the user's file")
+    side.write_text('{"mine": true}')
+    argv = ["export", str(run_dir), "--format", "torch", "--out", str(out)]
+    assert main(argv) == 2
+    assert "did not write it; pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == b"the user's file" and side.read_text() == '{"mine": true}'
+    assert main([*argv, "--force"]) == 0
+    assert out.read_bytes() == (run_dir / "student.pt").read_bytes() and json.loads(side.read_text())["format"] == "torch"
+    assert main(argv) == 0  # edgeiqa's own export now: replaced without --force
+    with open(out, "ab") as f:  # changed after export: no longer what edgeiqa wrote
+        f.write(b"edit")
+    assert main(argv) == 2
+    assert "did not write it" in capsys.readouterr().err
+
+
+def test_only_onnx_models_with_edgeiqa_metadata_are_own(onnx_export, run_dir, tmp_path):
+    from onnx import TensorProto, helper
+
+    from edgeiqa.export.exporter import check_output
+    from edgeiqa.export.formats import get_format
+    from edgeiqa.export.metadata import is_own_artefact, is_own_sidecar
+    from edgeiqa.outsafe import OutputRefused, folder_kind
+
+    assert is_own_artefact(onnx_export.path) and is_own_sidecar(onnx_export.sidecar)
+    assert folder_kind(run_dir / "export") == "export"  # the default folder is marked as edgeiqa's
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "y")]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", io[:1], io[1:])),
+              str(foreign))
+    (tmp_path / "junk.onnx").write_bytes(b"\x00not protobuf")
+    assert not is_own_artefact(foreign) and not is_own_artefact(tmp_path / "junk.onnx")
+    assert not is_own_sidecar(tmp_path / "junk.onnx")
+    f, ckpt = get_format("onnx"), run_dir / "student.pt"
+    assert check_output(f, run_dir, ckpt, onnx_export.path) == onnx_export.path  # a rerun replaces its own export
+    with pytest.raises(OutputRefused, match="did not write it"):
+        check_output(f, run_dir, ckpt, foreign)
+    assert check_output(f, run_dir, ckpt, foreign, force=True) == foreign
+
+
 def test_simplifier_used_only_when_installed(monkeypatch):
     import types
 

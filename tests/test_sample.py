@@ -395,3 +395,50 @@ def test_random_degradation(small_photo):
     lo = distortions.random_degradation(small_photo, np.random.default_rng(0), kind="mixed", amount=0.3)
     hi = distortions.random_degradation(small_photo, np.random.default_rng(0), kind="mixed", amount=0.8)
     assert _psnr(small_photo, lo.image) > _psnr(small_photo, hi.image)
+
+
+# -------------------------------------------------------------------- issue 21: never delete a foreign folder
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_edgeiqa_did_not_write_is_never_replaced(tmp_path, force):
+    root = tmp_path / "sample-v2"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    (root / "labels.csv").write_text("image,score\n")  # looks like a set, but no marker and no sample manifest
+    t0 = time.perf_counter()
+    with pytest.raises(EdgeIQAError, match="edgeiqa did not write it"):
+        sample.build_sample(root, force=force, progress=False)
+    assert time.perf_counter() - t0 < 2.0  # refused before any photo is degraded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample-v2"]
+    assert sorted(p.name for p in root.iterdir()) == ["labels.csv", "notes.txt"]
+
+
+def test_cache_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "sample-v2").write_text("not a folder")
+    with pytest.raises(EdgeIQAError, match="is a file, not a folder"):
+        sample.build_sample(tmp_path / "sample-v2", progress=False)
+    assert (tmp_path / "sample-v2").read_text() == "not a folder"
+
+
+def test_built_set_is_marked_and_older_sets_are_recognised(sample_csv, tmp_path):
+    from edgeiqa.outsafe import folder_kind
+
+    assert folder_kind(sample_csv.parent) == "sample" and sample.is_own_sample(sample_csv.parent)
+    old = tmp_path / "old"  # a set built before the marker: its manifest says what it is
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"builder_version": "sample-v1.3"}))
+    assert sample.is_own_sample(old)
+    (old / "manifest.json").write_text(json.dumps({"format": "edgeiqa-labelset/1"}))
+    assert not sample.is_own_sample(old)
+
+
+def test_only_interrupted_builds_are_cleaned_up(tmp_path):
+    root = tmp_path / "sample-v2"
+    stale = tmp_path / "sample-v2.tmp-999999999"  # a dead process's build: only the builder's files
+    (stale / "images").mkdir(parents=True)
+    foreign = tmp_path / "sample-v2.tmp-999999998"  # the same kind of name, but someone else's folder
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("mine")
+    sample._remove_stale_temps(root)
+    assert not stale.exists() and (foreign / "thesis.tex").read_text() == "mine"

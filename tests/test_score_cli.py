@@ -159,9 +159,12 @@ def test_bomb_is_refused_without_decoding(folder, model):
 
 
 def test_same_folder_twice_is_byte_identical(folder, model, tmp_path):
+    from edgeiqa.bounds import usable_cores
+
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    workers = str(min(3, usable_cores()))  # more than the usable cores is refused (issue 21)
     assert _score([folder, "--model", model, "--out", a, "--no-progress", "--workers", "1", "--batch", "3"]) == 1
-    assert _score([folder, "--model", model, "--out", b, "--no-progress", "--workers", "3", "--batch", "3"]) == 1
+    assert _score([folder, "--model", model, "--out", b, "--no-progress", "--workers", workers, "--batch", "3"]) == 1
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -179,11 +182,15 @@ def test_all_ok_exit_zero_json_and_explicit_files(folder, model, tmp_path, capsy
     assert "scored 2/2 files" in err
 
 
-def test_missing_path_gets_a_row_and_exit_one(folder, model, capsys):
-    rc = _score([folder / "good.jpg", folder / "nope.jpg", "--model", model, "--no-progress"])
-    assert rc == 1
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [r["status"] for r in rows] == ["ok", "error"] and rows[1]["error"] == "file not found"
+def test_missing_path_is_a_usage_error(folder, model, tmp_path, capsys):
+    """Issue 21 item 11: a PATH that does not exist is exit 2, one line, nothing written (not a CSV with an
+    error row); a file that vanishes once the walk has it still gets its row (the walk's "file not found")."""
+    out = tmp_path / "s.csv"
+    rc = _score([folder / "good.jpg", folder / "nope.jpg", "--model", model, "--no-progress", "--out", out])
+    assert rc == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"edgeiqa: error: {folder / 'nope.jpg'}: no such file or folder\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_face_view_adds_face_found_column(folder, tmp_path, capsys):
@@ -439,3 +446,134 @@ def test_resume_after_new_files_equals_a_fresh_run(folder, model, tmp_path):
     ref = tmp_path / "ref.csv"
     assert _score([photos, "--model", model, "--out", ref, "--no-progress"]) == 1
     assert out.read_bytes() == ref.read_bytes()
+
+
+# --- issue 21: output safety, odd names, torn resume, identical .json ---------------------------------
+
+
+def test_out_that_is_an_input_or_inside_a_scanned_folder_is_refused(folder, model, tmp_path, capsys):
+    """Item 2: `score data.csv --out data.csv` used to replace the user's CSV with one error row, and
+    `score imgs --out imgs/s.csv` scored its own output on the next run."""
+    data = tmp_path / "data.csv"
+    data.write_text("image,score\nx.jpg,3\n")
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    cases = [([data], data, "is also an input"),
+             ([folder], folder / "s.csv", "lies inside"),
+             ([link], folder / "s2.csv", "lies inside"),  # the scanned folder reached through a symlink
+             ([folder / "good.jpg"], link / "good.jpg.json", None)]  # allowed: not inside a scanned folder
+    for paths, out, message in cases:
+        rc = _score([*paths, "--model", model, "--out", out, "--no-progress"])
+        err = capsys.readouterr().err
+        if message is None:
+            assert rc == 0 and out.exists()
+            out.unlink()
+            continue
+        assert rc == 2 and err.count("\n") == 1 and message in err, err
+        assert out.exists() == (out == data) and not Path(f"{out}.part").exists()
+    assert data.read_text() == "image,score\nx.jpg,3\n"
+
+
+@pytest.mark.parametrize("name, foreign", [
+    ("notes.csv", "my,notes\n1,2\n"),
+    ("notes.json", '{"model": "mine", "results": []}\n'),
+    ("notes.jsonl", '{"path": "a", "mine": 1}\n'),
+])
+def test_foreign_out_file_is_replaced_only_with_force(folder, model, tmp_path, capsys, name, foreign):
+    """Item 3: an existing file edgeiqa did not write is refused unless --force; edgeiqa's own score file is
+    replaced on a rerun without it."""
+    out = tmp_path / name
+    out.write_text(foreign)
+    args = [folder / "good.jpg", "--model", model, "--out", out, "--no-progress"]
+    assert _score(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "edgeiqa did not write it; pass --force" in err
+    assert out.read_text() == foreign
+    assert _score([*args, "--force"]) == 0
+    first = out.read_bytes()
+    assert first != foreign.encode()
+    assert _score(args) == 0  # its own file now: replaced without --force
+    assert out.read_bytes() == first
+
+
+def test_foreign_part_file_is_not_deleted(folder, model, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    part = tmp_path / "s.csv.part"
+    part.write_text("my own notes\n")
+    assert _score([folder / "good.jpg", "--model", model, "--out", out, "--no-progress"]) == 2
+    assert "s.csv.part exists and edgeiqa did not write it" in capsys.readouterr().err
+    assert part.read_text() == "my own notes\n" and not out.exists()
+
+
+def test_non_utf8_file_name_gets_its_row(folder, model, tmp_path, capsys):
+    """Item 5: a name that is not UTF-8 crashed the CSV writer (UnicodeEncodeError, a .part left). It is
+    written as its own bytes in CSV, escaped in JSON, and read back by --resume."""
+    import os
+
+    d = tmp_path / "odd"
+    d.mkdir()
+    raw = os.fsencode(d) + b"/bad\xff\xfename.jpg"
+    with open(raw, "wb") as f:
+        f.write((folder / "good.jpg").read_bytes())
+    (d / "good.jpg").write_bytes((folder / "good.jpg").read_bytes())
+    out = tmp_path / "s.csv"
+    assert _score([d, "--model", model, "--out", out, "--no-progress"]) == 0
+    lines = out.read_bytes().splitlines()
+    assert lines[0] == b"path,score,status,error" and len(lines) == 3
+    assert lines[1].startswith(raw + b",") and lines[1].endswith(b",ok,")
+    assert not Path(f"{out}.part").exists()
+    before = out.read_bytes()
+    assert _score([d, "--model", model, "--out", out, "--no-progress", "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["new"] == 0  # both rows read back from the CSV, none rescored
+    assert out.read_bytes() == before
+    js = tmp_path / "s.json"
+    assert _score([d, "--model", model, "--out", js, "--no-progress"]) == 0
+    assert json.loads(js.read_text())["results"][0]["path"] == os.fsdecode(raw)
+
+
+def test_resume_drops_a_torn_last_line_but_refuses_a_corrupt_middle(folder, model, tmp_path, capsys):
+    """Item 12: what a crash leaves (a last line cut, even one followed by a newline) is dropped and its file
+    scored again; a corrupt line with rows after it is refused before anything is loaded or rewritten."""
+    ref = tmp_path / "ref.jsonl"
+    args = [folder / "good.jpg", folder / "nested" / "deeper", "--model", model, "--no-progress"]
+    assert _score([*args, "--out", ref]) == 0
+    first, second = ref.read_bytes().splitlines(keepends=True)
+    out = tmp_path / "s.jsonl"
+    part = tmp_path / "s.jsonl.part"
+    for torn in (second[:25], second[:25] + b"\n"):
+        part.write_bytes(first + torn)
+        assert _score([*args, "--out", out, "--resume"]) == 0
+        assert out.read_bytes() == ref.read_bytes() and not part.exists()
+        out.unlink()
+    part.write_bytes(first + b"not a row\n" + second)
+    assert _score([*args, "--out", out, "--resume"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"edgeiqa: error: --resume: {part} line 2 is corrupt (only a torn last line is dropped); " \
+                      f"delete s.jsonl.part to start over"
+    assert part.read_bytes() == first + b"not a row\n" + second and not out.exists()
+
+
+def test_json_file_is_byte_identical_across_reruns(folder, model, tmp_path, capsys):
+    """Item 13: timings, workers, batch and threads stay out of the written .json (they varied between
+    reruns); they are in the --json summary on stdout."""
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    args = [folder / "good.jpg", folder / "nested" / "deeper", "--model", model, "--no-progress", "--json"]
+    assert _score([*args, "--out", a, "--workers", "1", "--batch", "1", "--threads", "1"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert _score([*args, "--out", b, "--workers", "2", "--batch", "4"]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    from edgeiqa.cli.score_cmd import FILE_SUMMARY_KEYS
+
+    assert tuple(json.loads(a.read_text())["summary"]) == FILE_SUMMARY_KEYS
+    assert said["images_per_s"] > 0 and said["workers"] == 1 and said["batch"] == 1 and said["threads"] == 1
+
+
+def test_help_says_what_the_json_file_holds(capsys):
+    from edgeiqa.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--force" in text
+    assert "summary holds only files, scored, failed, backend, provider, device, precision and fast_decode" in text
+    assert "(new, images_per_s, threads, workers, batch) is only in the --json summary on stdout" in text

@@ -77,3 +77,26 @@ def test_streamed_json_equals_json_dumps():
         f = io.StringIO()
         write_json(f, iter(rs), "m.onnx", summary)
         assert f.getvalue() == json.dumps({"model": "m.onnx", "summary": summary, "results": rs}, indent=2) + "\n"
+
+
+def test_owned_output_knows_what_edgeiqa_wrote(tmp_path):
+    """Issue 21: `score --out` replaces without --force only a file these writers produced."""
+    from edgeiqa.runtime.output import owned_output, owned_part, write_csv, write_jsonl
+
+    rows = [{"path": "a,\"b\"\nc", "score": 1.5, "status": "ok", "error": "", "face_found": True}]
+    mine = {"s.csv": lambda f: write_csv(f, iter(rows), with_face=True),
+            "s.jsonl": lambda f: write_jsonl(f, iter(rows)),
+            "s.json": lambda f: write_json(f, iter(rows), "m.onnx", {"files": 1, "scored": 1, "failed": 0})}
+    for name, write in mine.items():
+        with open(tmp_path / name, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        assert owned_output(tmp_path / name), name
+    foreign = {"n.csv": "path,score\n", "n.jsonl": '{"path": "a"}\n', "n.json": '{"model": "m", "results": []}\n',
+               "e.json": "",
+               "x.json": '{\n  "model": "m",\n  "summary": {"files": 1},\n  "extra": 1,\n  "results": []}'}
+    for name, text in foreign.items():
+        (tmp_path / name).write_text(text)
+        assert not owned_output(tmp_path / name), name
+    for text, owned in (("", True), ('{"pa', True), ('{"path": "x", "sc', True), ("notes\n", False)):
+        (tmp_path / "p.part").write_text(text)
+        assert owned_part(tmp_path / "p.part") is owned, text

@@ -139,6 +139,59 @@ def test_labelset_is_atomic_and_reproducible_after_a_kill(trained, tmp_path):
     assert (target / "manifest.json").stat().st_mtime_ns == mtime
 
 
+def _unseen_photos_csv(tmp_path):
+    """Photos the trained members never scored: labelling them runs the teachers (and writes shards)."""
+    from helpers import skimage_photos
+
+    src = tmp_path / "unseen.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "score", "split"])
+        for p in skimage_photos(2):
+            w.writerow([str(p), "", "pool"])
+    return load_dataset(f"csv:{src}")
+
+
+@pytest.mark.slow
+def test_failed_labelling_removes_its_shards_a_kill_keeps_them(trained, tmp_path):
+    """Issue 21 item 7: a failed `teachers label` left `.NAME.shards-*` behind; only a kill keeps them (to resume)."""
+    out, *_ = trained
+    pool = _unseen_photos_csv(tmp_path)
+
+    def fails(_name):
+        raise RuntimeError("disk full")
+
+    def killed(_name):
+        raise KeyboardInterrupt
+
+    with pytest.raises(RuntimeError):
+        build_labelset(out, pool, tmp_path / "labels", progress=False, _after_member=fails)
+    assert not list(tmp_path.glob(".labels.*")) and not (tmp_path / "labels").exists()
+    with pytest.raises(KeyboardInterrupt):
+        build_labelset(out, pool, tmp_path / "labels", progress=False, _after_member=killed)
+    assert len(list(tmp_path.glob(".labels.shards-*"))) == 1  # a rerun labels only what is missing
+    build_labelset(out, pool, tmp_path / "labels", progress=False)
+    assert not list(tmp_path.glob(".labels.*"))
+
+
+@pytest.mark.slow
+def test_labelset_replaces_only_a_labelset(trained, tmp_path):
+    """Item 1: a LabelSet rebuild replaces an edgeiqa LabelSet (marked), never a user's folder."""
+    from edgeiqa.outsafe import OutputRefused, folder_kind
+
+    out, ds, *_ = trained
+    user = tmp_path / "userdir"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused):
+        build_labelset(out, ds, user, progress=False, reuse=False)
+    assert (user / "notes.txt").read_text() == "mine"
+    labels = build_labelset(out, ds, tmp_path / "labels", progress=False)
+    assert folder_kind(labels) == "labelset" and folder_kind(out) == "teachers"
+    build_labelset(out, ds, labels, progress=False, reuse=False)  # --force: rebuilt in place
+    assert (labels / "manifest.json").is_file()
+
+
 @pytest.mark.slow
 def test_labelset_skips_bad_images_with_reason(trained, tmp_path):
     out, ds, *_ = trained
@@ -175,6 +228,13 @@ def test_teachers_cli_train_and_label(tiny_csv, tmp_path, capsys):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_images"] == 13 and summary["skipped"] == []  # 2 kinds x 6 + the shared original
+    # a rerun with --force replaces the LabelSet edgeiqa wrote; the teachers and the LabelSet are marked as such
+    rc = main(["teachers", "label", "--teachers", str(tmp_path / "t"), "--data", f"csv:{tiny_csv}", "--split", "pool",
+               "--out", str(tmp_path / "labels"), "--force", "--quiet"])
+    assert rc == 0
+    from edgeiqa.outsafe import folder_kind
+
+    assert folder_kind(tmp_path / "labels") == "labelset" and folder_kind(tmp_path / "t") == "teachers"
 
 
 def test_label_without_trained_teachers_is_a_clear_error(tiny_csv, tmp_path, capsys):

@@ -27,6 +27,8 @@ BAD_PROFILES = [
     ("fidelity = 1.0, feature", "fidelty = 1.0, feature", "did you mean 'fidelity'"),
     ('ensemble = ["lite0_mv"]', "ensemble = []", "ensemble must name at least one teacher"),
     ("hidden = 32", "hidden = 0", "hidden must be >= 1"),
+    ("batch_size = 8\nlr = 1e-3\nlosses = { mse = 1.0, plcc = 0.5", "batch_size = 100000\nlr = 1e-3\nlosses = { mse = 1.0, plcc = 0.5",
+     r"\[distill\] batch_size must be <= 1024"),
 ]
 
 

@@ -122,9 +122,10 @@ def validation_problems(meta: dict, fmt: Format) -> list[str]:
 
 def check_run(run_dir) -> tuple[Path, dict, Path, str]:
     """(checkpoint, card, run folder, checkpoint sha256); a clear error when the run is not usable."""
-    from edgeiqa.export import resolve_run
+    from edgeiqa.export.exporter import check_student_file, resolve_run
 
     ckpt, card, run = resolve_run(run_dir)
+    check_student_file(ckpt)  # a checkpoint that is not edgeiqa's is refused before any bench work or file
     if card is None:
         card = {}
     if not isinstance(card, dict):

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeiqa.bench.report import CSV_NAME, JSON_NAME, write_csv, write_json, write_plots
+from edgeiqa.outsafe import check_out_dir, mark_dir
 
 
 def write_outputs(report: dict, out: str | Path, plots: bool = True) -> list[Path]:
     """bench.json, bench.csv and (with plots) latency_vs_srcc.png + gmacs_vs_srcc.png in `out`.
 
     The paths are also recorded in report["files"]."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(out, "bench")  # never into a folder edgeiqa did not write, nor one of another kind
+    mark_dir(out, "bench")
     files = [out / JSON_NAME, write_csv(report["rows"], out / CSV_NAME)]
     if plots:
         title = f"{report.get('student') or 'student'} on {(report.get('device') or {}).get('cpu_model', '')}"

@@ -16,6 +16,7 @@ from edgeiqa.bench import accuracy as acc
 from edgeiqa.bench.artefacts import check_run, obtain, validation_problems
 from edgeiqa.bench.measure import OtherLoad, PeakRSS, default_threads, median_or_none, time_each, time_runs
 from edgeiqa.bench.report import empty_row
+from edgeiqa.bounds import MAX_BATCH, check_cores, check_count, check_positive
 from edgeiqa.errors import EdgeIQAError, did_you_mean
 from edgeiqa.export.formats import FORMATS, Format, get_format
 
@@ -94,11 +95,35 @@ def parse_batches(spec) -> tuple[int, ...]:
             raise EdgeIQAError(f"bad batch size {raw!r}: expected integers such as 1,8") from None
         if b < 1:
             raise EdgeIQAError(f"batch size must be >= 1, got {b}")
+        check_count("--batch", b, high=MAX_BATCH, what=f"{MAX_BATCH} images per batch (more fits no device here)")
         if b not in out:
             out.append(b)
     if not out:
         raise EdgeIQAError("--batch is empty")
     return tuple(out)
+
+
+def check_options(opts: BenchOptions) -> None:
+    """Every option's value, before anything is loaded, exported or written (one line, exit 2 each)."""
+    from edgeiqa.bench.teacher import resolve_teachers_dir
+    from edgeiqa.export.parity import check_spec
+
+    parse_formats(opts.formats)
+    opts.batches = parse_batches(opts.batches)
+    check_count("--warmup", opts.warmup, low=0)
+    check_count("--runs", opts.runs)
+    check_cores("--threads", opts.threads)
+    check_positive("--max-seconds", opts.max_seconds)
+    check_count("--calib-imgs", opts.calib_imgs)
+    check_count("--max-images", opts.max_images)
+    if opts.min_srcc is not None and not -1.0 <= opts.min_srcc <= 1.0:  # NaN fails the comparison too
+        raise EdgeIQAError(f"--min-srcc must be in [-1, 1] (an SRCC), got {opts.min_srcc}")
+    if opts.teacher_scores not in TEACHER_SCORES:
+        raise EdgeIQAError(f"--teacher-scores must be one of {', '.join(TEACHER_SCORES)}, got {opts.teacher_scores!r}")
+    if opts.teachers:
+        resolve_teachers_dir({}, Path("."), opts.teachers)
+    check_spec("--data", opts.data)
+    check_spec("--calib", opts.calib)
 
 
 def _reason(exc: BaseException) -> str:
@@ -518,15 +543,9 @@ def run_bench(model_dir, opts: BenchOptions | None = None, log: Callable[[str], 
     opts = opts or BenchOptions()
     log = log or (lambda msg: None)
     t_start = time.perf_counter()
+    check_options(opts)
     names = parse_formats(opts.formats)
-    batches = parse_batches(opts.batches)
-    opts.batches = batches
-    if opts.warmup < 0 or opts.runs < 1:
-        raise EdgeIQAError(f"--warmup must be >= 0 and --runs >= 1 (got {opts.warmup}, {opts.runs})")
-    if opts.teacher_scores not in TEACHER_SCORES:
-        raise EdgeIQAError(f"--teacher-scores must be one of {', '.join(TEACHER_SCORES)}, got {opts.teacher_scores!r}")
-    if opts.threads is not None and opts.threads < 1:
-        raise EdgeIQAError(f"--threads must be >= 1, got {opts.threads}")
+    batches = opts.batches
     if opts.compare_teacher and TEACHER not in names:
         names.append(TEACHER)
     ckpt, card, run, sha = check_run(model_dir)

@@ -6,7 +6,7 @@
 - `report`: `BudgetReport`, what a count produces.
 """
 
-from edgeiqa.budget.counting import MAX_TRACE_GMACS, count_gmacs
+from edgeiqa.budget.counting import MAX_TRACE_GMACS, MAX_TRACE_PIXELS, count_gmacs
 from edgeiqa.budget.fitting import MAX_SEARCH_COUNTS, SIZE_MULTIPLE, check_budget, largest_fitting_input
 from edgeiqa.budget.models import (
     BudgetTarget,
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_BUDGET_GMACS",
     "MAX_SEARCH_COUNTS",
     "MAX_TRACE_GMACS",
+    "MAX_TRACE_PIXELS",
     "SIZE_MULTIPLE",
     "BudgetReport",
     "BudgetTarget",

@@ -30,7 +30,8 @@ Counting convention (copied into the README)
 - Input sizes are H×W, height first. Over budget, `check_budget` names the largest input of the same
   aspect ratio with both sides multiples of 32 that fits (at most 8 real counts: a search on scale
   guided by a cheap FlopCounterMode estimate on the meta device). A model over 1000 GMACs at the
-  requested size is not traced (minutes, many GB): its total is that estimate, and `convention` says so.
+  requested size, or an input over 4096x4096 pixels, is not traced (minutes, many GB): its total is that
+  estimate, and `convention` says so. `edgeiqa budget` refuses sides over 16384 px before any work.
   Transformers built for one input size (ViT, Swin) are rebuilt at the requested size
   (`img_size=(H, W)`); for them a smaller model is usually the better way under a budget.
 """
@@ -55,6 +56,9 @@ from edgeiqa.errors import EdgeIQAError
 # memory) fvcore's traced forward pass would take minutes and many GB (ViT at 4K: 22 TMAC): the
 # estimate is reported instead and marked so in `convention`.
 MAX_TRACE_GMACS = 1000.0
+# Above this many pixels in one input the traced pass holds GBs of activations even for a small model (a
+# student at 10000x16384: 16 GB, minutes): the meta-device estimate is reported instead, as above.
+MAX_TRACE_PIXELS = 4096 * 4096
 
 
 def _sdpa_handle(inputs, outputs):
@@ -173,6 +177,10 @@ def _hw_of(inputs: tuple) -> str:
     return "?"
 
 
+def _max_pixels(inputs: tuple) -> int:
+    return max((int(x.shape[-2]) * int(x.shape[-1]) for x in inputs if getattr(x, "ndim", 0) >= 2), default=0)
+
+
 def _total_gmacs(model, inputs, name: str) -> tuple[float, Counter, bool, float | None]:
     """(GMACs, skipped ops, traced, FlopCounterMode GMACs) of one model call. Reports the FlopCounterMode
     estimate instead of tracing when the model is far too large to trace (see MAX_TRACE_GMACS)."""
@@ -180,7 +188,7 @@ def _total_gmacs(model, inputs, name: str) -> tuple[float, Counter, bool, float 
     with _counting_mode(model):
         estimate = _torch_count(model, xs)
         estimate = None if estimate is None else estimate / 1e9
-        if estimate is not None and estimate > MAX_TRACE_GMACS:
+        if estimate is not None and (estimate > MAX_TRACE_GMACS or _max_pixels(xs) > MAX_TRACE_PIXELS):
             return estimate, Counter(), False, estimate
         macs, skipped = _fvcore_count(model, xs, name)
     return macs / 1e9, skipped, True, estimate
@@ -246,8 +254,8 @@ def count_gmacs(
     convention = CONVENTION
     if not traced:
         convention += (
-            f"; this model is over {MAX_TRACE_GMACS:g} GMACs at {hw}, too large to trace: "
-            "the figure is torch FlopCounterMode's estimate"
+            f"; at {hw} this model is over {MAX_TRACE_GMACS:g} GMACs or an input over {MAX_TRACE_PIXELS / 1e6:.1f} M "
+            "pixels, too large to trace: the figure is torch FlopCounterMode's estimate"
         )
     return BudgetReport(
         model=name,

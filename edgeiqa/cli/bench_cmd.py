@@ -71,7 +71,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-seconds", type=float, default=15.0, metavar="S",
                    help="stop a measurement after S seconds once 5 calls are in (slow models; default 15)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="intra-op threads for torch and onnxruntime (default: all cores; recorded in the report)")
+                   help="intra-op threads for torch and onnxruntime, at most the usable cores (default: all cores; "
+                   "recorded in the report)")
     add_accel_args(p, workers=False, device="cpu",
                    device_help="; ONNX formats run on onnxruntime's provider for it (CUDAExecutionProvider for cuda, "
                    "an error when this onnxruntime build lacks it); --precision applies to the torch and teacher rows")
@@ -90,33 +91,24 @@ def register(subparsers) -> None:
                    help="images for int8 calibration and the export's parity check (default: export's)")
     p.add_argument("--reexport", action="store_true", help="export every format afresh instead of reusing artefacts")
     p.add_argument("--min-srcc", type=float, default=None, metavar="X",
-                   help="exit 1 when any ok format's SRCC on the data is under X (a CI gate)")
-    p.add_argument("--out", default=None, metavar="DIR", help="folder for bench.json, bench.csv and plots (default MODEL_DIR/bench)")
+                   help="exit 1 when any ok format's SRCC on the data is under X, in [-1, 1] (a CI gate)")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder for bench.json, bench.csv and plots (default MODEL_DIR/bench): a new or empty folder, or "
+                   "one an earlier bench wrote; never another folder")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of the table")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from edgeiqa.bench import BenchOptions, exit_code, run_bench, write_outputs
+    from edgeiqa.bench import exit_code, run_bench, write_outputs
     from edgeiqa.bench.report import render, to_json
-    from edgeiqa.bench.runner import parse_batches, parse_formats
 
-    formats = parse_formats(args.formats) if args.formats is not None else None  # usage errors before any work
-    device, precision = _check_device(args.device, args.precision, formats)
-    opts = BenchOptions(formats=formats, data=args.data, batches=parse_batches(args.batch), warmup=args.warmup,
-                        runs=args.runs, threads=args.threads, compare_teacher=args.compare_teacher, teachers=args.teachers,
-                        calib=args.calib, calib_imgs=args.calib_imgs, max_images=args.max_images,
-                        max_seconds=args.max_seconds, reuse=not args.reexport, device=device, precision=precision, min_srcc=args.min_srcc,
-                        teacher_scores=args.teacher_scores)
+    opts, out = _validate(args)  # every usage error before any model, export or file
 
     def log(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
     report = run_bench(args.model_dir, opts, log=log)
-    out = Path(args.out) if args.out else Path(report["model_dir"]) / "bench"
     write_outputs(report, out, plots=not args.no_plots)
     if args.json:
         sys.stdout.write(to_json(report) + "\n")
@@ -126,6 +118,29 @@ def run(args) -> int:
     if not gate["passed"]:
         print(f"edgeiqa: --min-srcc {gate['min_srcc']} not met: {'; '.join(gate['failing'])}", file=sys.stderr)
     return exit_code(report)
+
+
+def _validate(args):
+    """(BenchOptions, output folder), every option, the model folder and --out checked; nothing loaded or written."""
+    from pathlib import Path
+
+    from edgeiqa.bench import BenchOptions
+    from edgeiqa.bench.artefacts import check_run
+    from edgeiqa.bench.runner import check_options, parse_formats
+    from edgeiqa.outsafe import check_out_dir
+
+    formats = parse_formats(args.formats) if args.formats is not None else None
+    device, precision = _check_device(args.device, args.precision, formats)
+    opts = BenchOptions(formats=formats, data=args.data, batches=args.batch, warmup=args.warmup,
+                        runs=args.runs, threads=args.threads, compare_teacher=args.compare_teacher, teachers=args.teachers,
+                        calib=args.calib, calib_imgs=args.calib_imgs, max_images=args.max_images,
+                        max_seconds=args.max_seconds, reuse=not args.reexport, device=device, precision=precision,
+                        min_srcc=args.min_srcc, teacher_scores=args.teacher_scores)
+    check_options(opts)
+    ckpt, _, run, _ = check_run(args.model_dir)
+    out = Path(args.out) if args.out else run / "bench"
+    check_out_dir(out, "bench", inputs=(ckpt, run / "card.json", args.teachers))
+    return opts, out
 
 
 def _check_device(device: str, precision: str, formats: list[str] | None) -> tuple[str, str]:

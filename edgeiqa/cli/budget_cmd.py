@@ -15,6 +15,7 @@ of the same aspect ratio that fits; with --json the report still goes to stdout,
 
 from __future__ import annotations
 
+from edgeiqa.bounds import check_positive
 from edgeiqa.cli.common import parse_hw, print_json
 from edgeiqa.errors import EdgeIQAError, did_you_mean
 
@@ -22,6 +23,11 @@ from edgeiqa.errors import EdgeIQAError, did_you_mean
 # Kept here so `edgeiqa --help` does not import torch; tests check they equal edgeiqa.budget's.
 DEFAULT_BUDGET_GMACS = 50.0
 CONVENTION = "1 MAC = 1 fused multiply-add, fvcore FlopCountAnalysis"
+# Pixels per side: larger than any camera sensor's output we target (a 200 MP phone sensor is 16320x12240);
+# an input image is allocated whole (100000x100000 would be 120 GB).
+MAX_INPUT_SIDE = 16384
+# GMACs per image: the largest model counted here is a few thousand; a bigger budget is a typo.
+MAX_BUDGET_GMACS = 100_000.0
 
 
 def register(subparsers) -> None:
@@ -74,11 +80,39 @@ def parse_view_names(text: str) -> list[str]:
     return names
 
 
-def run(args) -> int:
-    hw = parse_hw(args.input) if args.input is not None else None
+def check_input_size(hw: tuple[int, int], what: str = "--input") -> tuple[int, int]:
+    """Refuse an input side above MAX_INPUT_SIDE (counting allocates the image whole) before any work."""
+    if max(hw) > MAX_INPUT_SIDE:
+        raise EdgeIQAError(f"{what} {hw[0]}x{hw[1]}: each side must be at most {MAX_INPUT_SIDE} px (larger than "
+                           f"any camera sensor's output; counting allocates the whole image)")
+    return hw
+
+
+def check_view_sizes(specs, profile: str | None) -> None:
+    """A student's views (a profile's, rescaled to --input) bounded like --input, each and together (each is
+    allocated whole)."""
+    whose = f"profile {profile}'s views" if profile else "the views"
+    for spec in specs:
+        check_input_size(spec.size, what=f"{whose}: {spec.kind}")
+    pixels = sum(s.size[0] * s.size[1] for s in specs)
+    if pixels > MAX_INPUT_SIDE ** 2:
+        raise EdgeIQAError(f"{whose} add up to {pixels / 1e6:.0f} M pixels, more than one {MAX_INPUT_SIDE}x"
+                           f"{MAX_INPUT_SIDE} image (counting allocates each view whole): give a smaller --input")
+
+
+def check_args(args) -> tuple:
+    """Every option checked before torch is imported: (hw, views), or one line naming the bad option."""
+    hw = check_input_size(parse_hw(args.input)) if args.input is not None else None
     views = parse_view_names(args.views) if args.views is not None else None
-    if args.budget is not None and not args.budget > 0:
-        raise EdgeIQAError(f"--budget must be a positive number of GMACs, got {args.budget:g}")
+    if args.budget is not None:
+        check_positive("--budget", args.budget, high=MAX_BUDGET_GMACS)
+    if not args.model.strip():
+        raise EdgeIQAError("--model is empty: name an edgeiqa student or teacher, or a timm model")
+    return hw, views
+
+
+def run(args) -> int:
+    hw, views = check_args(args)
 
     from edgeiqa.budget import check_budget
 
@@ -141,6 +175,7 @@ def _count_student(name: str, hw, views, profile: str | None, budget: float | No
         if hw is None:
             raise EdgeIQAError(f"student {name!r}: give --input HxW (and --views), or --profile NAME for a profile's views")
         specs = [ViewSpec(kind, hw) for kind in views or ["resize"]]
+    check_view_sizes(specs, profile)
     model = create_student(name, specs, offline_pretrained=False)  # random init: weights do not change the count
     return count_student(model, specs, _budget_or_default(budget), name)
 

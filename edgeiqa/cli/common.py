@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-import os
 import sys
 from typing import Any
 
@@ -44,40 +42,3 @@ def add_accel_args(parser, *, workers: bool = True, device: str = "auto", device
                             help="decoding/view worker processes (default 0 = in the main process); results do not "
                                  "depend on N; at most the machine's cores")
 
-
-MAX_BATCH = 1024  # images per batch: more never fits a device's memory at our input sizes
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity set, which containers and taskset narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def check_count(flag: str, value: int | None, *, low: int = 1, high: int | None = None, what: str = "") -> int | None:
-    """A whole-number option within [low, high], else one line naming the flag; None passes (the default applies)."""
-    if value is None:
-        return None
-    if value < low:
-        raise EdgeIQAError(f"{flag} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise EdgeIQAError(f"{flag} {value} is more than {what or high}")
-    return value
-
-
-def check_cores(flag: str, value: int | None, *, low: int = 1) -> int | None:
-    """Threads or worker processes: at most the usable cores (more only oversubscribes and can hang)."""
-    cores = usable_cores()
-    return check_count(flag, value, low=low, high=cores, what=f"this machine's {cores} usable CPU cores")
-
-
-def check_positive(flag: str, value: float | None, *, high: float | None = None, zero: bool = False) -> float | None:
-    """A finite number > 0 (>= 0 with zero=True) and <= high; NaN and infinities are refused."""
-    if value is None:
-        return None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero) or (high is not None and value > high):
-        bound = f"{'>= 0' if zero else '> 0'}" + (f" and <= {high:g}" if high is not None else "")
-        raise EdgeIQAError(f"{flag} must be a finite number {bound}, got {value}")
-    return value

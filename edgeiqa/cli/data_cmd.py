@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -58,13 +57,6 @@ def register(subparsers) -> None:
                        "spatial, sharpness_contrast, camera)")
     kinds.add_argument("--json", action="store_true", help="machine-readable list on stdout")
     kinds.set_defaults(func=_kinds)
-
-    parser.set_defaults(func=lambda args: _no_action(parser))
-
-
-def _no_action(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _build(args) -> int:
@@ -135,10 +127,21 @@ def dataset_counts(dataset) -> dict:
     }
 
 
-def _info(args) -> int:
-    from edgeiqa.data.datasets import load_dataset
+def load_for_info(spec: str):
+    """The dataset to count; a bad row or no rows at all is one line (exit 2) pointing at `data check`."""
+    from edgeiqa.data.check import require_target_type
+    from edgeiqa.data.datasets import load_dataset, parse_spec
+    from edgeiqa.errors import DatasetError
 
-    ds = load_dataset(args.spec, check_files=False)
+    require_target_type(parse_spec(spec))  # the same words as `data check` for a folder given as csv: etc.
+    ds = load_dataset(spec, check_files=False)
+    if not ds.records:  # a header-only CSV: counting nothing would read as success
+        raise DatasetError(f"{spec}: no images (no data rows to count)")
+    return ds
+
+
+def _info(args) -> int:
+    ds = load_for_info(args.spec)
     counts = dataset_counts(ds)
     if args.json:
         print_json(counts)

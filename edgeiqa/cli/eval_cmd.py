@@ -7,12 +7,28 @@ import sys
 from pathlib import Path
 
 from edgeiqa.cli.common import add_accel_args, print_json
-from edgeiqa.errors import EdgeIQAError
+from edgeiqa.errors import EdgeIQAError, did_you_mean
 from edgeiqa.runpaths import resolve_run_path
 
 
 def _is_teacher(model: Path, teacher: bool) -> bool:
     return teacher or (model / "ensemble.json").exists()
+
+
+def _teacher_dir(model: Path) -> Path:
+    """The teachers folder of --model: itself, or the one its run card names."""
+    if (model / "ensemble.json").exists():
+        return model
+    if not (model / "card.json").exists():
+        raise EdgeIQAError(f"--teacher: {model} is neither a teachers folder (ensemble.json) nor a run (card.json)")
+    try:
+        raw = (json.loads((model / "card.json").read_text()).get("teacher") or {}).get("dir") or "teachers"
+    except (ValueError, AttributeError):
+        raise EdgeIQAError(f"{model / 'card.json'} is not a run card (bad JSON)") from None
+    tdir = resolve_run_path(raw, model)
+    if not (tdir / "ensemble.json").exists():
+        raise EdgeIQAError(f"teachers folder {tdir} from {model / 'card.json'} has no ensemble.json")
+    return tdir
 
 
 def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool, device: str,
@@ -22,14 +38,8 @@ def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool, de
         from edgeiqa.accel import resolve_accel
         from edgeiqa.teachers.pipeline import score_with_ensemble
 
-        tdir = model
-        if (model / "card.json").exists() and not (model / "ensemble.json").exists():
-            raw = (json.loads((model / "card.json").read_text()).get("teacher") or {}).get("dir") or "teachers"
-            tdir = resolve_run_path(raw, model)
-            if not (tdir / "ensemble.json").exists():
-                raise EdgeIQAError(f"teachers folder {tdir} from {model / 'card.json'} has no ensemble.json")
         accel = resolve_accel(device, precision)
-        return (*score_with_ensemble(tdir, paths, progress=progress, accel=accel), accel.describe())
+        return (*score_with_ensemble(_teacher_dir(model), paths, progress=progress, accel=accel), accel.describe())
     from edgeiqa.runtime import Scorer
 
     scorer = Scorer.load(model, device=device, precision=precision)
@@ -41,27 +51,53 @@ def _scores_for(model: Path, paths: list[str], teacher: bool, progress: bool, de
     return scores, errors, compute
 
 
+def _check_args(args) -> Path:
+    """The model, --device and --precision, before the data is read or any model loaded (exit 2, one line)."""
+    from edgeiqa.runtime.scorer import check_device_name, check_model_path, check_precision_name
+
+    check_device_name(args.device)
+    check_precision_name(args.precision)
+    model = Path(args.model)
+    if not model.exists():
+        raise EdgeIQAError(f"model not found: {model}")
+    if not _is_teacher(model, args.teacher):
+        if check_model_path(model, args.precision) != "torch":
+            return model  # an ONNX model's device is onnxruntime's provider, checked when it opens
+        if model.is_dir() and not (model / "student.pt").is_file():
+            raise EdgeIQAError(f"--model {model}: a folder without student.pt (a run) or ensemble.json (teachers)")
+    elif not model.is_dir():
+        raise EdgeIQAError(f"--teacher needs a run folder or a teachers folder, not the file {model}")
+    else:
+        _teacher_dir(model)
+    from edgeiqa.accel import resolve_accel
+
+    resolve_accel(args.device, args.precision)  # a device this machine lacks is refused here
+    return model
+
+
+def _records(dataset, split: str, data: str) -> tuple[list, str]:
+    """The labelled records of `split` (auto: test if present, else all); an unknown split name is refused."""
+    have = sorted({r.split for r in dataset.records if r.split})
+    if split == "auto":
+        split = "test" if "test" in have else "all"
+    if split != "all":
+        for name in split.split(","):
+            if name not in have:
+                raise EdgeIQAError(f"--split {name!r}: {data} has no such split (it has "
+                                   f"{', '.join(have) or 'no splits; use all'}){did_you_mean(name, have)}")
+    records = dataset.records if split == "all" else [r for r in dataset.records if r.split in split.split(",")]
+    records = [r for r in records if r.score is not None]
+    if not records:
+        raise EdgeIQAError(f"{data}: no labelled images in split {split!r}")
+    return records, split
+
+
 def handle(args) -> int:
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.distill.pipeline import eval_summary
 
-    model = Path(args.model)
-    if not model.exists():
-        raise EdgeIQAError(f"model not found: {model}")
-    if args.device != "auto" or args.precision != "fp32":
-        # Checked before the data is read; torch models only (an ONNX model's device is onnxruntime's provider).
-        if _is_teacher(model, args.teacher) or model.is_dir() or model.suffix == ".pt":
-            from edgeiqa.accel import resolve_accel
-
-            resolve_accel(args.device, args.precision)
-    dataset = load_dataset(args.data)
-    split = args.split
-    if split == "auto":
-        split = "test" if any(r.split == "test" for r in dataset.records) else "all"
-    records = dataset.records if split == "all" else [r for r in dataset.records if r.split in split.split(",")]
-    records = [r for r in records if r.score is not None]
-    if not records:
-        raise EdgeIQAError(f"{args.data}: no labelled images in split {split!r}")
+    model = _check_args(args)
+    records, split = _records(load_dataset(args.data), args.split, args.data)
     paths = sorted({str(r.path) for r in records})
     scores, errors, compute = _scores_for(model, paths, args.teacher, not args.quiet, args.device, args.precision)
     out = eval_summary(scores, records)

@@ -21,7 +21,8 @@ float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_p
 a .json sidecar. The views share one backbone, so every graph stores each weight once.
 
 exit code: 0 exported and checked; 1 exported but parity is below the format's bar or the GMACs do not
-match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, ...).
+match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, an --out
+that is an input or a file edgeiqa did not write, ...), refused before anything is loaded or written.
 
 examples:
   edgeiqa export runs/sample --format onnx --dynamic-batch
@@ -55,7 +56,10 @@ def register(subparsers) -> None:
                    "128 for onnx-int8, 500 for tensorrt --int8; TensorRT warns under 300)")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="artefact path (default: RUN_DIR/export/<format's file name>); the metadata sidecar "
-                   "is written beside it with the suffix .json")
+                   "is written beside it with the suffix .json. An existing file there is replaced only when "
+                   "edgeiqa exported it (its metadata says so), else the export is refused; never an input")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out file (and the .json beside it) that edgeiqa did not write")
     p.add_argument("--opset", type=int, metavar="N", default=None, help="ONNX opset version (default: the exporter's)")
     p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default=None,
                    help="torch exporter: auto (default) tries the dynamo exporter and falls back to the TorchScript "
@@ -110,7 +114,7 @@ def run(args) -> int:
     flags = {"opset": args.opset, "exporter": args.exporter, "fp16": args.fp16, "int8": args.int8, "workspace": args.workspace,
              "max_batch": args.max_batch}
     res = export_model(args.run_dir, args.fmt, dynamic_batch=args.dynamic_batch, calib=args.calib, imgs=args.imgs,
-                       out=args.out, **flags)
+                       out=args.out, force=args.force, **flags)
     gm, par = res.metadata.get("gmacs") or {}, res.parity
     failed = (par is not None and par.get("ok") is False) or gm.get("match") is False
     if args.json:

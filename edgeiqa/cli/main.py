@@ -116,12 +116,38 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
+def _sub_actions(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
+def _refuse_missing_choice(parser: argparse.ArgumentParser, what: str) -> int:
+    """Usage, one error line, and each choice's one-line help indented below it (exit 2): a usage error."""
+    action = _sub_actions(parser)
+    names = list(action.choices)
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: choose {what}: {', '.join(names)}", file=sys.stderr)
+    for choice in action._choices_actions:  # their one-line help, indented as in --help
+        print(f"  {choice.dest:<10}{choice.help or ''}", file=sys.stderr)
+    return 2
+
+
+def _missing_action(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser | None:
+    """The chosen command's parser when it has actions (`data build|check|...`) and none was given."""
+    command = _sub_actions(parser).choices.get(getattr(args, "command", None) or "")
+    actions = _sub_actions(command) if command is not None else None
+    if actions is None or getattr(args, actions.dest, None) is not None:
+        return None
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(_wanted_command(argv))
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if argv is None and len(sys.argv) == 1 else 2
+    if not getattr(args, "command", None):
+        return _refuse_missing_choice(parser, "a command")
+    command = _missing_action(parser, args)
+    if command is not None:
+        return _refuse_missing_choice(command, "an action")
     return run(args)
 
 

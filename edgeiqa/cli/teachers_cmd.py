@@ -14,46 +14,38 @@ def _log(args):
     return (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else (lambda msg: None)
 
 
-def _parse_weights(text: str | None) -> dict | None:
-    if not text:
-        return None
-    from edgeiqa.errors import EdgeIQAError
-
-    out = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise EdgeIQAError(f"bad --ensemble-weights entry {part!r}: expected NAME=NUMBER") from None
-    return out
-
-
 def cmd_train(args) -> int:
     from edgeiqa import distributed
     from edgeiqa.accel import check_workers, resolve_accel
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.losses import parse_loss_spec
+    from edgeiqa.outsafe import check_out_dir
     from edgeiqa.profiles import load_profile
+    from edgeiqa.teachers.checks import parse_member_weights, spec_paths
     from edgeiqa.teachers.pipeline import build_ensemble, select_members, self_train, teacher_config, train_members
 
     log = _log(args)
-    # Options that override the profile are checked with it, before any work.
+    # Every option is checked before any work: one line, exit 2, nothing written.
     overrides = {"teacher.epochs" if args.finetune else "teacher.head_epochs": args.epochs, "seed": args.seed,
                  "teacher.losses": parse_loss_spec(args.losses) if args.losses else None, "teacher.rank_epochs": args.rank_epochs}
     profile = load_profile(args.profile, overrides=overrides)
     accel = resolve_accel(args.device, args.precision)
     workers = check_workers(args.workers)
-    ensemble_weights = _parse_weights(args.ensemble_weights)
     if args.weights and not Path(args.weights).exists():
         from edgeiqa.errors import EdgeIQAError
 
         raise EdgeIQAError(f"--weights {args.weights}: no such file or folder")
-    # Offline, `--teacher ensemble` leaves out members that would be random-init (they cannot learn).
-    names, left_out = select_members(args.teacher, profile, pretrained=args.pretrained, weights=args.weights, log=log)
-    dataset = load_dataset(args.data or profile.get("data", "sample"))
+    # Offline, `--teacher ensemble` leaves out members that would be random-init (they cannot learn); the note is
+    # held back until every check passed, so a refusal is the one line on stderr.
+    notes = []
+    names, left_out = select_members(args.teacher, profile, pretrained=args.pretrained, weights=args.weights, log=notes.append)
+    ensemble_weights = parse_member_weights(args.ensemble_weights, names, left_out)
+    spec = args.data or profile.get("data", "sample")
+    out = check_out_dir(args.out, "teachers", inputs=[args.weights, *spec_paths(spec)])
+    dataset = load_dataset(spec)
     cfg = teacher_config(profile, finetune=args.finetune)
-    out = Path(args.out)
+    for note in notes:
+        log(note)
     weights = {n: args.weights for n in names} if args.weights else None
     t0 = time.time()
     dist = distributed.init_from_env(accel.device)  # under torchrun: DDP training, rank 0 writes
@@ -119,15 +111,26 @@ def _names(text: str | None) -> list[str] | None:
 
 def cmd_pretrain(args) -> int:
     from edgeiqa.accel import resolve_accel
+    from edgeiqa.bounds import MAX_BATCH, check_count, check_positive
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.data.degradations import select_kinds
+    from edgeiqa.outsafe import check_out_dir
+    from edgeiqa.teachers import get_teacher_entry
+    from edgeiqa.teachers.checks import spec_paths
     from edgeiqa.teachers.pretrain import ranking_pretrain
 
+    # Every option is checked before any work: one line, exit 2, nothing written.
+    get_teacher_entry(args.teacher)
+    check_count("--steps", args.steps)
+    check_count("--batch", args.batch, high=MAX_BATCH, what=f"the {MAX_BATCH} images a batch may hold")
+    check_positive("--lr", args.lr)
+    check_count("--seed", args.seed, low=0)
     accel = resolve_accel(args.device, args.precision)
     # Names are checked before any work: an unknown kind or group is one line naming the closest (exit 2).
     kinds = select_kinds(_names(args.kinds), _names(args.groups))
+    out = check_out_dir(args.out, "pretrain", inputs=spec_paths(args.data))
     dataset = load_dataset(args.data)
-    report = ranking_pretrain(args.teacher, dataset, Path(args.out), steps=args.steps, batch_pairs=args.batch,
+    report = ranking_pretrain(args.teacher, dataset, out, steps=args.steps, batch_pairs=args.batch,
                               lr=args.lr, seed=args.seed or 0, resume=args.resume, progress=not args.quiet, accel=accel,
                               kinds=kinds)
     if args.json:
@@ -143,15 +146,28 @@ def cmd_label(args) -> int:
     from edgeiqa import distributed
     from edgeiqa.accel import resolve_accel
     from edgeiqa.data.datasets import load_dataset
+    from edgeiqa.errors import EdgeIQAError, did_you_mean
+    from edgeiqa.outsafe import check_out_dir
+    from edgeiqa.teachers.checks import check_split, require_teachers_dir, spec_paths
     from edgeiqa.teachers.labelset import LabelSet, build_labelset
 
+    # Every option is checked before any work: one line, exit 2, nothing written.
+    if args.teacher != "ensemble":
+        raise EdgeIQAError(f"unknown --teacher {args.teacher!r}: `teachers label` labels with the teachers folder's "
+                           f"ensemble only (--teacher ensemble){did_you_mean(args.teacher, ['ensemble'])}")
+    splits = check_split(args.split)
+    teachers = require_teachers_dir(args.teachers)
+    # The LabelSet may replace only a LabelSet edgeiqa wrote, never the teachers or data it reads.
+    out = check_out_dir(args.out, "labelset", inputs=[teachers, *spec_paths(args.data)])
     accel = resolve_accel(args.device, args.precision)
     dataset = load_dataset(args.data)
-    if args.split:
-        dataset = dataset.subset(args.split.split(","))
+    if splits:
+        dataset = dataset.subset(splits)
+        if not dataset.records:
+            raise EdgeIQAError(f"{args.data}: no images in split {', '.join(splits)}")
     dist = distributed.init_from_env(accel.device)  # under torchrun: each rank labels a slice
     try:
-        out = build_labelset(Path(args.teachers), dataset, Path(args.out), progress=not args.quiet and dist.is_main,
+        out = build_labelset(teachers, dataset, out, progress=not args.quiet and dist.is_main,
                              reuse=not args.force, accel=accel)
     finally:
         distributed.shutdown()
@@ -250,7 +266,7 @@ def register(sub) -> None:
     lb.add_argument("--data", required=True, help="dataset spec whose images are labelled")
     lb.add_argument("--split", help="only these splits, e.g. pool")
     lb.add_argument("--out", required=True, help="LabelSet directory")
-    lb.add_argument("--force", action="store_true", help="rebuild even when a matching LabelSet exists")
+    lb.add_argument("--force", action="store_true", help="rebuild even when a matching LabelSet exists (replaces only a LabelSet edgeiqa wrote)")
     add_accel_args(lb, workers=False)
     lb.add_argument("--json", action="store_true")
     lb.add_argument("--quiet", action="store_true")

@@ -5,11 +5,14 @@ Reported problem kinds (each with the CSV line when there is one):
     missing_file  the image a row names does not exist
     unreadable    the image exists but cannot be read (header check; full decode with `decode=True`)
     duplicate     the same image listed on several rows
+    unknown_kind  a CSV's `kind` value that is not a degradation kind (`edgeiqa data kinds`), with the closest
+                  one; reported once per value, at its first line
     dataset       the dataset could not be read at all (missing column), or it holds no images (a header-only
                   CSV, an empty folder): nothing else is checked
 
 A bad spec (unknown dataset name, unknown option, a file or folder that does not exist, with or without
-the `csv:` prefix) is a user error and raises DatasetError (exit 2).
+the `csv:` prefix, a folder given as `csv:` or a file where a folder is expected) is a user error and raises
+DatasetError (exit 2).
 """
 
 from __future__ import annotations
@@ -22,9 +25,15 @@ from PIL import Image
 
 from edgeiqa.data.images import MAX_PIXELS, MIN_SIDE, load_image
 from edgeiqa.data.loading import Problem
-from edgeiqa.errors import DatasetError, EdgeIQAError, ImageLoadError
+from edgeiqa.data.records import ImageRecord
+from edgeiqa.errors import DatasetError, EdgeIQAError, ImageLoadError, did_you_mean
 
-PROBLEM_KINDS = ("dataset", "bad_row", "missing_file", "unreadable", "duplicate")
+PROBLEM_KINDS = ("dataset", "bad_row", "missing_file", "unreadable", "duplicate", "unknown_kind")
+# What each loader's target must be; a loader not listed here checks its own target.
+TARGET_IS_FILE = {"csv": True, "folder": False, "piq23": False, "uhd-iqa": False, "koniq": False, "gfiqa": False,
+                  "biq2021": False}
+# Sources whose `kind` column names degradation kinds (PIQ23's holds its attributes/conditions).
+KIND_SOURCES = ("csv", "sample")
 
 
 def header_check(path: Path) -> str | None:
@@ -56,7 +65,10 @@ def check_dataset(spec: str, decode: bool = False) -> dict:
     """
     from edgeiqa.data.datasets import load_with_problems, parse_spec, require_target
 
-    require_target(parse_spec(spec))  # a malformed spec or a missing root is a user error (exit 2), not a finding
+    parsed = parse_spec(spec)
+    require_target(parsed)  # a malformed spec or a missing root is a user error (exit 2), not a finding
+    require_target_type(parsed)
+    check_val_options(parsed)
     problems: list[Problem] = []
     records = []
     source = None
@@ -73,6 +85,8 @@ def check_dataset(spec: str, decode: bool = False) -> dict:
     if dataset is not None and not records:  # a header-only CSV or an empty folder: nothing to train or score on
         problems.append(Problem(kind="dataset", message=f"{spec}: no images (no data rows or image files)"))
 
+    if dataset is not None and dataset.info.get("source") in KIND_SOURCES:
+        problems.extend(unknown_kinds(records, source))
     missing = {p.path for p in problems if p.kind == "missing_file"}
 
     # duplicates: the same file on several rows
@@ -134,6 +148,50 @@ def check_dataset(spec: str, decode: bool = False) -> dict:
         "counts": counts,
         "problems": [p.as_dict() for p in problems],
     }
+
+
+def require_target_type(spec) -> None:
+    """A folder given as `csv:` or a file given where a folder is expected: one line (exit 2), not a finding."""
+    from edgeiqa.data.loading import expand_path
+
+    wants_file = TARGET_IS_FILE.get(spec.name)
+    if wants_file is None or not spec.target:
+        return
+    path = expand_path(spec.target)
+    if not path.exists():  # require_target names a missing one
+        return
+    if wants_file and path.is_dir():
+        raise DatasetError(f"dataset spec {spec.text!r}: {path} is a folder; {spec.name}: takes a CSV file "
+                           f"(folder:{spec.target} reads every image in a folder)")
+    if not wants_file and not path.is_dir():
+        hint = f" (csv:{spec.target} reads a labels CSV)" if spec.name == "folder" and path.suffix.lower() == ".csv" else ""
+        raise DatasetError(f"dataset spec {spec.text!r}: {path} is a file; {spec.name}: takes a folder{hint}")
+
+
+def check_val_options(spec) -> None:
+    """A bad `val=` / `val_seed=` is a usage error (exit 2), though the loader raises it as it reads the CSV."""
+    from edgeiqa.data.valsplit import val_fraction, val_seed
+
+    if "val" in spec.options or "val_seed" in spec.options:
+        val_fraction(spec)
+        val_seed(spec)
+
+
+def unknown_kinds(records, source) -> list[Problem]:
+    """One problem per distinct `kind` value that is not a degradation kind, at its first line, closest named."""
+    from edgeiqa.data.degradations.groups import GROUPS
+
+    known = [k for kinds in GROUPS.values() for k in kinds]
+    first: dict[str, ImageRecord] = {}
+    count: Counter = Counter()
+    for rec in records:
+        if rec.kind is not None and rec.kind not in known:
+            first.setdefault(rec.kind, rec)
+            count[rec.kind] += 1
+    return [Problem(kind="unknown_kind", line=rec.line, source=source, path=str(rec.path),
+                    message=f"unknown degradation kind {kind!r} on {count[kind]} row(s){did_you_mean(kind, known)} "
+                            f"(`edgeiqa data kinds` lists them)")
+            for kind, rec in first.items()]
 
 
 def _key(path: Path) -> Path:

@@ -165,17 +165,13 @@ def load_dataset(spec: str, check_files: bool = True) -> Dataset:
     """Load a dataset from its spec string.
 
     With `check_files` every image path must exist (a missing one is an error naming it and its CSV
-    line). Bad rows are collected and raised together as one DatasetError.
+    line). Bad rows are collected; one DatasetError names the first and counts the rest, on one line.
     """
     dataset, ctx = load_with_problems(spec, check_files=check_files)
-    if ctx.problems:
-        shown = "\n  ".join(str(p) for p in ctx.problems[:5])
-        more = len(ctx.problems) - 5
-        tail = f"\n  ... and {more} more" if more > 0 else ""
-        raise DatasetError(
-            f"dataset {spec!r}: {len(ctx.problems)} problem(s):\n  {shown}{tail}\n"
-            f"(`edgeiqa data check {spec}` lists them all)"
-        )
+    if ctx.problems:  # one line (issue 21): the first problem, how many more, and where the full list is
+        more = f" (and {len(ctx.problems) - 1} more)" if len(ctx.problems) > 1 else ""
+        first = " ".join(str(ctx.problems[0]).split())
+        raise DatasetError(f"{spec}: {first}{more}; `edgeiqa data check {spec}` lists every problem")
     return dataset
 
 

@@ -32,7 +32,11 @@ Build guarantees:
   images are written as PNG; two builds give byte-identical files, recorded with their sha256 in `manifest.json`;
 - cached: a root whose `labels.csv` and `manifest.json` (same BUILDER_VERSION) exist is returned at once;
 - atomic: the set is built in `<root>.tmp-<pid>` and renamed into place, so an interrupted build never
-  leaves a partial set (leftover temp folders of dead processes are removed by the next build).
+  leaves a partial set (leftover temp folders of dead processes are removed by the next build);
+- never deletes what it did not write (docs/security.md): the set carries edgeiqa's `.edgeiqa.json` marker
+  (kind `sample`), and a `<root>` that is neither new, empty, marked nor a sample manifest's folder is refused
+  (one line, exit 2) before any work, with or without `force`; only temp folders holding nothing but the
+  builder's files are cleaned up.
 """
 
 from __future__ import annotations
@@ -270,28 +274,71 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# What a build writes into its folder: a temp folder holding nothing else is an interrupted build.
+BUILD_ENTRIES = frozenset({"images", "labels.csv", "manifest.json", ".edgeiqa.json"})
+
+
+def is_own_sample(root: Path) -> bool:
+    """edgeiqa wrote `root` as a sample set: its marker says so, or (sets built before the marker) its manifest."""
+    from edgeiqa.outsafe import MARKER, folder_kind
+
+    if (root / MARKER).is_file():
+        return folder_kind(root) == "sample"
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("builder_version", "")).startswith("sample-")
+
+
+def _is_build_temp(tmp: Path) -> bool:
+    try:
+        return tmp.is_dir() and not tmp.is_symlink() and {e.name for e in tmp.iterdir()} <= BUILD_ENTRIES
+    except OSError:
+        return False
+
+
+def check_sample_root(root: Path) -> None:
+    """Before any work: `root` is new, empty or an edgeiqa sample set, and its parent is writable; else one line."""
+    from edgeiqa.outsafe import OutputRefused, check_writable
+
+    flag = "sample set folder"
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        what = "a link" if root.is_symlink() else "a file"
+        raise OutputRefused(f"{flag} {root} is {what}, not a folder edgeiqa wrote; set EDGEIQA_CACHE to another place")
+    if root.is_dir() and any(root.iterdir()) and not is_own_sample(root):
+        raise OutputRefused(f"{flag} {root} exists and edgeiqa did not write it; edgeiqa never replaces a folder it "
+                            f"did not write: move it, or set EDGEIQA_CACHE to another place")
+    check_writable(root, flag=flag)
+
+
 def _remove_stale_temps(root: Path) -> None:
     for tmp in root.parent.glob(f"{root.name}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and _is_build_temp(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_sample(root: Path | None = None, force: bool = False, progress: bool = True) -> Path:
     """Build (or reuse) the sample set under `root` (default `sample_root()`); return its `labels.csv`."""
+    from edgeiqa.outsafe import mark_dir
+
     root = Path(root) if root is not None else sample_root()
     if not force and _is_complete(root):
         return root / "labels.csv"
+    check_sample_root(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(root)
     tmp = root.parent / f"{root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if _is_build_temp(tmp):  # our pid's leftover (a reused pid): an interrupted build
+        shutil.rmtree(tmp, ignore_errors=True)
     photos = PHOTOS
     for p in photos:  # fail before any work if a source photo is missing
         photo_source(p)
     per_photo = 1 + SCENES_PER_PHOTO * len(SEVERITIES)
+    _make_temp(tmp)  # outside the try: a folder already under this name is not ours to remove
     try:
-        tmp.mkdir(parents=True)
+        mark_dir(tmp, "sample")
         rows: list[dict] = []
         hashes: dict[str, str] = {}
         plans: dict[str, dict] = {}
@@ -315,6 +362,15 @@ def build_sample(root: Path | None = None, force: bool = False, progress: bool =
     return root / "labels.csv"
 
 
+def _make_temp(tmp: Path) -> None:
+    from edgeiqa.outsafe import OutputRefused
+
+    try:
+        tmp.mkdir(parents=True)
+    except FileExistsError:
+        raise OutputRefused(f"{tmp} exists and edgeiqa did not write it: move it, then build again") from None
+
+
 def _install(tmp: Path, root: Path, replace: bool) -> None:
     """Move the finished build into place; an existing (stale or forced-out) set is swapped out first."""
     if not replace and _is_complete(root):
@@ -322,9 +378,11 @@ def _install(tmp: Path, root: Path, replace: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         return
     old = None
-    if root.exists():
+    if root.exists() or root.is_symlink():
+        check_sample_root(root)  # again: the folder may have changed while the set was built
         old = root.parent / f"{root.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
+        if _is_build_temp(old) or (old.is_dir() and is_own_sample(old)):  # our pid's leftover swap
+            shutil.rmtree(old, ignore_errors=True)
         os.rename(root, old)
     try:
         os.rename(tmp, root)

@@ -55,9 +55,9 @@ def carve_val(records: list[ImageRecord], frac: float, seed: int = 0) -> tuple[l
     if any(r.split == "val" for r in records):
         return records, {"val_from": "the dataset's own val split"}
     keys = sorted({_key(r) for r in records if r.split == "train"})
-    if not keys:
-        return records, {"val_from": "none (no train split to carve it from)"}
-    n = max(1, round(frac * len(keys)))
+    if len(keys) < 2:  # carving would leave nothing to train on
+        return records, {"val_from": f"none ({len(keys)} train {'scene or image' if keys else 'records'}: too few to carve val from)"}
+    n = min(len(keys) - 1, max(1, round(frac * len(keys))))
     ranked = sorted(keys, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode("utf-8", "surrogateescape")).hexdigest())
     chosen = set(ranked[:n])
     out = [replace(r, split="val") if r.split == "train" and _key(r) in chosen else r for r in records]

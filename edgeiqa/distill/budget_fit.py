@@ -114,3 +114,34 @@ def pick_student(name: str, views: list[ViewSpec], budget: float, log=print) -> 
     # None fits: the budget message of the cheapest student, naming the largest input that would fit.
     check_budget(min(reports, key=lambda r: r.total_gmacs), budget)
     raise BudgetExceeded(f"no registered student fits {budget} GMACs")
+
+
+def floor_gmacs(name: str, views: list[ViewSpec], hidden: int = 256) -> float:
+    """A lower bound of `name`'s deployable GMACs at `views`, in a fraction of a second: torch's FlopCounterMode
+    on a meta-device copy (convolutions and matmuls only, so never above fvcore's count, which adds the rest)."""
+    from edgeiqa.budget.counting import _torch_count
+
+    with torch.device("meta"):  # built without memory or init: only the shapes are counted
+        model = create_student(name, views, offline_pretrained=False, hidden=hidden).drop_training_heads().eval()
+    macs = _torch_count(model, student_inputs(views))
+    return 0.0 if macs is None else macs / 1e9
+
+
+def precheck_budget(name: str, views: list[ViewSpec], budget: float, fit: str | None, hidden: int = 256) -> None:
+    """Refuse in seconds a budget no candidate student can meet at any input the budget search may reach (sides
+    down to 32 pixels, fragments to one patch per cell), before the exact fvcore counts and before any teacher
+    trains. `--fit prune` narrows channels instead, so its floor is not known here: nothing is refused."""
+    if fit == "prune":
+        return
+    smallest = scaled_views(views, 0.0)  # every side at its unit: the least the input search can try
+    candidates = list_students() if name == "auto" else [name]
+    floors = {}
+    for cand in candidates:
+        floors[cand] = floor_gmacs(cand, smallest, hidden)
+        if floors[cand] <= budget:  # one may fit: the exact counts decide
+            return
+    cheapest = min(floors, key=floors.get)
+    sizes = ", ".join(f"{v.kind}@{v.size[0]}x{v.size[1]}" for v in smallest)
+    who = "no registered student fits" if name == "auto" else f"student {name} does not fit"
+    raise BudgetExceeded(f"{who}: {cheapest} costs at least {floors[cheapest]:.4f} GMACs even at the smallest input "
+                         f"({sizes}), over the {budget:g} GMAC budget; raise --budget or try --fit prune")

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import csv
 import json
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,15 +32,18 @@ from edgeiqa.data.datasets import load_dataset, unlabelled_pool
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, make_loader, scene_ids
 from edgeiqa.budget import check_budget
-from edgeiqa.distill.budget_fit import count_registered, count_student, fit_by_input, pick_student, prune_to_budget
+from edgeiqa.distill.budget_fit import (count_registered, count_student, fit_by_input, pick_student, precheck_budget,
+                                        prune_to_budget)
 from edgeiqa.distill.rank_student import rank_pretrain_student
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import write_json_atomic
 from edgeiqa.losses import LossBatch, check_loss_weights
+from edgeiqa.outsafe import check_out_dir, mark_dir
 from edgeiqa.profiles import Profile
 from edgeiqa.provenance import package_versions
 from edgeiqa.runpaths import to_run_path
-from edgeiqa.students import create_student, save_student
+from edgeiqa.students import create_student, get_student_entry, save_student
+from edgeiqa.teachers.checks import require_teachers_dir, spec_paths
 from edgeiqa.teachers.labelset import LabelSet, build_labelset
 from edgeiqa.teachers.rank_head import RankSpec, ScorePhase
 from edgeiqa.teachers.pipeline import (SELFTRAIN_DIR, build_ensemble, score_ladders_with_ensemble, select_members, self_train,
@@ -160,6 +164,18 @@ def scatter_plot(path: Path, gt, student, teacher, title: str) -> None:
     plt.close(fig)
 
 
+def check_outputs(out: Path, teachers_dir: Path | None, inputs: list[Path]) -> None:
+    """OUT is new or an edgeiqa run folder; an explicit --teachers is an existing teachers folder, not OUT itself."""
+    check_out_dir(out, "run", inputs=inputs)
+    if teachers_dir is not None:
+        if Path(os.path.abspath(teachers_dir)) == Path(os.path.abspath(out)):
+            raise EdgeIQAError(f"--teachers {teachers_dir} is the run folder --out itself; name OUT/teachers or leave "
+                               f"--teachers out")
+        require_teachers_dir(teachers_dir)
+        if not os.access(teachers_dir, os.W_OK | os.X_OK):  # members are (re)trained into it when settings differ
+            raise EdgeIQAError(f"--teachers {teachers_dir}: folder is not writable")
+
+
 def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | None = None, student: str | None = None,
                 data: str | None = None, unlabeled: str | None = None, out: Path = Path("student"), resume: bool = False,
                 fit: str | None = None, epochs: int | None = None, teachers_dir: Path | None = None,
@@ -175,7 +191,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         log = lambda m: None  # noqa: E731 - one log, from rank 0
     timings = {}
     out = Path(out)
-    # Every setting is checked before any work: nothing is written when one is wrong.
+    # Every setting is checked before any work: nothing is written when one is wrong, and the refusal is the one
+    # line on stderr (log lines of the selection are held back until every check passed).
     if budget is not None and not budget > 0:
         raise EdgeIQAError(f"--budget must be > 0 GMACs, got {budget}")
     if epochs is not None and epochs < 1:
@@ -183,12 +200,18 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     budget = float(budget if budget is not None else profile.get("budget_gmacs", 50.0))
     views = profile.student_views
     student_name = student or profile["student"].get("name", "auto")
+    data = data or profile.get("data", "sample")
+    check_outputs(out, teachers_dir, [*spec_paths(data), *spec_paths(unlabeled, "--unlabeled")])
+    if student_name != "auto":
+        get_student_entry(student_name)
+    notes = []
     # Offline, `--teacher ensemble` leaves out members that would be random-init (they cannot learn).
-    names, left_out = select_members(teacher, profile, pretrained=pretrained, log=log)
+    names, left_out = select_members(teacher, profile, pretrained=pretrained, log=notes.append)
     cfg = distill_config(profile, epochs)
 
     # Budget first: an impossible request fails in seconds, before any training.
     t0 = time.time()
+    precheck_budget(student_name, views, budget, fit, hidden=int(profile["student"].get("hidden", 256)))
     # Without --fit, `auto` picks the most capable student that fits; with --fit, the most capable one,
     # then shrinks its input or prunes it until it fits.
     student_name = pick_student(student_name, views, float("inf") if fit else budget, log)
@@ -199,12 +222,15 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         check_budget(probe, budget)
     timings["budget_check_s"] = round(time.time() - t0, 1)
 
-    dataset = load_dataset(data or profile.get("data", "sample"))
+    # After the budget: the embedded sample set is built (minutes, once) the first time it is loaded.
+    dataset = load_dataset(data)
     if unlabeled:
         extra = [replace(r, score=None, split="pool") for r in load_dataset(unlabeled).records]
         dataset = Dataset(dataset.spec, dataset.records + extra, dataset.info)
+    for note in notes:
+        log(note)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        mark_dir(out, "run")  # work starts: edgeiqa owns OUT (a rerun or --resume may write here)
 
     # 2. Teachers (trained under DDP by every rank; rank 0 writes, the others read what it wrote)
     t0 = time.time()

@@ -12,6 +12,7 @@ No torch import at module level: `edgeiqa.export` re-exports this module and the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -19,9 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgeiqa.bounds import MAX_BATCH, check_count, check_positive
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export.formats import FORMATS, TENSORRT_PARITY, Format, check_flags, get_format
+from edgeiqa.outsafe import OutputRefused, check_out_file, folder_kind, mark_dir
 from edgeiqa.provenance import package_versions, sha256_file
+
+TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (the legacy format is a bare pickle: 0x80)
 
 DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "tensorrt": 500}
 
@@ -110,7 +115,10 @@ def _calibration_batches(job: ExportJob) -> tuple[list, dict]:
 
 @exports("torch")
 def export_torch(job: ExportJob) -> Built:
-    shutil.copyfile(job.ckpt, job.out)
+    from edgeiqa.fileio import atomic_path
+
+    with atomic_path(job.out) as tmp:  # replaces a link at --out rather than writing through it
+        shutil.copyfile(job.ckpt, tmp)
     return Built()
 
 
@@ -171,45 +179,145 @@ def resolve_run(run_dir: str | Path) -> tuple[Path, dict | None, Path]:
         ckpt, run = p, p.parent
     else:
         raise EdgeIQAError(f"run folder or student checkpoint not found: {p}")
-    if not ckpt.exists():
+    if not ckpt.is_file():
         raise EdgeIQAError(f"{run}: no student.pt (a run folder from `edgeiqa distill` holds student.pt and card.json)")
+    _check_torch_file(ckpt)
     card_path = run / "card.json"
     card = None
     if card_path.exists():
         try:
             card = json.loads(card_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EdgeIQAError(f"{card_path}: not valid JSON: {exc}") from None
     return ckpt, card, run
 
 
+def _check_torch_file(ckpt: Path) -> None:
+    """Refuse a file that is not a torch save (zip, or the legacy pickle) before anything reads or writes."""
+    try:
+        with open(ckpt, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise EdgeIQAError(f"cannot read {ckpt}: {exc.strerror or exc}") from None
+    if not (head.startswith(TORCH_ZIP_MAGIC) or head[:1] == b"\x80"):
+        raise EdgeIQAError(f"{ckpt} is not a torch checkpoint: give a run folder holding student.pt and card.json "
+                           f"(from `edgeiqa distill`), or its student .pt")
+
+
+def check_student_file(ckpt: Path) -> dict:
+    """The payload of an edgeiqa student checkpoint (read weights-only, no model built); anything else is refused."""
+    from edgeiqa.safeload import load_weights
+    from edgeiqa.students.factory import CHECKPOINT_FORMAT
+
+    try:
+        payload = load_weights(ckpt, what="student checkpoint")
+    except EdgeIQAError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch's reader raises many types on a damaged file
+        raise EdgeIQAError(f"cannot read student checkpoint {ckpt}: {(str(exc).splitlines() or [''])[0][:200]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise EdgeIQAError(f"{ckpt} is not an edgeiqa student checkpoint (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def _opset_range(exporter: str | None) -> tuple[int, int]:
+    """The opsets torch's exporter writes (the TorchScript one stops lower than the dynamo one)."""
+    try:
+        from torch.onnx import _constants as c
+
+        low, high = c.ONNX_MIN_OPSET, c.ONNX_MAX_OPSET
+        script_high = getattr(c, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", high)
+    except ImportError:  # pragma: no cover - a torch without the private table: its long-standing bounds
+        low, high, script_high = 7, 20, 20
+    return low, script_high if exporter == "torchscript" else high
+
+
+def check_options(imgs, flags: dict) -> None:
+    """Every export option's value, before any file is read or written (one line, exit 2)."""
+    check_count("--imgs", None if imgs is None else int(imgs))
+    if flags.get("opset") is not None:
+        exporter = flags.get("exporter")
+        low, high = _opset_range(exporter)
+        who = f"torch's {exporter} exporter" if exporter in ("dynamo", "torchscript") else "torch's exporter"
+        check_count("--opset", flags["opset"], low=low, high=high, what=f"the highest opset {who} writes ({high})")
+    if flags.get("exporter") not in (None, "auto", "dynamo", "torchscript"):
+        raise EdgeIQAError(f"--exporter must be auto, dynamo or torchscript, got {flags['exporter']!r}")
+    check_count("--max-batch", flags.get("max_batch"), high=MAX_BATCH, what=f"{MAX_BATCH} images per batch")
+    check_positive("--workspace", flags.get("workspace"), high=1024.0)
+
+
+def check_output(f: Format, run: Path, ckpt: Path, out: str | Path | None, *, force: bool = False) -> Path:
+    """The artefact path, validated before any work: new, an export edgeiqa wrote, or replaced with --force; the
+    same for its .json sidecar. Never a file this export reads (the checkpoint, the card)."""
+    from edgeiqa.export import metadata as md
+
+    default = run / "export"
+    out = Path(out) if out else default / f.filename
+    if out.suffix.lower() != f.suffix:
+        raise EdgeIQAError(f"--out {out}: format {f.name} writes {f.suffix} files")
+    found = folder_kind(default) if default.is_dir() else None
+    if _inside(out, default) and found not in (None, "export"):
+        raise OutputRefused(f"{default} is an edgeiqa {found} folder, not the run's export folder; give --out")
+    inputs = (ckpt, run / "card.json")
+    check_out_file(out, owned=md.is_own_artefact, force=force, inputs=inputs)
+    check_out_file(md.sidecar_path(out), owned=md.is_own_sidecar, force=force, inputs=inputs,
+                   flag="--out's metadata sidecar")
+    return out
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(folder)) in Path(os.path.abspath(path)).parents
+
+
+def _prepare_folder(out: Path, run: Path) -> None:
+    """Create the artefact's folder; the run's export folder is marked as edgeiqa's (a rerun may replace it)."""
+    default = run / "export"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputRefused(f"cannot write {out.parent}: {exc.strerror or exc}") from None
+    if _inside(out, default):
+        mark_dir(default, "export")
+
+
 def export_model(run_dir: str | Path, fmt: str, *, dynamic_batch: bool = False, calib=None, imgs: int | None = None,
-                 out: str | Path | None = None, **flags) -> ExportResult:
+                 out: str | Path | None = None, force: bool = False, **flags) -> ExportResult:
     """Export the student of `run_dir` to format `fmt` (see FORMATS).
 
     calib: dataset spec (or list of image paths) for calibration and parity; default: the run profile's
     data, else the sample set. imgs: number of images for calibration and parity (default 16 for parity,
-    128 for onnx-int8 calibration, 500 for TensorRT int8). out: artefact path (default RUN/export/<name>).
+    128 for onnx-int8 calibration, 500 for TensorRT int8). out: artefact path (default RUN/export/<name>);
+    an existing file there (or at its .json sidecar) is replaced only when edgeiqa wrote it, or with force.
     flags: opset, exporter, fp16, int8, workspace, max_batch (only those the format takes; others are an
-    error: see FLAGS in edgeiqa.export.formats).
+    error: see FLAGS in edgeiqa.export.formats). Every argument is checked before anything is loaded or written.
     """
     f = get_format(fmt)
     check_flags(f, {"dynamic_batch": dynamic_batch, "calib": calib, "imgs": imgs, **flags})
-    if imgs is not None and int(imgs) < 1:
-        raise EdgeIQAError(f"--imgs must be >= 1, got {imgs}")
+    check_options(imgs, flags)
     if f.backend == "tensorrt":
         from edgeiqa.export.tensorrt_export import require_tensorrt
 
         require_tensorrt()
     ckpt, card, run = resolve_run(run_dir)
-    out = Path(out) if out else run / "export" / f.filename
-    if out.suffix.lower() != f.suffix:
-        raise EdgeIQAError(f"--out {out}: format {f.name} writes {f.suffix} files")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(f, run, ckpt, out, force=force)
+    from edgeiqa.export.parity import check_spec
+
+    check_spec("--calib", calib)
+    loaded = _load(ckpt)  # refuses a checkpoint that is not edgeiqa's before anything is written
+    _prepare_folder(out, run)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _export(f, ckpt, card, out, dynamic_batch=bool(dynamic_batch), calib=calib,
+        result = _export(f, loaded, ckpt, card, out, dynamic_batch=bool(dynamic_batch), calib=calib,
                          imgs=None if imgs is None else int(imgs), flags=flags)
+    result.warnings = _reissue(caught)
+    return result
+
+
+def _reissue(caught) -> list[str]:
+    """edgeiqa's own warnings from an export, deduplicated and warned again to the caller."""
     messages = []
     for w in caught:
         msg = str(w.message)
@@ -218,9 +326,18 @@ def export_model(run_dir: str | Path, fmt: str, *, dynamic_batch: bool = False, 
         if w.category is UserWarning and (msg.startswith("edgeiqa:") or w.filename.startswith(str(Path(__file__).parent.parent))):
             messages.append(msg)
     for msg in messages:
-        warnings.warn(msg, stacklevel=2)
-    result.warnings = messages
-    return result
+        warnings.warn(msg, stacklevel=3)
+    return messages
+
+
+def _load(ckpt: Path):
+    """(model in eval mode without training heads, payload)."""
+    from edgeiqa.students import load_student
+
+    model, payload = load_student(ckpt)
+    model.drop_training_heads()
+    model.eval()
+    return model, payload
 
 
 def _recount_gmacs(model, views, count_path: Path | None, card_gmacs) -> dict:
@@ -284,17 +401,14 @@ def _size(out: Path, fp32: Path | None) -> dict | None:
     return {"bytes": size, "fp32_onnx_bytes": base, "ratio_to_fp32": round(size / base, 4) if base else None}
 
 
-def _export(f: Format, ckpt: Path, card: dict | None, out: Path, *, dynamic_batch: bool, calib, imgs: int | None,
-            flags: dict) -> ExportResult:
+def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, *, dynamic_batch: bool, calib,
+            imgs: int | None, flags: dict) -> ExportResult:
     import torch
 
     from edgeiqa.data.views import NORMALIZATION, ViewSpec
     from edgeiqa.export import metadata as md
-    from edgeiqa.students import load_student
 
-    model, payload = load_student(ckpt)
-    model.drop_training_heads()
-    model.eval()
+    model, payload = loaded
     views = [ViewSpec.from_dict(v) for v in payload["views"]]
     meta_in = dict(payload.get("meta") or {})
     card = card or {}

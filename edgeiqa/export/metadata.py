@@ -280,17 +280,66 @@ def embed_onnx_metadata(onnx_path: str | Path, metadata: dict) -> None:
         onnx.save(model, str(tmp))
 
 
+def _embedded_metadata(onnx_path: Path) -> dict | None:
+    """The edgeiqa metadata stored inside an ONNX model, or None."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            return json.loads(prop.value)
+    return None
+
+
 def read_metadata(path: str | Path) -> dict:
     """The metadata of an artefact: from the ONNX model itself when present, else from the sidecar."""
     p = Path(path)
     if p.suffix == ".onnx" and p.exists():
-        import onnx
-
-        model = onnx.load(str(p), load_external_data=False)
-        for prop in model.metadata_props:
-            if prop.key == METADATA_KEY:
-                return json.loads(prop.value)
+        found = _embedded_metadata(p)
+        if found is not None:
+            return found
     side = sidecar_path(p)
     if side.exists():
         return json.loads(side.read_text())
     raise EdgeIQAError(f"{p}: no edgeiqa metadata (neither in the model nor in {side.name})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which existing files edgeiqa wrote (export replaces only those without --force)
+
+
+def _own_json(path: Path) -> dict | None:
+    """The metadata document in a JSON file edgeiqa wrote as a sidecar, or None for any other file."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return doc if isinstance(doc, dict) and "edgeiqa_metadata" in doc else None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_own_sidecar(path: str | Path) -> bool:
+    """Whether `path` is a metadata sidecar edgeiqa wrote."""
+    try:
+        return _own_json(Path(path)) is not None
+    except Exception:  # noqa: BLE001 - a file that is not our JSON is not ours, whatever the parser says
+        return False
+
+
+def is_own_artefact(path: str | Path) -> bool:
+    """Whether edgeiqa wrote the artefact at `path`: an ONNX model carrying edgeiqa metadata, or a file whose
+    edgeiqa sidecar names it and its current sha256 (an engine or .pt holds no metadata of its own)."""
+    p = Path(path)
+    try:
+        if p.suffix == ".onnx":
+            return _embedded_metadata(p) is not None
+        side = _own_json(sidecar_path(p))
+        return side is not None and side.get("artifact") == p.name and side.get("artifact_sha256") == _sha256(p)
+    except Exception:  # noqa: BLE001 - unreadable or not a model: not ours (onnx raises its own DecodeError)
+        return False

@@ -27,6 +27,20 @@ PARITY_SPLITS = ("test", "val")
 DEFAULT_PARITY_IMAGES = 16
 
 
+def check_spec(flag: str, spec) -> None:
+    """A dataset spec option parses and names an existing file or folder: checked before any work (a list of
+    image paths, the Python API's form, passes)."""
+    if spec is None or isinstance(spec, (list, tuple)):
+        return
+    from edgeiqa.data.datasets import parse_spec, require_target
+    from edgeiqa.errors import DatasetError
+
+    try:
+        require_target(parse_spec(str(spec)))
+    except DatasetError as exc:
+        raise DatasetError(f"{flag} {spec}: {exc}") from None
+
+
 def _default_spec(profile: str | None) -> str:
     if profile:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from edgeiqa.bounds import MAX_BATCH
 from edgeiqa.data.copies import check_copies
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.errors import EdgeIQAError, did_you_mean
@@ -39,6 +40,10 @@ RANGES: dict[tuple[str, str], tuple[float, bool]] = {
     ("distill", "epochs"): (1, True), ("distill", "batch_size"): (1, True), ("distill", "lr"): (0, False),
     ("distill", "pseudo_weight"): (0, True), ("distill", "rank_epochs"): (0, True), ("distill", "ladder_epochs"): (0, True),
 }
+
+
+# (section, key) -> highest allowed: larger batches never fit a device's memory at our input sizes
+HIGHEST: dict[tuple[str, str], int] = {("teacher", "batch_size"): MAX_BATCH, ("distill", "batch_size"): MAX_BATCH}
 
 
 def builtin_profiles() -> list[str]:
@@ -71,6 +76,8 @@ def _check_values(data: dict, where: str) -> None:
         label = f"[{section}] {key}" if section else key
         if not math.isfinite(v) or v < low or (v == low and not inclusive):
             raise EdgeIQAError(f"{where}: {label} must be {'>=' if inclusive else '>'} {low}, got {v!r}")
+        if v > HIGHEST.get((section, key), math.inf):
+            raise EdgeIQAError(f"{where}: {label} must be <= {HIGHEST[(section, key)]}, got {v!r}")
     if "input" in data["student"]:
         size = data["student"]["input"]
         if len(size) != 2:

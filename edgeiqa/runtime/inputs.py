@@ -11,7 +11,7 @@ entries are sorted with a sub-folder's contents placed where "name/" sorts (so `
 in a sort of the full paths) and the walk recurses in that order; several PATHs are merged in path order
 and a path met twice (overlapping PATHs) is dropped when it comes again. Only one folder's listing per
 level is held, never the list of all files. An explicitly named path that does not exist gets a
-"file not found" row. (An unreadable folder's row comes where its contents would, so it may follow a
+"file not found" row (`edgeiqa score` refuses such a PATH up front; this row is for one that vanished since). (An unreadable folder's row comes where its contents would, so it may follow a
 sibling such as `name-x`; the output checks its order at the end and sorts again if needed, so such a
 slip costs speed, never correctness.)
 """

@@ -10,7 +10,15 @@ CHUNK_ROWS rows spilled to temporary files, then `heapq.merge`; one row per path
 Nothing held grows with the number of files.
 
 --resume: the rows of an existing OUT and of OUT.part are first merged the same way into a sorted OUT.part
-(atomic replace: a kill there loses nothing). The walk, in the same order, skips the paths already done by
+(atomic replace: a kill there loses nothing). A last line torn by a crash is dropped (its file is scored
+again); a corrupt line with rows after it is not what a crash leaves, so it is refused (`check_resumable`,
+before any model is loaded).
+
+Overwriting: `owned_output` / `owned_part` recognise the files edgeiqa wrote (CSV header, a row as the first
+JSONL line, the JSON head), which `edgeiqa score` replaces without --force (edgeiqa.outsafe).
+
+File names that are not UTF-8 (surrogate-escaped by Python) are written as their own bytes to a CSV and
+read back the same way; JSON escapes them. The walk, in the same order, skips the paths already done by
 stepping through that file alongside it (no set of paths is held) and new rows are appended. A killed run
 plus a resumed one gives the same OUT as one uninterrupted run: same rows, same order.
 
@@ -34,6 +42,10 @@ from edgeiqa.fileio import atomic_path
 SCORE_DECIMALS = 6
 SUFFIXES = (".csv", ".jsonl", ".json")
 CHUNK_ROWS = 20_000  # rows sorted in memory at a time when the part file needs sorting
+ROW_KEYS = frozenset({"path", "score", "status", "error"})
+CSV_HEADS = (b"path,score,status,error\n", b"path,score,status,error,face_found\n")
+JSON_RESULTS = b',\n  "results": ['  # where write_json's head ends (a real newline never occurs inside a JSON string)
+HEAD_BYTES = 1 << 20  # enough for any head edgeiqa writes (model path + summary, or one row)
 
 
 def make_row(res, with_face: bool) -> dict:
@@ -87,6 +99,76 @@ def write_rows(f: IO[str], rows: Iterable[dict], fmt: str, with_face: bool, mode
         write_csv(f, rows, with_face)
 
 
+# --- which files edgeiqa wrote (so replacing them loses nothing of the user's) ------------------------
+
+
+def is_row(obj) -> bool:
+    """Whether `obj` is one score row as `make_row` builds it."""
+    return isinstance(obj, dict) and ROW_KEYS <= obj.keys() <= ROW_KEYS | {"face_found"}
+
+
+def _is_row_line(line: bytes) -> bool:
+    try:
+        return is_row(json.loads(line))
+    except ValueError:
+        return False
+
+
+def owned_output(path: Path) -> bool:
+    """Whether `path` is a score file edgeiqa wrote: its CSV header, a JSONL row first, or the JSON head."""
+    suffix = Path(path).suffix.lower()
+    with open(path, "rb") as f:
+        if suffix == ".jsonl":
+            return _is_row_line(f.readline(HEAD_BYTES))
+        head = f.read(HEAD_BYTES)
+    if suffix == ".csv":
+        return head.startswith(CSV_HEADS)
+    if suffix == ".json":
+        return _owned_json_head(head)
+    return False
+
+
+def _owned_json_head(head: bytes) -> bool:
+    end = head.find(JSON_RESULTS)
+    if end < 0:
+        return False
+    try:
+        doc = json.loads(head[:end] + b"\n}")
+    except ValueError:
+        return False
+    return list(doc) == ["model", "summary"] and isinstance(doc["summary"], dict) and "files" in doc["summary"]
+
+
+def owned_part(path: Path) -> bool:
+    """Whether `path` is a part file edgeiqa wrote: empty, or rows (its first line possibly torn by a kill)."""
+    start = b'{"path": '  # every row json.dumps writes starts so
+    with open(path, "rb") as f:
+        head = f.read(len(start))
+    return start.startswith(head)
+
+
+def check_resumable(out: Path) -> None:
+    """Read-only check before any model is loaded: OUT's rows parse, and OUT.part has at most a torn last line."""
+    out = Path(out)
+    if out.exists():
+        for _ in _iter_final(out):
+            pass
+    part = out.with_name(out.name + ".part")
+    if part.exists():
+        _check_part_lines(part)
+
+
+def _check_part_lines(part: Path) -> None:
+    bad = None
+    with open(part, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if bad is not None:  # a corrupt line with rows after it is not what a crash leaves
+                raise EdgeIQAError(f"--resume: {part} line {bad} is corrupt (only a torn last line is dropped); "
+                                   f"delete {part.name} to start over")
+            if not _is_row_line(line):
+                bad = n
+
+
 # --- reading (row by row) -----------------------------------------------------------------------------
 
 
@@ -104,24 +186,31 @@ def _iter_part(path: Path, limit: int | None = None) -> Iterator[dict]:
                 raise EdgeIQAError(f"--resume: {path} has a corrupt line; delete it to start over") from None
 
 
+def _line_start(f, end: int) -> int:
+    """Offset of the first byte of the line that ends at byte offset `end` (its newline not included)."""
+    pos = end
+    while pos > 0:
+        step = min(65536, pos)
+        f.seek(pos - step)
+        nl = f.read(step).rfind(b"\n")
+        if nl >= 0:
+            return pos - step + nl + 1
+        pos -= step
+    return 0
+
+
 def _trim_part(path: Path) -> None:
-    """Cut off a last line left half-written by a kill (the rows before it are whole)."""
+    """Drop the last line when a kill tore it (no newline, or not a whole row); only that one: the rest is whole."""
     with open(path, "r+b") as f:
         size = f.seek(0, os.SEEK_END)
-        pos = size
-        while pos > 0:
-            step = min(65536, pos)
-            f.seek(pos - step)
-            block = f.read(step)
-            nl = block.rfind(b"\n")
-            if nl >= 0:
-                end = pos - step + nl + 1
-                break
-            pos -= step
-        else:
-            end = 0
-        if end < size:
-            f.truncate(end)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        whole = f.read(1) == b"\n"
+        start = _line_start(f, size - 1 if whole else size)
+        f.seek(start)
+        if not whole or not _is_row_line(f.read(size - start)):
+            f.truncate(start)
 
 
 def _iter_final(path: Path) -> Iterator[dict]:
@@ -129,7 +218,7 @@ def _iter_final(path: Path) -> Iterator[dict]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:  # as written
                 for r in csv.DictReader(f):
                     row = {"path": r["path"], "score": float(r["score"]) if r["score"] else None,
                            "status": r["status"], "error": r["error"]}
@@ -270,7 +359,9 @@ class RowSink:
             if self.out is None:
                 write_rows(stdout, _iter_part(source), stdout_format, self.with_face, model, summary)
             else:
-                with atomic_path(self.out) as dest, open(dest, "w", encoding="utf-8", newline="") as f:
+                # surrogateescape: a file name that is not UTF-8 is written as its own bytes (JSON escapes it)
+                with atomic_path(self.out) as dest, open(dest, "w", encoding="utf-8", newline="",
+                                                         errors="surrogateescape") as f:
                     write_rows(f, _iter_part(source), self.out.suffix.lower(), self.with_face, model, summary)
         os.unlink(self.part)
         if self._tmp is not None:

@@ -29,10 +29,55 @@ import numpy as np
 
 from edgeiqa.data.images import MIN_SIDE, load_image, pil_to_rgb
 from edgeiqa.data.views import ViewSpec, make_view, make_views, to_batch
-from edgeiqa.errors import EdgeIQAError, ImageLoadError
+from edgeiqa.errors import EdgeIQAError, ImageLoadError, did_you_mean
 from edgeiqa.runtime.backends import open_backend
 
 FACE_EXTRA = "pip install 'edgeiqa[face]'"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Names users type for these that difflib would not find (too unlike the right one).
+NAME_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "half": "fp16", "float16": "fp16", "bfloat16": "bf16",
+                "float32": "fp32", "float": "fp32", "single": "fp32", "full": "fp32"}
+
+
+def _hint(name: str, choices) -> str:
+    if NAME_ALIASES.get(name) in choices:
+        return f"; did you mean {NAME_ALIASES[name]!r}?"
+    return did_you_mean(name, choices)
+
+
+def check_device_name(device: str | None) -> None:
+    """`--device` spelt auto, cpu, cuda, cuda:N or mps, else one line naming the nearest (before any loading).
+    Whether this machine has that device is the backend's check."""
+    if device is None:
+        return
+    kind, sep, index = device.strip().lower().partition(":")
+    if kind in DEVICES and (not sep or (kind == "cuda" and index.isdigit())):
+        return
+    raise EdgeIQAError(f"unknown device {device!r} (choose auto, cpu, cuda, cuda:N or mps){_hint(kind, DEVICES)}")
+
+
+def check_precision_name(precision: str | None) -> None:
+    """`--precision` spelt fp32, bf16 or fp16, else one line naming the nearest (before any loading)."""
+    name = (precision or "fp32").strip().lower()
+    if name not in PRECISIONS:
+        raise EdgeIQAError(f"unknown precision {precision!r} (choose {', '.join(PRECISIONS)}){_hint(name, PRECISIONS)}")
+
+
+def check_model_path(model: str | Path, precision: str | None = None) -> str:
+    """The backend of an existing model path whose format is known; a precision other than fp32 only for torch
+    models (an ONNX graph or engine runs at its exported one). Nothing is loaded."""
+    from edgeiqa.export.formats import backend_for_path
+
+    if not Path(model).exists():
+        raise EdgeIQAError(f"model not found: {model}")
+    backend = backend_for_path(model)
+    if (precision or "fp32").strip().lower() != "fp32" and backend != "torch":
+        raise EdgeIQAError(f"--precision {precision} applies to torch models (.pt, run folder); {Path(model).name} "
+                           f"runs at the precision it was exported at")
+    return backend
+
+
 @dataclass
 class ScoreResult:
     path: str | None  # None for an array input

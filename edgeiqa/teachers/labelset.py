@@ -109,13 +109,20 @@ def build_labelset(teachers_dir: Path, dataset: Dataset, out: Path, *, progress:
                 return out
             log(f"LabelSet {out}: {bad} is corrupt or truncated (does not match manifest.json); rebuilding")
     t0 = time.time()
-    work = out.parent / f".{out.name}.shards-{digest[:16]}"  # kept if killed: a rerun labels only missing slices
-    labelled = _label(teachers_dir, ens, dataset, progress, _after_member, work, accel)
-    if distributed.current().is_main:  # rank 0 alone writes
-        # Written into a temporary folder renamed into place: a killed or failed run leaves no half-written LabelSet.
-        with atomic_path(out) as tmp:
-            _write(teachers_dir, ens, dataset, tmp, digest, labelled, accel, t0)
+    work = out.parent / f".{out.name}.shards-{digest[:16]}"
+    # The slices are for resuming a killed job (Ctrl-C, SIGTERM, SIGKILL, a dead torchrun peer's interrupt): a rerun
+    # with the same inputs labels only the missing ones. Any other failure (an error, a full disk) removes them:
+    # its cause is fixed before a rerun, and no stray hidden folder is left beside --out.
+    try:
+        labelled = _label(teachers_dir, ens, dataset, progress, _after_member, work, accel)
+        if distributed.current().is_main:  # rank 0 alone writes
+            # Written into a temporary folder renamed into place: a killed or failed run leaves no half-written LabelSet.
+            with atomic_path(out, kind="labelset") as tmp:
+                _write(teachers_dir, ens, dataset, tmp, digest, labelled, accel, t0)
+            shutil.rmtree(work, ignore_errors=True)
+    except Exception:
         shutil.rmtree(work, ignore_errors=True)
+        raise
     distributed.barrier("writing the LabelSet")
     return out
 

@@ -25,6 +25,7 @@ from edgeiqa.data.copies import DEFAULT_COPIES
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.outsafe import mark_dir
 from edgeiqa.teachers import create_teacher, get_teacher_entry
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble, ensemble_metrics, fit_ensemble
 from edgeiqa.teachers.features import head_outputs
@@ -131,6 +132,8 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
     if not main:
         log, progress = (lambda m: None), False
     out_dir = Path(out_dir)
+    if main:  # edgeiqa owns it from now on: a rerun may write here, `--out` of another kind may not
+        mark_dir(out_dir, "teachers")
     fingerprint = dataset_fingerprint(dataset)
     cache = ImageCache()
     results = []

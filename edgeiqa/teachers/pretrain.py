@@ -24,6 +24,7 @@ from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.losses import LossBatch, rank
+from edgeiqa.outsafe import mark_dir
 from edgeiqa.safeload import load_weights
 from edgeiqa.teachers import create_teacher
 from edgeiqa.teachers.features import view_tensors
@@ -77,6 +78,11 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
     """`accel` (edgeiqa.accel): the device the teacher trains on and the autocast of its forwards (fp16 adds a
     gradient scaler); default CPU, fp32. The loss and pair accuracy are computed in fp32. `kinds`: the degradation
     kinds the ranking ladders use (default: the whole library)."""
+    from edgeiqa.bounds import MAX_BATCH, check_count, check_positive
+
+    check_count("steps", steps)  # steps=0 would write an untrained "pretrained" model
+    check_count("batch_pairs", batch_pairs, high=MAX_BATCH)
+    check_positive("lr", lr)
     accel = accel or Accel(torch.device("cpu"))
     out = Path(out)
     kinds = library_kinds() if kinds is None else list(dict.fromkeys(kinds))
@@ -90,7 +96,7 @@ def ranking_pretrain(name: str, dataset: Dataset, out: Path, *, steps: int = 100
     if len(paths) < MIN_IMAGES:
         raise EdgeIQAError(f"{dataset.spec}: ranking pre-training needs at least {MIN_IMAGES} readable images, found "
                            f"{len(paths)} ({len(candidates) - len(paths)} of {len(candidates)} could not be read)")
-    out.mkdir(parents=True, exist_ok=True)
+    mark_dir(out, "pretrain")  # work starts: edgeiqa owns the folder (a rerun or --resume may write here)
     torch.manual_seed(seed)
     teacher = create_teacher(name, pretrained=pretrained).to(accel.device)
     scaler = accel.grad_scaler()
