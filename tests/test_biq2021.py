@@ -114,3 +114,34 @@ def test_val_is_never_carved_from_a_single_train_scene(tmp_path):
     two = recs + [ImageRecord(path=tmp_path / "x.png", score=1.0, scene="other", split="train")]
     out, _ = carve_val(two, 0.5)
     assert sorted(r.split for r in out).count("train") >= 1 and any(r.split == "val" for r in out)
+
+
+def test_no_scene_columns_say_so_and_subsets_reach_the_eval_summary(biq):
+    from edgeiqa.cli.common import fmt_groups, fmt_metric
+    from edgeiqa.distill.pipeline import eval_summary
+
+    ds = load_dataset(f"biq2021:{biq}")
+    test = [r for r in ds.records if r.split == "test"]
+    out = eval_summary({str(r.path): -r.score for r in test}, test)
+    assert out["srcc"] == pytest.approx(-1.0) and set(out["srcc_per_group"]) == {"ss01", "ss02", "ss03"}
+    assert fmt_metric(out, "srcc_scene_median") == "no scenes" and fmt_metric(out, "srcc") == "-1.000"
+    assert fmt_groups(out).startswith("ss01 -1.000")
+    with_scenes = {"srcc": 0.5, "srcc_scene_mean": 0.7, "srcc_scene_median": None}
+    assert fmt_metric(with_scenes, "srcc_scene_median") == "-"
+
+
+def test_biq2021_profile_loads_and_feature_aug_is_checked(tmp_path):
+    from edgeiqa.errors import EdgeIQAError
+    from edgeiqa.profiles import load_profile
+    from edgeiqa.teachers.pipeline import teacher_config
+
+    prof = load_profile("biq2021")
+    assert prof["data"].startswith("biq2021:") and teacher_config(prof).feature_aug == 0
+    text = (tmp_path / "p.toml")
+    from importlib.resources import files
+
+    base = files("edgeiqa.profiles").joinpath("biq2021.toml").read_text()
+    for bad, message in (("feature_aug = -1", r"feature_aug must be >= 0"), ("feature_aug = 9", r"feature_aug must be <= 8")):
+        text.write_text(base.replace("feature_aug = 0", bad))
+        with pytest.raises(EdgeIQAError, match=message):
+            load_profile(str(text))

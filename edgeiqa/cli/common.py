@@ -42,3 +42,22 @@ def add_accel_args(parser, *, workers: bool = True, device: str = "auto", device
                             help="decoding/view worker processes (default 0 = in the main process); results do not "
                                  "depend on N; at most the machine's cores")
 
+
+
+def fmt_value(v) -> str:
+    """A table cell: 3 decimals for a number, '-' when missing."""
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def fmt_metric(m: dict, key: str) -> str:
+    """A metric cell of summary `m`; a per-scene metric of a dataset without scenes reads 'no scenes', never '-'
+    (global SRCC/PLCC/KRCC/RMSE are then the numbers to read)."""
+    if m.get(key) is None and "scene" in key and m.get("srcc") is not None and m.get("srcc_scene_mean") is None:
+        return "no scenes"
+    return fmt_value(m.get(key))
+
+
+def fmt_groups(m: dict) -> str:
+    """'ss01 0.880  ss02 0.440 ...' from a summary's srcc_per_group (a dataset's subsets), or ''."""
+    groups = m.get("srcc_per_group") or {}
+    return "  ".join(f"{g} {fmt_value(v)}" for g, v in sorted(groups.items()))

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeiqa.cli.common import add_accel_args, print_json
+from edgeiqa.cli.common import add_accel_args, fmt_groups, fmt_metric, print_json
+from edgeiqa.cli.common import fmt_value as _fmt
 
 DESCRIPTION = (
     "Distil a teacher ensemble into a small student under a GMAC budget, end to end: train or reuse the "
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", help="registered student or 'auto' (default: the profile's, auto = most capable that fits)")
     p.add_argument("--data", help="dataset spec (default: the profile's data; 'sample' = embedded)")
     p.add_argument("--unlabeled", help="extra unlabelled images for pseudo-labels, e.g. folder:DIR")
-    p.add_argument("--profile", default="sample", help="built-in profile (sample, uhd-iqa, piq23, fiqa) or FILE.toml")
+    p.add_argument("--profile", default="sample", help="built-in profile (sample, uhd-iqa, piq23, fiqa, biq2021) or FILE.toml")
     p.add_argument("--out", default="student", help="run directory (default ./student)")
     p.add_argument("--teachers", help="reuse a teachers directory from `edgeiqa teachers train` (default OUT/teachers)")
     p.add_argument("--fit", choices=["input", "prune"], help="when over budget: shrink the input (input) or prune channels (prune)")
@@ -41,10 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_accel_args(p)
     p.add_argument("--json", action="store_true", help="print the model card as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
-
-
-def _fmt(v):
-    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
 def handle(args) -> int:
@@ -80,9 +77,12 @@ def handle(args) -> int:
     run_members = [n for n in t["members"] if n not in (t.get("not_run") or [])]
     for label, m, name in (("student", s, s["name"]), ("teacher", t, "+".join(run_members))):
         worst = f"{m.get('worst_kind') or '-'} {_fmt(m.get('srcc_kind_worst'))}"
-        print(f"{label:<10} {name[:28]:<28} {_fmt(m['gmacs']):>8} {_fmt(m.get('srcc_scene_median')):>9} "
-              f"{_fmt(m.get('srcc_scene_mean')):>10} {worst:>20} {_fmt(m.get('plcc')):>7} {_fmt(m.get('srcc')):>7} "
+        print(f"{label:<10} {name[:28]:<28} {_fmt(m['gmacs']):>8} {fmt_metric(m, 'srcc_scene_median'):>9} "
+              f"{fmt_metric(m, 'srcc_scene_mean'):>10} {worst:>20} {_fmt(m.get('plcc')):>7} {_fmt(m.get('srcc')):>7} "
               f"{_fmt(m.get('mae')):>6} {_fmt(m.get('original_score_mean')):>6}")
+    for label, m in (("student", s), ("teacher", t)):
+        if fmt_groups(m):
+            print(f"{label} SRCC per subset: {fmt_groups(m)}")
     for d in t.get("left_out") or []:
         print(f"teacher {d['member']} left out: {d['left_out']}")
     r = card["ratios"]

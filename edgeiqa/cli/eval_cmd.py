@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgeiqa.cli.common import add_accel_args, print_json
+from edgeiqa.cli.common import add_accel_args, fmt_groups, fmt_metric, print_json
 from edgeiqa.errors import EdgeIQAError, did_you_mean
 from edgeiqa.runpaths import resolve_run_path
 
@@ -111,6 +111,10 @@ def handle(args) -> int:
         for k in keys:
             if k in out and out[k] is not None:
                 print(f"{k:<20} {out[k]:.4f}" if isinstance(out[k], float) else f"{k:<20} {out[k]}")
+            elif fmt_metric(out, k) == "no scenes":
+                print(f"{k:<20} no scenes")
+        if fmt_groups(out):
+            print(f"{'srcc per subset':<20} {fmt_groups(out)}")
         if out.get("worst_kind"):
             print(f"{'worst_kind':<20} {out['worst_kind']}")
         print(f"{'device':<20} {compute['device']} ({compute['precision']})")

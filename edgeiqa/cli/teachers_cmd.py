@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from edgeiqa.cli.common import add_accel_args, print_json
+from edgeiqa.cli.common import add_accel_args, fmt_groups, fmt_metric, print_json
+from edgeiqa.cli.common import fmt_value as _fmt
 from edgeiqa.fileio import write_json_atomic
 
 
@@ -80,10 +81,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _fmt(v):
-    return "-" if v is None else f"{v:.3f}"
-
-
 def _print_card(card: dict) -> None:
     print(f"teachers: {', '.join(card['members'])}  weights ({card['weights_fitted_on']}): "
           + ", ".join(f"{k}={v:.2f}" for k, v in card["weights"].items()))
@@ -99,8 +96,10 @@ def _print_card(card: dict) -> None:
                 continue
             worst = f"{m.get('worst_kind') or '-'} {_fmt(m.get('srcc_kind_worst'))}"
             status = "not run (weight 0)" if model in not_run else ""
-            print(f"{model:<16} {split:<6} {_fmt(m.get('srcc_scene_median')):>9} {_fmt(m.get('srcc_scene_mean')):>10} "
+            print(f"{model:<16} {split:<6} {fmt_metric(m, 'srcc_scene_median'):>9} {fmt_metric(m, 'srcc_scene_mean'):>10} "
                   f"{worst:>18} {_fmt(m.get('srcc')):>7} {_fmt(m.get('mae')):>6} {_fmt(m.get('original_score_mean')):>6}  {status}")
+            if fmt_groups(m):
+                print(f"{'':<16} {split:<6} SRCC per subset: {fmt_groups(m)}")
     print(f"GMACs: {card['gmacs']['total']} (members run; each: {card['gmacs']['members']})  time: {card.get('seconds')} s")
     print("orig = mean score of the undistorted originals (top label); SRCC/MAE = global, across photos")
 

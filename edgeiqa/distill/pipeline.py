@@ -60,8 +60,9 @@ def eval_summary(pred: dict[str, float], records, failed: int = 0) -> dict:
     m = metrics.summarize(records, pred)
     out = {k: m[k] for k in EVAL_KEYS if k in m}
     out["n_failed"] = failed + m["n_unscored"]
-    if "per_kind" in m:
-        out["per_kind"] = m["per_kind"]
+    for key in ("per_kind", "srcc_per_group", "plcc_per_group"):
+        if key in m:
+            out[key] = m[key]
     return out
 
 
@@ -325,6 +326,8 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         "profile": profile["name"],
         "profile_source": profile.source,
         "dataset": dataset.spec,
+        "splits": dataset.splits,
+        "val_from": dataset.info.get("val_from", "the dataset's own split"),
         "views": [v.to_dict() for v in views],
         "input": {v.name: list(v.size) for v in views},
         "budget_gmacs": budget,

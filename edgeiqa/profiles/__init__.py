@@ -26,7 +26,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
          "student": (dict,), "teacher": (dict,), "distill": (dict,)},
     "student": {"name": (str,), "views": (list,), "input": (list,), "hidden": (int,), "freeze_blocks": (int,)},
     "teacher": {"ensemble": (list,), "epochs": (int,), "head_epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,),
-                "self_train": (bool,), "rank_epochs": (int,), "rank_photos": (int,), "rank_levels": (list,), "rank_copies": (list,)},
+                "self_train": (bool,), "rank_epochs": (int,), "rank_photos": (int,), "rank_levels": (list,), "rank_copies": (list,),
+                "feature_aug": (int,)},
     "distill": {"epochs": (int,), "batch_size": (int,), "lr": (int, float), "losses": (dict,), "pseudo_weight": (int, float),
                 "rank_epochs": (int,), "ladder_epochs": (int,)},
 }
@@ -37,13 +38,16 @@ RANGES: dict[tuple[str, str], tuple[float, bool]] = {
     ("student", "hidden"): (1, True), ("student", "freeze_blocks"): (0, True),
     ("teacher", "epochs"): (1, True), ("teacher", "head_epochs"): (1, True), ("teacher", "batch_size"): (1, True),
     ("teacher", "lr"): (0, False), ("teacher", "rank_epochs"): (0, True), ("teacher", "rank_photos"): (2, True),
+    ("teacher", "feature_aug"): (0, True),
     ("distill", "epochs"): (1, True), ("distill", "batch_size"): (1, True), ("distill", "lr"): (0, False),
     ("distill", "pseudo_weight"): (0, True), ("distill", "rank_epochs"): (0, True), ("distill", "ladder_epochs"): (0, True),
 }
 
 
-# (section, key) -> highest allowed: larger batches never fit a device's memory at our input sizes
-HIGHEST: dict[tuple[str, str], int] = {("teacher", "batch_size"): MAX_BATCH, ("distill", "batch_size"): MAX_BATCH}
+# (section, key) -> highest allowed: larger batches never fit a device's memory at our input sizes; each feature variant
+# is one more backbone pass over every training image
+HIGHEST: dict[tuple[str, str], int] = {("teacher", "batch_size"): MAX_BATCH, ("distill", "batch_size"): MAX_BATCH,
+                                       ("teacher", "feature_aug"): 8}
 
 
 def builtin_profiles() -> list[str]:

@@ -30,7 +30,8 @@ from edgeiqa.teachers import create_teacher, get_teacher_entry
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble, ensemble_metrics, fit_ensemble
 from edgeiqa.teachers.features import head_outputs
 from edgeiqa.teachers.rank_head import RankSpec, cached_ladder_features
-from edgeiqa.teachers.train import MemberResult, TeacherConfig, load_member, load_member_model, train_teacher, unique_paths
+from edgeiqa.teachers.train import (MemberResult, TeacherConfig, load_member, load_member_model, train_teacher, unique_paths,
+                                   val_key)
 from edgeiqa.training import TrainConfig
 
 
@@ -92,7 +93,8 @@ def teacher_config(profile: dict, seed: int | None = None, finetune: bool = Fals
                          seed=int(profile.get("seed", 0) if seed is None else seed), losses=dict(t.get("losses", {"mse": 1.0})),
                          rank_epochs=0 if finetune else int(t.get("rank_epochs", 0)), rank_photos=int(t.get("rank_photos", 4)),
                          rank_levels=[int(v) for v in t.get("rank_levels", [1, 2, 4, 6])],
-                         rank_copies=[str(c) for c in t.get("rank_copies", DEFAULT_COPIES)])
+                         rank_copies=[str(c) for c in t.get("rank_copies", DEFAULT_COPIES)],
+                         feature_aug=int(t.get("feature_aug", 1)))
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -159,14 +161,15 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         info["settings"] = settings
         info["gmacs"] = teacher_gmacs(name)
         info_path.write_text(json.dumps(info, indent=2, default=str))
-        log(f"teacher {name}: done in {time.time() - t0:.0f}s, val {res.metrics.get('val', {}).get('srcc_scene_mean')}")
+        val = res.metrics.get("val", {})
+        log(f"teacher {name}: done in {time.time() - t0:.0f}s, val {val_key(val) if val else None}")
         # Read back what was written, so a fresh and a reused member give bit-identical ensembles.
         results.append(load_member(mdir))
     distributed.barrier("teacher training")  # every member's files are written before any rank goes on
     return results if main else []
 
 
-CARD_METRICS = ("srcc_scene_mean", "srcc_scene_median", "srcc", "mae", "original_score_mean")
+CARD_METRICS = ("srcc_scene_mean", "srcc_scene_median", "srcc", "plcc", "mae", "original_score_mean", "srcc_per_group")
 
 
 def members_table(ens: Ensemble, metrics_of: dict, gmacs: dict) -> list[dict]:
@@ -203,6 +206,8 @@ def build_ensemble(results: list[MemberResult], dataset: Dataset, out_dir: Path,
         "table": members_table(ens, scores, gmacs),
         "metrics": scores,
         "dataset": dataset.spec,
+        "splits": dataset.splits,
+        "val_from": dataset.info.get("val_from", "the dataset's own split"),
         "seconds": seconds,
     }
     (out_dir / "card.json").write_text(json.dumps(card, indent=2, default=str))

@@ -47,12 +47,13 @@ TEACHER_FORMAT = "edgeiqa-teacher/1"
 class TeacherConfig(TrainConfig):
     """TrainConfig + the head's label-free ranking pre-training (teachers/rank_head.py, frozen backbone only):
     `rank_epochs` passes over synthetic ladders of `rank_copies` of `rank_photos` pool photos at `rank_levels`;
-    0 epochs = off."""
+    0 epochs = off. `feature_aug`: extra cached feature variants of each training image for the frozen-backbone head."""
 
     rank_epochs: int = 0
     rank_photos: int = 4
     rank_levels: list = field(default_factory=lambda: [1, 2, 4, 6])
     rank_copies: list = field(default_factory=lambda: list(DEFAULT_COPIES))
+    feature_aug: int = 1  # augmented feature variants per training image (flip + other fragment offsets); 0 = none
 
 
 @dataclass
@@ -148,7 +149,6 @@ def train_teacher(
     resume: bool = False,
     progress: bool = True,
     cache: ImageCache | None = None,
-    n_aug: int = 1,
     accel=None,
     workers: int = 0,
     log=None,
@@ -198,7 +198,7 @@ def train_teacher(
         for p in teacher.backbones.parameters():
             p.requires_grad_(False)
         # Augmented variants help a head on pretrained features; on random-init features they only cost time.
-        n_aug = n_aug if teacher.weights_source != "random-init" else 0
+        n_aug = getattr(cfg, "feature_aug", 1) if teacher.weights_source != "random-init" else 0
         feats = cached_features(teacher, out_dir, paths, cache, n_aug, cfg.seed, [it.path for it in items], progress, **autocast)
         rank_info = None
         spec = RankSpec.from_config(cfg)
