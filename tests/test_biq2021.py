@@ -3,6 +3,8 @@ ever committed): the two CSVs with their quirks, the official split, subsets, an
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from PIL import Image
 
@@ -145,3 +147,116 @@ def test_biq2021_profile_loads_and_feature_aug_is_checked(tmp_path):
         text.write_text(base.replace("feature_aug = 0", bad))
         with pytest.raises(EdgeIQAError, match=message):
             load_profile(str(text))
+
+
+def test_labels_option_keeps_n_labels_and_makes_the_rest_an_unlabelled_pool(biq):
+    from edgeiqa.data.datasets import unlabelled_pool
+
+    ds = load_dataset(f"biq2021:{biq}?labels=8&val=0.25")
+    pool = [r for r in ds.records if r.split == "pool"]
+    assert ds.splits == {"train": 6, "val": 2, "pool": 12, "test": 9}  # val carved from the 8 kept labels
+    assert all(r.score is None for r in pool)  # dropped at load: nothing downstream can read them
+    assert unlabelled_pool(ds.records) == pool
+    assert {r.path.name for r in ds.records if r.split == "test"} == {n for n, _ in TEST}
+    assert "8 of 20 labelled train images" in ds.info["labels_from"]
+    again = load_dataset(f"biq2021:{biq}?labels=8&val=0.25")
+    other = load_dataset(f"biq2021:{biq}?labels=8&val=0.25&labels_seed=1")
+    kept = lambda d: sorted(r.path.name for r in d.records if r.split in ("train", "val"))
+    assert kept(again) == kept(ds) and kept(other) != kept(ds)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("labels=1", r"labels='1' must be a whole number >= 2"),
+    ("labels=ten", "must be a whole number"),
+    ("labels=20", "keeps every label: the dataset has 20 labelled train images"),
+    ("labels=5&labels_seed=-1", r"labels_seed='-1' must be a whole number >= 0"),
+    ("label=5", "did you mean 'labels'"),
+])
+def test_bad_labels_options_are_one_line(biq, option, message):
+    with pytest.raises(DatasetError, match=message) as exc:
+        load_dataset(f"biq2021:{biq}?{option}")
+    assert "\n" not in str(exc.value)
+
+
+def test_labels_option_on_a_csv_keeps_whole_scenes(tmp_path):
+    for i in range(12):
+        Image.new("RGB", (32, 32)).save(tmp_path / f"{i}.png")
+    rows = "".join(f"{i}.png,{i / 12},s{i // 2},{'test' if i >= 10 else 'train'}\n" for i in range(12))
+    (tmp_path / "l.csv").write_text("image,score,scene,split\n" + rows)
+    ds = load_dataset(f"csv:{tmp_path / 'l.csv'}?labels=4")
+    labelled = [r for r in ds.records if r.split in ("train", "val")]
+    assert len(labelled) == 4 and ds.splits["pool"] == 6
+    scenes = {r.scene for r in labelled}
+    assert all(r.split == "pool" for r in ds.records if r.scene not in scenes and r.split != "test")
+
+
+def test_pseudo_weight_zero_leaves_the_pool_out(biq, tmp_path):
+    import torch
+
+    from edgeiqa.distill.pipeline import build_items
+
+    ds = load_dataset(f"biq2021:{biq}?labels=8")
+    pool = [str(r.path) for r in ds.records if r.split == "pool"]
+
+    class Labels:  # the two things build_items reads of a LabelSet
+        rows = [{"image": p} for p in pool]
+        features = {"ensemble": torch.zeros(len(pool), 4)}
+
+        def score_of(self):
+            return {p: 0.5 for p in pool}
+
+    with_pool, _, n_pseudo = build_items(ds, Labels(), 0.5, use_pool=True)
+    alone, _, none = build_items(ds, Labels(), 0.0, use_pool=False)
+    assert n_pseudo == len(pool) == 12 and len(with_pool) == 7 + 12
+    assert none == 0 and len(alone) == 7 and {it.path for it in alone}.isdisjoint(pool)
+
+
+def test_frozen_features_are_shared_across_seeds_and_label_subsets(biq, tmp_path):
+    """Without augmented variants the cached backbone features depend on images, views and weights only: another
+    seed or another set of training images reuses the file instead of recomputing it."""
+    import torch
+
+    from edgeiqa.data.torchdata import ImageCache
+    from edgeiqa.teachers import create_teacher
+    from edgeiqa.teachers.train import cached_features
+
+    teacher = create_teacher("lite0_mv").eval()
+    paths = sorted(str(p) for p in (biq / "Images").iterdir())[:3]
+    first = cached_features(teacher, tmp_path, paths, ImageCache(), 0, 0, paths[:2], False)
+    stamp = (tmp_path / "backbone_features.pt").stat().st_mtime_ns
+    again = cached_features(teacher, tmp_path, paths, ImageCache(), 0, 7, paths[:1], False)
+    assert (tmp_path / "backbone_features.pt").stat().st_mtime_ns == stamp
+    assert torch.equal(first["eval"], again["eval"])
+    with_aug = cached_features(teacher, tmp_path, paths, ImageCache(), 1, 0, paths[:1], False)
+    assert (tmp_path / "backbone_features.pt").stat().st_mtime_ns != stamp and with_aug["aug"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_distill_on_biq2021_never_reads_the_test_labels_to_select(biq, tmp_path):
+    """Issue 22, req. 6: with the test split's MOS reversed, distill (teachers, ensemble weights, calibration, student
+    epochs, the saved student) is bit for bit the same; only the reported test numbers flip."""
+    import torch
+
+    from helpers import write_profile
+
+    profile = write_profile(tmp_path / "tiny.toml", epochs=2)
+    test_csv = biq / "Test (Images and MOS).csv"
+    cards, weights = {}, {}
+    for tag, rows in (("true", TEST), ("reversed", [(n, round(1 - m, 4)) for n, m in TEST])):
+        test_csv.write_text("Image Name,MOS\n" + "".join(f"{n},{m}\n" for n, m in rows), encoding="utf-8")
+        out = tmp_path / tag
+        rc = main(["distill", "--profile", str(profile), "--data", f"biq2021:{biq}?val=0.25", "--out", str(out), "--quiet"])
+        assert rc == 0
+        cards[tag] = json.loads((out / "card.json").read_text())
+        weights[tag] = torch.load(out / "student.pt", weights_only=True)["state_dict"]
+    a, b = cards["true"], cards["reversed"]
+    assert a["val_from"] == b["val_from"] and a["teacher"]["weights"] == b["teacher"]["weights"]
+    assert a["training"]["history"] == b["training"]["history"]  # same val numbers, same chosen epoch
+    assert a["student"]["val"] == b["student"]["val"] and a["teacher"]["val"] == b["teacher"]["val"]
+    assert all(torch.equal(weights["true"][k], weights["reversed"][k]) for k in weights["true"])
+    for side in ("student", "teacher"):
+        assert a[side]["srcc"] == pytest.approx(-b[side]["srcc"]) and a[side]["srcc"] != 0
+    # no scenes: the student's share of the teacher's SRCC is the global one
+    assert a["ratios"]["srcc_scene_mean_kept"] is None
+    assert a["ratios"]["srcc_kept"] == pytest.approx(a["student"]["srcc"] / a["teacher"]["srcc"], abs=1e-3)

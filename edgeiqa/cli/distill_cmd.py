@@ -86,7 +86,9 @@ def handle(args) -> int:
     for d in t.get("left_out") or []:
         print(f"teacher {d['member']} left out: {d['left_out']}")
     r = card["ratios"]
-    print(f"student/teacher GMACs: {_fmt(r['gmacs_student_over_teacher'])}  SRCC mean kept: {_fmt(r['srcc_scene_mean_kept'])}  "
+    kept = (f"SRCC mean kept: {_fmt(r['srcc_scene_mean_kept'])}" if r.get("srcc_scene_mean_kept") is not None
+            else f"SRCC kept: {_fmt(r.get('srcc_kept'))}")  # a dataset without scenes: the global SRCC's share
+    print(f"student/teacher GMACs: {_fmt(r['gmacs_student_over_teacher'])}  {kept}  "
           f"budget: {card['budget_gmacs']} GMACs  time: {card['seconds']['total_s']} s")
     print(f"wrote {args.out}/student.pt, card.json, scatter.png, predictions.csv")
     return 0

@@ -45,7 +45,7 @@ from edgeiqa.data.loading import (
     require_dir,
 )
 from edgeiqa.data.records import Dataset, ImageRecord
-from edgeiqa.data.valsplit import VAL_OPTIONS, with_carved_val
+from edgeiqa.data.valsplit import SPLIT_OPTIONS, with_train_splits
 from edgeiqa.errors import DatasetError, did_you_mean
 
 Loader = Callable[["DatasetSpec", LoadContext], Dataset]
@@ -232,10 +232,10 @@ def load_csv(path: str | Path, spec: str | None = None, ctx: LoadContext | None 
 
 
 def _load_csv_spec(spec: DatasetSpec, ctx: LoadContext) -> Dataset:
-    """A CSV with a train split but no val split gets val carved from train (edgeiqa.data.valsplit)."""
+    """A CSV: `labels=` keeps some train labels, and without a val split val is carved from train (edgeiqa.data.valsplit)."""
     ds = load_csv(spec.target, spec=spec.text, ctx=ctx)
-    ds.records, val_info = with_carved_val(spec, ds.records)
-    ds.info.update(val_info)
+    ds.records, split_info = with_train_splits(spec, ds.records)
+    ds.info.update(split_info)
     return ds
 
 
@@ -274,15 +274,15 @@ from edgeiqa.data import biq2021, piq23, public  # noqa: E402
 
 register_loader(LoaderInfo("sample", _load_sample, "sample", "the embedded sample set (offline, built once, cached)",
                            needs_target=False))
-register_loader(LoaderInfo("csv", _load_csv_spec, "csv:PATH[?val=0.1&val_seed=0]",
-                           "a CSV with image,score[,scene,split,kind]", options=dict(VAL_OPTIONS)))
+register_loader(LoaderInfo("csv", _load_csv_spec, "csv:PATH[?val=0.1&val_seed=0&labels=N&labels_seed=0]",
+                           "a CSV with image,score[,scene,split,kind]", options=dict(SPLIT_OPTIONS)))
 register_loader(LoaderInfo("piq23", piq23.load_piq23, "piq23:ROOT[?attr=overall|details|exposure&split=scene|device]",
                            "PIQ23 portraits with the official scene or device split", options=piq23.OPTIONS))
 register_loader(LoaderInfo("uhd-iqa", public.load_uhd_iqa, "uhd-iqa:ROOT", "UHD-IQA (4K photos, MOS in [0, 1])"))
 register_loader(LoaderInfo("koniq", public.load_koniq, "koniq:ROOT[?res=1024x768|512x384]", "KonIQ-10k (MOS 1-5)",
                            options=public.KONIQ_OPTIONS))
 register_loader(LoaderInfo("gfiqa", public.load_gfiqa, "gfiqa:ROOT", "GFIQA face images (MOS)"))
-register_loader(LoaderInfo("biq2021", biq2021.load_biq2021, "biq2021:ROOT[?val=0.1&val_seed=0]",
+register_loader(LoaderInfo("biq2021", biq2021.load_biq2021, "biq2021:ROOT[?val=0.1&val_seed=0&labels=N]",
                            "BIQ2021 real photos (MOS in [0, 1]; official train/test, val carved from train; subsets "
                            "ss01/ss02/ss03)", options=biq2021.OPTIONS))
 register_loader(LoaderInfo("folder", _load_folder, "folder:DIR", "every image under DIR, unlabelled"))

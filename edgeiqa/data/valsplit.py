@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
+from edgeiqa.data.fewlabels import LABEL_OPTIONS, with_kept_labels
 from edgeiqa.data.records import ImageRecord
 from edgeiqa.errors import DatasetError
 
@@ -20,6 +21,7 @@ VAL_OPTIONS = {
            f"(default {DEFAULT_VAL_FRACTION})",
     "val_seed": "seed of that carving, a whole number (default 0)",
 }
+SPLIT_OPTIONS = {**VAL_OPTIONS, **LABEL_OPTIONS}  # what a dataset without its own val split accepts
 
 
 def val_fraction(spec) -> float:
@@ -69,3 +71,10 @@ def carve_val(records: list[ImageRecord], frac: float, seed: int = 0) -> tuple[l
 def with_carved_val(spec, records: list[ImageRecord]) -> tuple[list[ImageRecord], dict]:
     """carve_val with the spec's `val` / `val_seed` options."""
     return carve_val(records, val_fraction(spec), val_seed(spec))
+
+
+def with_train_splits(spec, records: list[ImageRecord]) -> tuple[list[ImageRecord], dict]:
+    """The spec's train-side options in order: `labels=` first (the kept labels), then val carved from them."""
+    records, labels_info = with_kept_labels(spec, records)
+    records, val_info = with_carved_val(spec, records)
+    return records, {**val_info, **labels_info}

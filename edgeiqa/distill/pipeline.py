@@ -283,7 +283,9 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
             lad = rank_info["ladder_scores"]
             log(f"student {student_name}: {lad['epochs']} epochs on the teachers' scores of those images, SRCC with them "
                 f"{lad['srcc_before']:.3f} -> {lad['srcc_after']:.3f}")
-    items, feats, n_pseudo = build_items(dataset, labels, float(profile["distill"].get("pseudo_weight", 0.5)), use_pool=True)
+    pseudo_weight = float(profile["distill"].get("pseudo_weight", 0.5))
+    # pseudo_weight 0: the pool is left out of training, not carried through it at zero weight
+    items, feats, n_pseudo = build_items(dataset, labels, pseudo_weight, use_pool=pseudo_weight > 0)
     log(f"student {student_name}: {report.total_gmacs:.3f} GMACs (budget {budget}); training on {len(items) - n_pseudo} "
         f"labelled + {n_pseudo} pseudo-labelled images, losses {cfg.losses}")
     cache = ImageCache()
@@ -318,9 +320,10 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
     scatter_plot(out / "scatter.png", [r.score for r in rows], [student_score[str(r.path)] for r in rows],
                  [teacher_score[str(r.path)] for r in rows], f"{student_name} vs teacher ensemble, test scenes")
 
-    kept = None
-    if s_test.get("srcc_scene_mean") is not None and t_test.get("srcc_scene_mean"):
-        kept = round(s_test["srcc_scene_mean"] / t_test["srcc_scene_mean"], 4)
+    kept = {}  # the student's share of the teacher's SRCC: per-scene mean (scene datasets) and global
+    for key in ("srcc_scene_mean", "srcc"):
+        if s_test.get(key) is not None and t_test.get(key):
+            kept[key] = round(s_test[key] / t_test[key], 4)
     card = {
         "format": "edgeiqa-card/1",
         "profile": profile["name"],
@@ -328,6 +331,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
         "dataset": dataset.spec,
         "splits": dataset.splits,
         "val_from": dataset.info.get("val_from", "the dataset's own split"),
+        "labels_from": dataset.info.get("labels_from", "every train label"),
         "views": [v.to_dict() for v in views],
         "input": {v.name: list(v.size) for v in views},
         "budget_gmacs": budget,
@@ -342,7 +346,7 @@ def run_distill(profile: Profile, *, teacher: str = "ensemble", budget: float | 
                     "val": eval_summary(teacher_score, val), "members_metrics": tcard["metrics"], "dir": to_run_path(tdir, out),
                     "self_train": self_report},
         "ratios": {"gmacs_student_over_teacher": round(report.total_gmacs / teacher_gmacs, 4) if teacher_gmacs else None,
-                   "srcc_scene_mean_kept": kept},
+                   "srcc_scene_mean_kept": kept.get("srcc_scene_mean"), "srcc_kept": kept.get("srcc")},
         "labelset": {"dir": "labels", "n_images": labels.manifest["n_images"], "skipped": labels.manifest["skipped"],
                      "features": labels.manifest["features"]},
         "training": {"config": asdict(cfg), "n_labelled": len(items) - n_pseudo, "n_pseudo": n_pseudo,

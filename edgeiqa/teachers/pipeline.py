@@ -208,6 +208,7 @@ def build_ensemble(results: list[MemberResult], dataset: Dataset, out_dir: Path,
         "dataset": dataset.spec,
         "splits": dataset.splits,
         "val_from": dataset.info.get("val_from", "the dataset's own split"),
+        "labels_from": dataset.info.get("labels_from", "every train label"),
         "seconds": seconds,
     }
     (out_dir / "card.json").write_text(json.dumps(card, indent=2, default=str))

@@ -235,7 +235,10 @@ def train_teacher(
 
 def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths, progress, **autocast) -> dict:
     """Backbone features, stored in the member dir and reused while images, views and weights are the same."""
-    key = hashlib.sha256(json.dumps([paths, n_aug, seed, sorted(aug_paths), teacher.weights_source,
+    # Without augmented variants the features depend on images, views and weights only: other seeds, label subsets
+    # and runs whose member folder holds a copy of this file reuse it.
+    variants = [n_aug, seed, sorted(aug_paths)] if n_aug else [0]
+    key = hashlib.sha256(json.dumps([paths, *variants, teacher.weights_source,
                                      [v.to_dict() for v in teacher.entry.views]]).encode()).hexdigest()
     path = out_dir / "backbone_features.pt"
     if path.exists():

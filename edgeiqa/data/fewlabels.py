@@ -1,0 +1,70 @@
+"""`labels=N`: the few-labels situation most users are in, made from a fully labelled dataset.
+
+N train images keep their labels; every other train image becomes part of the unlabelled pool (split `pool`, its
+score dropped, so nothing downstream can read it). The choice is seeded and deterministic: train keys (scenes when
+the dataset has them, so a scene is never half labelled; otherwise images) ranked by SHA-1 of a salt, the seed and
+the key, taken until N images are kept. Val and test are untouched; val is carved afterwards from the kept images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+from edgeiqa.data.records import ImageRecord
+from edgeiqa.errors import DatasetError
+
+MIN_LABELS = 2  # one to train on, one to carve val from
+LABEL_OPTIONS = {
+    "labels": "keep the labels of this many train images and make the other train images the unlabelled pool, "
+              "their scores dropped (default: every label kept)",
+    "labels_seed": "seed of that choice, a whole number (default 0)",
+}
+
+
+def _whole(spec, key: str, lowest: int) -> int | None:
+    text = spec.option(key)
+    if text in (None, ""):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < lowest:
+        raise DatasetError(f"dataset {spec.name!r}: option {key}={text!r} must be a whole number >= {lowest}")
+    return value
+
+
+def _key(record: ImageRecord) -> str:
+    return record.scene if record.scene is not None else str(record.path)
+
+
+def keep_labels(records: list[ImageRecord], n: int, seed: int = 0) -> tuple[list[ImageRecord], dict]:
+    """(records where only ~n train images keep their labels, facts for the card)."""
+    train = [r for r in records if r.split == "train" and r.score is not None]
+    if n >= len(train):
+        raise DatasetError(f"option labels={n} keeps every label: the dataset has {len(train)} labelled train images "
+                           f"(ask for fewer, or leave the option out)")
+    per_key: dict[str, int] = {}
+    for r in train:
+        per_key[_key(r)] = per_key.get(_key(r), 0) + 1
+    # a salt of its own: the labelled images and the carved val are independent choices
+    ranked = sorted(per_key, key=lambda k: hashlib.sha1(f"labels:{seed}:{k}".encode("utf-8", "surrogateescape")).hexdigest())
+    kept, count = set(), 0
+    for k in ranked:
+        if count >= n:
+            break
+        kept.add(k)
+        count += per_key[k]
+    out = [replace(r, split="pool", score=None) if r.split == "train" and r.score is not None and _key(r) not in kept
+           else r for r in records]
+    return out, {"labels_from": f"{count} of {len(train)} labelled train images keep their labels (seed {seed}, SHA-1 "
+                                f"order); the other {len(train) - count} are the unlabelled pool, scores dropped"}
+
+
+def with_kept_labels(spec, records: list[ImageRecord]) -> tuple[list[ImageRecord], dict]:
+    """keep_labels with the spec's `labels` / `labels_seed` options; unchanged without `labels`."""
+    n = _whole(spec, "labels", MIN_LABELS)
+    if n is None:
+        return records, {}
+    return keep_labels(records, n, _whole(spec, "labels_seed", 0) or 0)
