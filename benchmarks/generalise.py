@@ -1,6 +1,6 @@
 """Leave-kinds-out benchmark: do the teachers know more than the student on artefacts nobody labelled?
 
-    python benchmarks/generalise.py                 # full run (the README table)
+    python benchmarks/generalise.py                 # full run (the docs/benchmarks.md table)
     python benchmarks/generalise.py --quick         # smoke run, about 5 min on 2 cores (fewer kinds/levels, 1 seed)
 
 Time on a 2-core machine: images and features about 16 min the first time (cached per image under
@@ -36,7 +36,7 @@ Compromises, made to fit about an hour on a 2-core CPU (say so wherever the numb
   teachers and student are heads trained on multi-level (mean+std) features of their own backbone and
   views. The student row is therefore the deployed student's architecture and views with its backbone
   frozen; the real `distill` also fine-tunes the student's backbone (from block 2). Backbone fine-tuning
-  and backbone ranking pre-training (`edgeiqa teachers pretrain`) are not measured here (GPU jobs; the README
+  and backbone ranking pre-training (`edgeiqa teachers pretrain`) are not measured here (GPU jobs; docs/benchmarks.md
   gives a CPU measurement of fine-tuning the small student's last two blocks, outside this table).
 - No augmented views; short schedules (12 epochs on labels, after 20 epochs of ranking pre-training where used;
   32 scenes per batch);
@@ -98,7 +98,7 @@ SMALL_VIEWS = (ViewSpec("fragments", (224, 224), 7),)
 # rank_epochs 20: about as many steps (85 of 32 ladders: 5 colour pool photos x 27 training-fold kinds) as the sample
 # profile's 20 epochs over its 144 ladders.
 # 10 seeds: one run's heads swing by +-0.03 between seeds, and the recipe's choices were first made at seeds 0-2, where
-# the teacher and the distilled students read 0.01-0.05 above other seeds (README, leave-kinds-out).
+# the teacher and the distilled students read 0.01-0.05 above other seeds (docs/benchmarks.md, leave-kinds-out).
 FULL = {"levels": (1, 2, 4, 6), "kinds_per_group": None, "seeds": tuple(range(10)), "epochs": 12, "rank_epochs": 20}
 QUICK = {"levels": (2, 4, 6), "kinds_per_group": 2, "seeds": (0,), "epochs": 8, "rank_epochs": 6}
 HIDDEN = 256

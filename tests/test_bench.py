@@ -10,15 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-
-from edgeiqa.bench import COLUMNS, BenchOptions, exit_code, run_bench  # noqa: E402
-from edgeiqa.cli.main import main  # noqa: E402
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from edgeiqa.errors import EdgeIQAError  # noqa: E402
-from helpers import make_run, make_teachers, skimage_photos, write_photo_csv  # noqa: E402
+from edgeiqa.bench import COLUMNS, BenchOptions, exit_code, run_bench
+from edgeiqa.cli.main import main
+from edgeiqa.data.views import ViewSpec
+from edgeiqa.errors import EdgeIQAError
+from helpers import make_run, make_teachers, skimage_photos, write_photo_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -15,8 +14,6 @@ from PIL import Image
 from edgeiqa.cli.main import main
 from edgeiqa.data.check import check_dataset
 from edgeiqa.errors import DatasetError
-
-HAS_SAMPLE = importlib.util.find_spec("edgeiqa.data.sample") is not None
 
 
 def _image(path: Path) -> Path:
@@ -196,7 +193,6 @@ def test_cli_data_help(capsys):
     assert "check" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not HAS_SAMPLE, reason="edgeiqa.data.sample (the sample-set builder) is not importable yet")
 def test_cli_build_sample(sample_csv, capsys):
     # the session fixture has built it already, so this reuses the cache
     assert main(["data", "build", "sample", "--json"]) == 0

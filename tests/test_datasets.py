@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from PIL import Image
 from edgeiqa.data.datasets import LOADERS, load_csv, load_dataset, parse_spec
 from edgeiqa.data.images import load_image
 from edgeiqa.errors import DatasetError
-
-HAS_SAMPLE = importlib.util.find_spec("edgeiqa.data.sample") is not None
 
 # --------------------------------------------------------------------------- fixture helpers
 
@@ -423,7 +420,6 @@ def test_folder(tmp_path):
 # --------------------------------------------------------------------------- sample
 
 
-@pytest.mark.skipif(not HAS_SAMPLE, reason="edgeiqa.data.sample (the sample-set builder) is not importable yet")
 def test_sample_loads(sample_csv):
     ds = load_dataset("sample")
     assert ds.info["source"] == "sample"

@@ -8,14 +8,13 @@ import json
 import sys
 
 import numpy as np
+import onnx
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from edgeiqa.errors import EdgeIQAError  # noqa: E402
-from helpers import make_run, skimage_photos  # noqa: E402
+from edgeiqa.data.views import ViewSpec
+from edgeiqa.errors import EdgeIQAError
+from helpers import make_run, skimage_photos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,14 +8,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torch_pruning")
-pytest.importorskip("onnxruntime")
-
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from edgeiqa.errors import EdgeIQAError  # noqa: E402
-from helpers import skimage_photos  # noqa: E402
+from edgeiqa.data.views import ViewSpec
+from edgeiqa.errors import EdgeIQAError
+from helpers import skimage_photos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import collections
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from helpers import skimage_photos  # noqa: E402
+from edgeiqa.data.views import ViewSpec
+from helpers import skimage_photos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

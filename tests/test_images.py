@@ -70,13 +70,20 @@ def test_truncated_jpeg(tmp_path):
 
 
 def test_corrupt_jpeg_body(tmp_path):
-    """A valid header followed by garbage: fails on decode, never returns garbage pixels silently."""
+    """A real JPEG whose headers are intact but whose entropy-coded scan is corrupt: the header parses, the JPEG
+    decoder fails, and the error carries the decoder's reason (never garbage pixels returned silently)."""
     buf = io.BytesIO()
     Image.fromarray(_noise(64, 64)).save(buf, "JPEG")
     data = bytearray(buf.getvalue())
-    p = tmp_path / "garbled.png"
-    p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(data[8:200]))
-    _fails(p)
+    sos = data.index(b"\xff\xda")  # start of scan; the entropy-coded body follows its header
+    body = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+    middle = (body + len(data)) // 2
+    data[middle:middle + 2] = b"\xff\xd8"  # a start-of-image marker inside the scan: libjpeg stops there
+    p = tmp_path / "garbled.jpg"
+    p.write_bytes(bytes(data))
+    with Image.open(p) as img:  # the header is fine: the failure below is the decoder's
+        assert img.format == "JPEG" and img.size == (64, 64)
+    _fails(p, "corrupt", "broken data stream")
 
 
 def test_one_pixel_too_small(tmp_path):

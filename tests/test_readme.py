@@ -26,3 +26,11 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_main_job_runs_distill():
     readme = _code_lines((ROOT / "README.md").read_text())
     assert any(line.endswith("distill --teacher ensemble --budget 50") and "pip install" in line for line in readme)
+
+
+def test_readme_runtime_only_install_is_the_tested_one():
+    """tests/test_runtime_install.py pip-installs this repository with no extras: the README's device-side install
+    command is that one."""
+    readme = _code_lines((ROOT / "README.md").read_text())
+    assert "pip install ." in readme
+    assert 'str(ROOT)]' in (ROOT / "tests" / "test_runtime_install.py").read_text()

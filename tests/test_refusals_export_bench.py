@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from helpers import assert_refused, make_run, make_teachers  # noqa: E402
+from edgeiqa.data.views import ViewSpec
+from helpers import assert_refused, make_run, make_teachers
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from edgeiqa.errors import EdgeIQAError  # noqa: E402
-from helpers import make_run, skimage_photos  # noqa: E402
+from edgeiqa.data.views import ViewSpec
+from edgeiqa.errors import EdgeIQAError
+from helpers import make_run, skimage_photos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-torch = pytest.importorskip("torch")
-
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from helpers import make_run, skimage_photos  # noqa: E402
+from edgeiqa.data.views import ViewSpec
+from helpers import make_run, skimage_photos
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

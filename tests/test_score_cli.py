@@ -16,10 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-torch = pytest.importorskip("torch")
-
-from edgeiqa.data.views import ViewSpec  # noqa: E402
-from helpers import make_run  # noqa: E402
+from edgeiqa.data.views import ViewSpec
+from helpers import make_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

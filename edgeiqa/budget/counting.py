@@ -1,7 +1,7 @@
 """Compute budget: how many GMACs one image costs the deployed model, all views included.
 
-Counting convention (copied into the README)
---------------------------------------------
+Counting convention (summarised in docs/design.md)
+--------------------------------------------------
 - **1 MAC = 1 fused multiply-add**, counted by fvcore's `FlopCountAnalysis` (fvcore calls it a "flop",
   but counts one multiply-add of a conv/linear/matmul as one). GMACs = 1e9 MACs, batch size 1.
 - The **whole model as timm builds it** is counted, classifier included (`pretrained=False`: no network,

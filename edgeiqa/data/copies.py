@@ -3,7 +3,7 @@
 A ladder teaches the head how one artefact changes one picture at the scale the model's views see it. A crop
 (seen larger by a resize view) and a downscaled copy (seen coarser by a fragments view) are the same photo's
 content at other scales, so they add ladders without new photos. Measured by benchmarks/generalise.py
-(leave-kinds-out; README, "Leave-kinds-out").
+(docs/benchmarks.md, leave-kinds-out).
 """
 
 from __future__ import annotations

@@ -7,10 +7,7 @@ ranks lower, then (`[distill] ladder_epochs`) learns the teacher ensemble's scor
 then distillation trains the whole student from there. The ladders are the teachers' own (same bases, copies,
 levels and seed), so the teachers' scores come from the ladder features they stored when they ranked
 (teachers.pipeline.score_ladders_with_ensemble): 1740 more teacher-labelled images for the cost of a few head passes.
-Measured by benchmarks/generalise.py (heads on frozen features, 10 seeds, held-out per-scene mean SRCC): ranking
-alone lifted the distilled student from 0.845 (`student_distilled_no_ranking`) to 0.869
-(`student_distilled_rank_only`); the teachers' ladder scores to 0.874 (`student_distilled`; global SRCC 0.498 -> 0.518,
-MAE 1.08 -> 0.95). The small student's per-scene mean did not gain from them (0.848 -> 0.842).
+Why: it lifts the distilled student on artefact kinds no label covers (docs/benchmarks.md, leave-kinds-out).
 """
 
 from __future__ import annotations

@@ -6,12 +6,9 @@ on real images passed through the same views as training and the runtime (`ViewC
 The graph is first optimised by `quant_pre_process` (BatchNorm folded, so activations are quantised after
 the ReLU/clip, not before). The backbone (every node with a 4-D output) is quantised; the pooled mean/std
 statistics and the MLP head (nodes with outputs of rank < 4) stay in float, as a variance computed in
-int8 would flatten the very texture energy the score depends on. (Measured on EfficientNet-Lite0, 26
-real photos: SRCC vs float 0.986 with the head in float, 0.978 all-int8, 0.80 when only Conv nodes were
-quantised on the folded graph, which quantises before the clip.)
+int8 would flatten the very texture energy the score depends on (docs/benchmarks.md, "Why the defaults").
 Folding BatchNorm writes one folded weight per Conv node, i.e. one copy per view of the shared backbone;
-identical initializers are shared again before quantising, so each weight is stored once in int8
-(EfficientNet-Lite0, two views: 96 -> 48 int8 weight tensors, int8/fp32 file size 0.59 -> 0.38, scores
+identical initializers are shared again before quantising, so each weight is stored once in int8 (scores
 bit-identical to the unshared model).
 
 onnx-fp16: weights and compute in float16 with inputs and output kept float32 (so the runtime feeds the

@@ -5,11 +5,9 @@ Weights are searched on the simplex (step 0.1, every member >= 0) on the val mod
 (per-scene mean SRCC when scenes exist), with the one-standard-error rule: of the weights whose val metric is
 within one standard error of the best, the ones closest to equal weights win. A clearly weak member still gets
 weight 0 and cannot drag the ensemble down, but a val split that cannot tell members apart (the sample set's
-val ladders saturate near SRCC 1) no longer hands all the weight to whichever member won by noise. Measured
-(benchmarks/generalise.py, leave-kinds-out, 10 seeds): per-scene mean SRCC on held-out groups 0.888 with the val
-argmax, 0.907 with this rule (before the ranking copies: 0.857 / 0.884; 3 seeds before ranking used colour bases
-only: 0.847 / 0.861). With more than 4 members
-the search falls back to non-negative least squares on z-scores.
+val ladders saturate near SRCC 1) no longer hands all the weight to whichever member won by noise
+(docs/benchmarks.md, leave-kinds-out). With more than 4 members the search falls back to non-negative least
+squares on z-scores.
 """
 
 from __future__ import annotations

@@ -8,11 +8,8 @@ computed once (like the labelled images'), and the head learns, before it sees a
 photo x kind ladder the more degraded copy scores lower (rank + fidelity losses on same-ladder pairs). Training
 on labels then starts from that head.
 
-Why: labels cover a few artefact kinds; the library covers 36. Measured by benchmarks/generalise.py
-(leave-kinds-out, heads on frozen features, ranking only on training-fold kinds, 10 seeds): the teacher
-ensemble's per-scene mean SRCC on held-out groups rose from 0.806 to 0.858 with every pool photo as a base,
-to 0.884 with the colour ones only (`base_photos`), and to 0.907 with each colour photo's crop and downscaled
-copy beside it (0.889 with the greyscale bases and copies).
+Why: labels cover a few artefact kinds; the library covers 36, and this is how the teachers learn the others
+(measured by benchmarks/generalise.py: docs/benchmarks.md, leave-kinds-out).
 
 `edgeiqa teachers pretrain` is the backbone version of the same idea (the whole teacher trains; GPU territory).
 """
@@ -97,12 +94,9 @@ def base_photos(dataset: Dataset, cache: ImageCache, n: int, seed: int) -> tuple
     from the labelled splits; and how many greyscale images were passed over.
 
     Colour images come first: a greyscale base teaches the head that any colour is an artefact (every noise kind
-    adds chroma to it, and its best copy is grey), so desaturated photos then rank *above* their originals.
-    Leave-kinds-out (benchmarks/generalise.py, 10 seeds, each photo as itself only) the teacher ensemble read 0.884
-    per-scene mean SRCC on held-out groups with the pool's 5 colour photos, 0.858 with all 10 (5 greyscale); with
-    the colour photos' crop and downscaled copies too, 0.907 against 0.889; an exploratory run at 10
-    ranking epochs gave 0.886 with the colour ones alone and 0.772 with the greyscale ones alone. Greyscale bases
-    are used only where fewer than MIN_PHOTOS colour ones exist."""
+    adds chroma to it, and its best copy is grey), so desaturated photos then rank *above* their originals
+    (docs/benchmarks.md, leave-kinds-out). Greyscale bases are used only where fewer than MIN_PHOTOS colour ones
+    exist."""
     found = []
     for splits in (("pool",), ("train", "val")):
         candidates = sorted({str(r.path) for r in dataset.records if r.split in splits})

@@ -71,7 +71,7 @@ def severity_range(kind: str) -> str:
 
 
 def describe_kinds() -> list[dict]:
-    """One row per kind, table order: group, kind, description (the README table is made from it), what
+    """One row per kind, table order: group, kind, description (the docs/datasets.md table is made from it), what
     the description's range spans, and whether the kind draws from the rng."""
     return [{"group": g, "kind": k, "description": DISTORTIONS[k].description, "severity_range": severity_range(k),
              "uses_rng": DISTORTIONS[k].uses_rng} for g, ks in GROUPS.items() for k in ks]
