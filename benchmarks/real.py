@@ -263,14 +263,18 @@ def collect(work: Path) -> tuple[dict[str, list[tuple[int, dict]]], list[str]]:
     return per_seed, done
 
 
+def features_source(work: Path) -> Path | None:
+    """A finished teachers stage under WORK (all labels first): its members' backbone features serve every stage."""
+    done = sorted(work.glob("*/s*/teachers/card.json"), key=lambda p: (p.parts[-4] != "all", p.parts[-3]))
+    return done[0].parent if done else None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    features_from = None
     for regime in [] if args.report else args.regime_list:
         for seed in args.seed_list:
             for row in ("teachers", *[r for r in args.row_list if r != "teachers"]):  # students need the teachers
-                run_stage(row, regime, seed, args, features_from)
-                features_from = features_from or args.work / regime / f"s{seed}" / "teachers"
+                run_stage(row, regime, seed, args, features_source(args.work))
                 write_results(args.out, *collect(args.work), args)
     if args.report:
         write_results(args.out, *collect(args.work), args)

@@ -30,11 +30,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "rows[student_small_distilled].gmacs",
         "rows[student_small_distilled].srcc_scene_mean", "rows[student_small_distilled].srcc_scene_mean_std",
         "rows[student_labels_only].srcc_scene_mean", "rows[student_labels_only].srcc_scene_mean_std"]),
-    "BIQ2021 teacher ensemble": ("biq2021_teachers.json", [
-        "rows[teacher_ensemble].test.srcc", "rows[teacher_ensemble].test.plcc",
-        "rows[teacher_ensemble].test.srcc_per_subset.ss02", "rows[teacher_ensemble].gmacs"]),
-    "Export parity": ("export_parity_sample.json", []),
-    "Bench speed": ("bench_sample_must_hold.json", []),
+    "BIQ2021 student": ("real_biq2021.json", [
+        "rows[student_distilled].srcc", "rows[student_distilled].plcc", "rows[student_distilled].gmacs",
+        "rows[teacher_ensemble].srcc", "rows[teacher_ensemble].gmacs",
+        "rows[student_distilled].srcc_per_subset.ss02", "rows[teacher_ensemble].srcc_per_subset.ss02",
+        "published[published_DeepEns].srcc"]),
+    "BIQ2021 export parity and speed": ("real_biq2021_runtime.json", [
+        "rows[onnx].srcc", "rows[onnx].p50_ms_batch1", "rows[onnx-int8].srcc", "int8_srcc_over_fp32",
+        "rows[onnx-int8].p50_ms_batch1"]),
 }
 
 # A quoted number: not part of a word or a name (ss02, Lite0, 2-core), optionally negative.

@@ -22,7 +22,8 @@ LABEL_OPTIONS = {
 }
 
 
-def _whole(spec, key: str, lowest: int) -> int | None:
+def whole_option(spec, key: str, lowest: int) -> int | None:
+    """A spec option that must be a whole number >= lowest; None when absent."""
     text = spec.option(key)
     if text in (None, ""):
         return None
@@ -64,7 +65,7 @@ def keep_labels(records: list[ImageRecord], n: int, seed: int = 0) -> tuple[list
 
 def with_kept_labels(spec, records: list[ImageRecord]) -> tuple[list[ImageRecord], dict]:
     """keep_labels with the spec's `labels` / `labels_seed` options; unchanged without `labels`."""
-    n = _whole(spec, "labels", MIN_LABELS)
+    n = whole_option(spec, "labels", MIN_LABELS)
     if n is None:
         return records, {}
-    return keep_labels(records, n, _whole(spec, "labels_seed", 0) or 0)
+    return keep_labels(records, n, whole_option(spec, "labels_seed", 0) or 0)

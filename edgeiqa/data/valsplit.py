@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from edgeiqa.data.fewlabels import LABEL_OPTIONS, with_kept_labels
+from edgeiqa.data.fewlabels import LABEL_OPTIONS, whole_option, with_kept_labels
 from edgeiqa.data.records import ImageRecord
 from edgeiqa.errors import DatasetError
 
@@ -39,13 +39,7 @@ def val_fraction(spec) -> float:
 
 
 def val_seed(spec) -> int:
-    text = spec.option("val_seed")
-    if text in (None, ""):
-        return 0
-    try:
-        return int(text)
-    except ValueError:
-        raise DatasetError(f"dataset {spec.name!r}: option val_seed={text!r} must be a whole number") from None
+    return whole_option(spec, "val_seed", 0) or 0
 
 
 def _key(record: ImageRecord) -> str:
