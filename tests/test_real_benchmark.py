@@ -77,3 +77,16 @@ def test_teacher_rows_time_each_member_and_sum_them_for_the_ensemble(tmp_path):
     rows = {r["row"]: r for r in real.summarise(real.collect(tmp_path / "work")[0])}
     assert rows["teacher_ensemble"]["train_s"] == 150.5 and rows["teacher_ensemble"]["gmacs"] == 4.28
     assert rows["teacher_lite2_mv"]["srcc"] == 0.84 and rows["teacher_lite2_mv"]["train_s"] == 50.5
+
+
+@pytest.mark.parametrize("row", real.ROWS)
+@pytest.mark.parametrize("seed, quick", [(0, False), (1, False), (0, True)])
+def test_every_row_override_is_a_valid_profile(row, seed, quick):
+    """The rows' recipes pass the profile checks (a misspelt key would fail a stage hours into a run)."""
+    from edgeiqa.profiles import load_profile
+
+    prof = load_profile("biq2021", overrides=real.overrides_for(row, seed, quick))
+    assert prof["seed"] == seed and prof["distill"]["epochs"] == (3 if seed == 0 and not quick else 1)
+    if row == "student_labels_only":
+        assert "feature" not in prof["distill"]["losses"] and prof["distill"]["pseudo_weight"] == 0
+        assert prof["distill"]["ladder_epochs"] == 0
