@@ -56,14 +56,15 @@ def quick_root(root: Path, work: Path) -> Path:
     out = work / "quick_root"
     if (out / "Test (Images and MOS).csv").exists():
         return out
+    from edgeiqa.data.loading import FileIndex
+
     (out / "Images").mkdir(parents=True, exist_ok=True)
+    images = FileIndex(root / "Images")
     for split, name in (("train", "Train (Images and MOS).csv"), ("test", "Test (Images and MOS).csv")):
         lines = (root / name).read_text(encoding="utf-8").splitlines()
         keep = lines[: QUICK[split] + 1]
         for line in keep[1:]:
-            image = next(csv.reader([line]))[0]
-            found = next((p for p in (root / "Images").iterdir() if p.name.lower() == image.lower()), None) \
-                if not (root / "Images" / image).exists() else root / "Images" / image
+            found = images.find(next(csv.reader([line]))[0])  # the loader's case-insensitive lookup
             if found is not None and not (out / "Images" / found.name).exists():
                 os.symlink(found, out / "Images" / found.name)
         (out / name).write_text("\n".join(keep) + "\n", encoding="utf-8")
@@ -97,14 +98,13 @@ def link_features(src: Path | None, dst: Path, members: list[str]) -> None:
     if src is None or src == dst:
         return
     for m in members:
-        for name in ("backbone_features.pt",):
-            a, b = src / m / name, dst / m / name
-            if a.exists() and not b.exists():
-                b.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(a, b)
-                except OSError:
-                    shutil.copy2(a, b)
+        a, b = src / m / "backbone_features.pt", dst / m / "backbone_features.pt"
+        if a.exists() and not b.exists():
+            b.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(a, b)
+            except OSError:
+                shutil.copy2(a, b)
 
 
 def run_stage(row: str, regime: str, seed: int, args, features_from: Path | None) -> dict:

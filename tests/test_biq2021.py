@@ -96,11 +96,16 @@ def test_reports_break_results_down_by_subset(biq):
     assert "srcc_scene_median" not in m  # no scenes: no per-scene numbers
 
 
+def write_csv_set(folder, header: str, rows: list[str]):
+    """`i.png` for each row i (32x32) and `l.csv` = header + rows, whose first column names them."""
+    for i in range(len(rows)):
+        Image.new("RGB", (32, 32)).save(folder / f"{i}.png")
+    (folder / "l.csv").write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    return folder / "l.csv"
+
+
 def test_csv_without_val_gets_val_carved_from_train(tmp_path):
-    for i in range(10):
-        Image.new("RGB", (32, 32)).save(tmp_path / f"{i}.png")
-    rows = "".join(f"{i}.png,{i / 10},{'test' if i >= 8 else 'train'}\n" for i in range(10))
-    (tmp_path / "l.csv").write_text("image,score,split\n" + rows)
+    write_csv_set(tmp_path, "image,score,split", [f"{i}.png,{i / 10},{'test' if i >= 8 else 'train'}" for i in range(10)])
     ds = load_dataset(f"csv:{tmp_path / 'l.csv'}?val=0.25")
     assert ds.splits == {"train": 6, "val": 2, "test": 2}
     assert {r.path.name for r in ds.records if r.split == "test"} == {"8.png", "9.png"}
@@ -179,10 +184,8 @@ def test_bad_labels_options_are_one_line(biq, option, message):
 
 
 def test_labels_option_on_a_csv_keeps_whole_scenes(tmp_path):
-    for i in range(12):
-        Image.new("RGB", (32, 32)).save(tmp_path / f"{i}.png")
-    rows = "".join(f"{i}.png,{i / 12},s{i // 2},{'test' if i >= 10 else 'train'}\n" for i in range(12))
-    (tmp_path / "l.csv").write_text("image,score,scene,split\n" + rows)
+    write_csv_set(tmp_path, "image,score,scene,split",
+                  [f"{i}.png,{i / 12},s{i // 2},{'test' if i >= 10 else 'train'}" for i in range(12)])
     ds = load_dataset(f"csv:{tmp_path / 'l.csv'}?labels=4")
     labelled = [r for r in ds.records if r.split in ("train", "val")]
     assert len(labelled) == 4 and ds.splits["pool"] == 6

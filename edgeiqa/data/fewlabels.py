@@ -9,9 +9,11 @@ the key, taken until N images are kept. Val and test are untouched; val is carve
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import replace
 
-from edgeiqa.data.records import ImageRecord
+from edgeiqa.data.loading import whole_option
+from edgeiqa.data.records import ImageRecord, split_key
 from edgeiqa.errors import DatasetError
 
 MIN_LABELS = 2  # one to train on, one to carve val from
@@ -22,33 +24,13 @@ LABEL_OPTIONS = {
 }
 
 
-def whole_option(spec, key: str, lowest: int) -> int | None:
-    """A spec option that must be a whole number >= lowest; None when absent."""
-    text = spec.option(key)
-    if text in (None, ""):
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < lowest:
-        raise DatasetError(f"dataset {spec.name!r}: option {key}={text!r} must be a whole number >= {lowest}")
-    return value
-
-
-def _key(record: ImageRecord) -> str:
-    return record.scene if record.scene is not None else str(record.path)
-
-
 def keep_labels(records: list[ImageRecord], n: int, seed: int = 0) -> tuple[list[ImageRecord], dict]:
     """(records where only ~n train images keep their labels, facts for the card)."""
     train = [r for r in records if r.split == "train" and r.score is not None]
     if n >= len(train):
         raise DatasetError(f"option labels={n} keeps every label: the dataset has {len(train)} labelled train images "
                            f"(ask for fewer, or leave the option out)")
-    per_key: dict[str, int] = {}
-    for r in train:
-        per_key[_key(r)] = per_key.get(_key(r), 0) + 1
+    per_key = Counter(split_key(r) for r in train)
     # a salt of its own: the labelled images and the carved val are independent choices
     ranked = sorted(per_key, key=lambda k: hashlib.sha1(f"labels:{seed}:{k}".encode("utf-8", "surrogateescape")).hexdigest())
     kept, count = set(), 0
@@ -57,7 +39,7 @@ def keep_labels(records: list[ImageRecord], n: int, seed: int = 0) -> tuple[list
             break
         kept.add(k)
         count += per_key[k]
-    out = [replace(r, split="pool", score=None) if r.split == "train" and r.score is not None and _key(r) not in kept
+    out = [replace(r, split="pool", score=None) if r.split == "train" and r.score is not None and split_key(r) not in kept
            else r for r in records]
     return out, {"labels_from": f"{count} of {len(train)} labelled train images keep their labels (seed {seed}, SHA-1 "
                                 f"order); the other {len(train) - count} are the unlabelled pool, scores dropped"}

@@ -200,6 +200,20 @@ def image_path(text: str, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def whole_option(spec, key: str, lowest: int) -> int | None:
+    """A spec option that must be a whole number >= lowest; None when absent."""
+    text = spec.option(key)
+    if text in (None, ""):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < lowest:
+        raise DatasetError(f"dataset {spec.name!r}: option {key}={text!r} must be a whole number >= {lowest}")
+    return value
+
+
 class FileIndex:
     """Image files under a folder, looked up by file name (indexed once, on first use).
 

@@ -56,3 +56,9 @@ class Dataset:
     @property
     def has_scenes(self) -> bool:
         return any(r.scene is not None for r in self.records)
+
+
+def split_key(record: ImageRecord) -> str:
+    """The unit every train-side split moves whole: the scene when the record has one (a scene is never split),
+    else the image."""
+    return record.scene if record.scene is not None else str(record.path)

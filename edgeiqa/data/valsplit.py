@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from edgeiqa.data.fewlabels import LABEL_OPTIONS, whole_option, with_kept_labels
-from edgeiqa.data.records import ImageRecord
+from edgeiqa.data.fewlabels import LABEL_OPTIONS, with_kept_labels
+from edgeiqa.data.loading import whole_option
+from edgeiqa.data.records import ImageRecord, split_key
 from edgeiqa.errors import DatasetError
 
 DEFAULT_VAL_FRACTION = 0.1
@@ -42,21 +43,17 @@ def val_seed(spec) -> int:
     return whole_option(spec, "val_seed", 0) or 0
 
 
-def _key(record: ImageRecord) -> str:
-    return record.scene if record.scene is not None else str(record.path)
-
-
 def carve_val(records: list[ImageRecord], frac: float, seed: int = 0) -> tuple[list[ImageRecord], dict]:
     """(records with val carved from train, facts for the card). A dataset that has val already is unchanged."""
     if any(r.split == "val" for r in records):
         return records, {"val_from": "the dataset's own val split"}
-    keys = sorted({_key(r) for r in records if r.split == "train"})
+    keys = sorted({split_key(r) for r in records if r.split == "train"})
     if len(keys) < 2:  # carving would leave nothing to train on
         return records, {"val_from": f"none ({len(keys)} train {'scene or image' if keys else 'records'}: too few to carve val from)"}
     n = min(len(keys) - 1, max(1, round(frac * len(keys))))
     ranked = sorted(keys, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode("utf-8", "surrogateescape")).hexdigest())
     chosen = set(ranked[:n])
-    out = [replace(r, split="val") if r.split == "train" and _key(r) in chosen else r for r in records]
+    out = [replace(r, split="val") if r.split == "train" and split_key(r) in chosen else r for r in records]
     unit = "scenes" if any(r.scene is not None for r in records) else "images"
     return out, {"val_from": f"{n} of {len(keys)} train {unit} (fraction {frac:g}, seed {seed}, SHA-1 order); "
                              f"test untouched"}
