@@ -163,9 +163,9 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from edgeiqa.runtime.backends import default_threads
+    from edgeiqa.bounds import usable_cores
 
-    cores = default_threads()
+    cores = usable_cores()
     k = 4 if args.quick else 1
     args.images = args.images or (120 if args.quick else 1000)
     res: dict = {"machine": {"platform": platform.platform(), "cores": cores, "load_avg_start": os.getloadavg(),

@@ -14,11 +14,12 @@ MAX_BATCH = 1024  # images per batch: more never fits a device's memory at our i
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity set, which containers and taskset narrow)."""
+    """CPU cores this process may run on (its affinity set, which containers and taskset narrow): the thread count
+    of onnxruntime and of the bench when none is given, and the bound of every --threads/--workers."""
     try:
-        return len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return max(1, os.cpu_count() or 1)
 
 
 def check_count(flag: str, value: int | None, *, low: int = 1, high: int | None = None, what: str = "") -> int | None:

@@ -27,14 +27,14 @@ def atomic_path(path: str | Path, kind: str | None = None) -> Iterator[Path]:
     if path.is_dir() and not path.is_symlink() and any(path.iterdir()) and (kind is None or folder_kind(path) != kind):
         raise OutputRefused(f"refusing to replace {path}: it is not an edgeiqa {kind or 'output'} folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = sibling(path, "tmp")
     _remove(tmp)
     try:
         yield tmp
         if tmp.is_dir() and kind is not None:
             mark_dir(tmp, kind)
         if tmp.is_dir() and path.is_dir():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = sibling(path, "old")
             path.rename(old)
             tmp.rename(path)
             shutil.rmtree(old, ignore_errors=True)
@@ -42,6 +42,13 @@ def atomic_path(path: str | Path, kind: str | None = None) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def sibling(path: str | Path, tag: str, pid: int | str | None = None) -> Path:
+    """The hidden sibling `atomic_path` uses beside `path`: `.<name>.<tag>-<pid>`, tag `tmp` for what is being written
+    and `old` for a folder being replaced; pid defaults to this process's (`"*"` makes a glob pattern of it)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{tag}-{os.getpid() if pid is None else pid}")
 
 
 def _remove(p: Path) -> None:

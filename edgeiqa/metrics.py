@@ -37,6 +37,9 @@ __all__ = [
     "plcc_fitted",
     "evaluate",
     "summarize",
+    "split_metrics",
+    "eval_summary",
+    "val_key",
     "original_scores",
     "aim_rank_score",
     "MIN_SCENE_IMAGES",
@@ -303,6 +306,43 @@ def summarize(records: Iterable, score_of: Mapping[str, float]) -> dict:
     m.pop("per_scene", None)
     return {**m, **per_group([s for _, s in rows], recs), **original_scores(recs, dict((str(r.path), s) for r, s in rows)),
             **counts}
+
+
+def split_metrics(records: Iterable, score_of: Mapping[str, float]) -> dict:
+    """`summarize()` per split, {split: summary} (what teacher cards record); splits with too few scored images are
+    left out."""
+    records = list(records)
+    out = {}
+    for split in sorted({r.split for r in records if r.score is not None and r.split}):
+        m = summarize([r for r in records if r.split == split], score_of)
+        if "srcc" in m:
+            out[split] = m
+    return out
+
+
+# The keys of `summarize()` that an evaluation reports (`edgeiqa eval`, the distill card, bench rows), in this order.
+EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc_kind_worst",
+             "worst_kind", "srcc", "plcc", "krcc", "mae", "rmse", "original_score_mean", "original_label", "n_originals",
+             "n_images", "n_scenes", "n_failed")
+
+
+def eval_summary(pred: Mapping[str, float], records, failed: int = 0) -> dict:
+    """The EVAL_KEYS of `summarize()` over labelled records, with `per_kind` and the per-subset values when there
+    are any; `n_failed` counts `failed` plus the records left unscored."""
+    m = summarize(records, pred)
+    out = {k: m[k] for k in EVAL_KEYS if k in m}
+    out["n_failed"] = failed + m["n_unscored"]
+    for key in ("per_kind", "srcc_per_group", "plcc_per_group"):
+        if key in m:
+            out[key] = m[key]
+    return out
+
+
+def val_key(m: Mapping) -> float:
+    """The model-selection rule (a student's or teacher's best epoch, ensemble weights): per-scene mean SRCC when
+    scenes exist (the median saturates), else SRCC; -1.0 when neither is defined."""
+    v = m.get("srcc_scene_mean", m.get("srcc"))
+    return float(v) if v is not None else -1.0
 
 
 def per_group(pred, records) -> dict:

@@ -1,4 +1,5 @@
-"""One registry for everything chosen by name: students, teachers, losses, degradations (timm's style).
+"""One registry for everything chosen by name: students, teachers, losses, degradations, dataset loaders, export
+formats and their export functions (timm's style).
 
     STUDENTS = Registry("student", StudentEntry)
 
@@ -9,7 +10,8 @@
     STUDENTS.create("mobilenetv3_large", views)       # == mobilenetv3_large(views)
 
 An entry is a frozen dataclass with at least `name`, `fn` (the registered function) and `description`
-(the function's docstring unless given); the keywords of `register` fill its other fields. Unknown names
+(the function's docstring unless given); the keywords of `register` fill its other fields. A table whose rows
+are written out whole (dataset loaders, the export formats) puts each ready-made row in with `add`. Unknown names
 are a user error (exit 2) with the closest registered name; registering a name twice is a programming
 error (ValueError).
 """
@@ -49,13 +51,19 @@ class Registry(Mapping, Generic[E]):
         """Decorator: add the function under `name`; `fields` fill the entry (description = docstring)."""
 
         def wrap(fn: Callable) -> Callable:
-            if name in self.entries:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
             fields.setdefault("description", (fn.__doc__ or "").strip())
-            self.entries[name] = self.entry_type(name=name, fn=fn, **fields)
+            self.add(self.entry_type(name=name, fn=fn, **fields))
             return fn
 
         return wrap
+
+    def add(self, entry: E) -> E:
+        """Put a ready-made entry (anything with a `name`: a table row) under its name; returns it."""
+        name = entry.name  # type: ignore[attr-defined]
+        if name in self.entries:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self.entries[name] = entry
+        return entry
 
     def get(self, name: str) -> E:  # type: ignore[override]  (raises instead of returning a default)
         """The entry of `name`; unknown -> EdgeIQAError naming the registered ones and the closest."""

@@ -440,5 +440,11 @@ def test_only_interrupted_builds_are_cleaned_up(tmp_path):
     foreign = tmp_path / "sample-v2.tmp-999999998"  # the same kind of name, but someone else's folder
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("mine")
+    hidden = tmp_path / ".sample-v2.tmp-999999997"  # fileio.atomic_path's temp of a killed build
+    (hidden / "images").mkdir(parents=True)
+    swapped = tmp_path / ".sample-v2.old-999999996"  # a set swapped out by a build killed before it removed it
+    swapped.mkdir()
+    (swapped / "manifest.json").write_text(json.dumps({"builder_version": "sample-v2.0"}))
     sample._remove_stale_temps(root)
-    assert not stale.exists() and (foreign / "thesis.tex").read_text() == "mine"
+    assert not stale.exists() and not hidden.exists() and not swapped.exists()
+    assert (foreign / "thesis.tex").read_text() == "mine"

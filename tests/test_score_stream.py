@@ -10,7 +10,7 @@ import random
 
 from edgeiqa.runtime.inputs import walk_inputs
 from edgeiqa.runtime.output import sorted_unique, write_json
-from edgeiqa.runtime.pipeline import Listed
+from edgeiqa.runtime.items import Listed
 
 
 def _paths(entries) -> list[str]:

@@ -16,7 +16,6 @@ from edgeiqa.data.views import (
     ViewSpec,
     make_view,
     make_views,
-    parse_views,
     to_batch,
 )
 from edgeiqa.errors import EdgeIQAError
@@ -145,7 +144,7 @@ def test_face_view_records_whether_a_face_was_found(astronaut, coffee):
 
 
 def test_make_views_keys_and_merged_info(astronaut):
-    specs = parse_views("resize,fragments,face", SIZE)
+    specs = [ViewSpec(kind, SIZE) for kind in ("resize", "fragments", "face")]
     views, info = make_views(astronaut, specs)
     assert list(views) == ["resize", "fragments", "face"]
     assert info["face_found"] is True
@@ -180,7 +179,7 @@ def test_unknown_view_name_suggests():
     with pytest.raises(EdgeIQAError, match="did you mean 'fragments'"):
         ViewSpec("fragment", SIZE)
     with pytest.raises(EdgeIQAError, match="unknown view"):
-        parse_views("resize,zzz", SIZE)
+        ViewSpec("zzz", SIZE)
 
 
 def test_fragments_size_must_divide_by_grid():

@@ -105,7 +105,7 @@ def select_eval(spec: str, max_images: int | None = None) -> EvalSet:
 
 def accuracy(evalset: EvalSet, score_of: dict[str, float]) -> dict:
     """srcc, plcc, mae, srcc_scene_median, srcc_scene_mean, original_score_mean, n_eval (records scored)."""
-    m = metrics.summarize(evalset.records, score_of)
+    m = metrics.eval_summary(score_of, evalset.records)
     out = {k: m.get(k) for k in ACCURACY_KEYS}
     out["n_eval"] = m["n_images"]
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 
@@ -40,13 +39,7 @@ def gpu_name() -> str | None:
 def library_versions() -> dict:
     from edgeiqa.provenance import package_versions
 
-    out = package_versions()
-    for dist in ("scipy", "psutil", "tensorrt"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+    return package_versions(extra=("scipy", "psutil", "tensorrt"))
 
 
 def device_info(threads: int, device: str = "cpu") -> dict:

@@ -17,7 +17,6 @@ peak however short; elsewhere a thread samples the RSS every 2 ms (psutil).
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import sys
 import threading
@@ -216,11 +215,3 @@ class OtherLoad:
         cores = psutil.cpu_count() or 1
         if wall > 0:
             self.percent = round(max(0.0, min(100.0, 100.0 * other / (wall * cores))), 1)
-
-
-def default_threads() -> int:
-    """All cores the process may use (affinity-aware where the OS says)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)

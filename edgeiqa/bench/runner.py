@@ -14,9 +14,9 @@ import numpy as np
 
 from edgeiqa.bench import accuracy as acc
 from edgeiqa.bench.artefacts import check_run, obtain, validation_problems
-from edgeiqa.bench.measure import OtherLoad, PeakRSS, default_threads, median_or_none, time_each, time_runs
+from edgeiqa.bench.measure import OtherLoad, PeakRSS, median_or_none, time_each, time_runs
 from edgeiqa.bench.report import empty_row
-from edgeiqa.bounds import MAX_BATCH, check_cores, check_count, check_positive
+from edgeiqa.bounds import MAX_BATCH, check_cores, check_count, check_positive, usable_cores
 from edgeiqa.errors import EdgeIQAError, did_you_mean
 from edgeiqa.export.formats import FORMATS, Format, get_format
 
@@ -158,34 +158,6 @@ def _views_key(views) -> str:
     return ",".join(f"{v.kind}@{v.size[0]}x{v.size[1]}" for v in views)
 
 
-def _student_preprocess_cost(ctx: _Ctx, scorer) -> dict:
-    """Decode and views+normalisation cost per image (median over the first images), cached per views."""
-    from edgeiqa.data.images import load_image
-    from edgeiqa.data.views import make_views, to_batch
-
-    key = _views_key(scorer.views)
-    if key not in ctx.preprocess:
-        paths = ctx.evalset.paths[:PREPROCESS_IMAGES]
-        dec_ms, imgs = [], []
-        for p in paths:
-            try:
-                t0 = time.perf_counter()
-                img = load_image(p)
-                dec_ms.append((time.perf_counter() - t0) * 1e3)
-                imgs.append(img)
-            except EdgeIQAError:
-                continue
-
-        def views(img):
-            v, _ = make_views(img, scorer.views, rng=None)
-            return {name: to_batch([a]) for name, a in v.items()}
-
-        view_ms, _ = time_each(views, imgs)
-        ctx.preprocess[key] = {"decode_ms": median_or_none(dec_ms), "views_ms": median_or_none(view_ms),
-                               "n_images": len(imgs)}
-    return ctx.preprocess[key]
-
-
 def _batch_items(ctx: _Ctx, prepare: Callable[[str], dict], batch: int) -> list[dict]:
     """`batch` prepared real images (the first eval images that load; repeated when there are fewer)."""
     prepared = []
@@ -206,8 +178,9 @@ def _batch_items(ctx: _Ctx, prepare: Callable[[str], dict], batch: int) -> list[
 def _student_feeds(scorer, prepared: list[dict], batch: int) -> list[dict[str, np.ndarray]]:
     """Pre-built float32 inputs for one call at `batch` (chunks when the model has a fixed batch)."""
     from edgeiqa.data.views import to_batch
+    from edgeiqa.runtime.pipeline import shape_key
 
-    shapes = {tuple((k, v.shape) for k, v in p.items()) for p in prepared}
+    shapes = {shape_key(p) for p in prepared}
     if len(shapes) > 1:  # `full` views differ in shape per image: time one image repeated
         prepared = [prepared[0]] * batch
     feeds = {v.name: to_batch([p[v.name] for p in prepared]) for v in scorer.views}
@@ -260,6 +233,190 @@ def _torch_reference(ctx: _Ctx) -> dict | None:
 # ----------------------------------------------------------------------------------------------- rows
 
 
+class _Model:
+    """One model as `_measure` sees it: the student in one format (`_Student`) or the teacher ensemble (`_Teacher`).
+    `open` loads it (and fills the row's facts into `base`), `views` is one decoded image's batched inputs (timed as
+    views_ms), `prepare` a path's inputs, `timed_call` the call timed at a batch size, `evaluate` its scores of the
+    eval set; `after_eval` gives columns counted while it is loaded, `finish` columns computed once it is closed."""
+
+    key = ""  # preprocessing is measured once per key (the same views cost the same)
+
+    def __init__(self, ctx: _Ctx, name: str, base: dict):
+        self.ctx, self.name, self.base = ctx, name, base
+        self.warnings: list[str] = []
+
+    def after_eval(self) -> dict:
+        return {}
+
+    def finish(self) -> dict:
+        return {}
+
+
+def _preprocess_cost(ctx: _Ctx, model: _Model) -> dict:
+    """Decode and views+normalisation cost per image (median over the first eval images), measured once per key."""
+    from edgeiqa.data.images import load_image
+
+    if model.key not in ctx.preprocess:
+        dec_ms, imgs = [], []
+        for p in ctx.evalset.paths[:PREPROCESS_IMAGES]:
+            try:
+                t0 = time.perf_counter()
+                img = load_image(p)
+                dec_ms.append((time.perf_counter() - t0) * 1e3)
+                imgs.append(img)
+            except EdgeIQAError:
+                continue
+        view_ms, _ = time_each(model.views, imgs)
+        ctx.preprocess[model.key] = {"decode_ms": median_or_none(dec_ms), "views_ms": median_or_none(view_ms),
+                                     "n_images": len(imgs)}
+    return ctx.preprocess[model.key]
+
+
+def _measure(ctx: _Ctx, model: _Model) -> list[dict]:
+    """The rows of one model, measured the same way for every format and the teacher: preprocessing cost, one timed
+    row per batch size (peak memory, other processes' load), then accuracy on the eval set. Any failure on the way
+    is one `benchmark failed` row with the reason; the model is released before the next one is loaded."""
+    opts, base, name = ctx.opts, model.base, model.name
+    rows = []
+    mem = PeakRSS()
+    try:
+        model.open()
+        pre = _preprocess_cost(ctx, model)
+        base.update(decode_ms=pre["decode_ms"], views_ms=pre["views_ms"],
+                    preprocess_ms=None if pre["decode_ms"] is None else pre["decode_ms"] + (pre["views_ms"] or 0.0))
+        for b in opts.batches:
+            call = model.timed_call(_batch_items(ctx, model.prepare, b), b)
+            with OtherLoad() as load:
+                t = time_runs(call, warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds)
+            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1),
+                         "other_cpu_pct": load.percent})
+            ctx.log(f"{name}: batch {b}: p50 {t['p50_ms'] / b:.2f} ms/image over {t['runs']} runs")
+            mem.reset_peak()
+            del call
+        mem.close()
+        t0 = time.perf_counter()
+        scores, failed = model.evaluate()
+        eval_s = round(time.perf_counter() - t0, 2)
+        extra = model.after_eval()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one model failing never stops the others
+        ctx.log(f"{name}: benchmark failed: {_reason(exc)}")
+        reason = "; ".join(x for x in (base["reason"], _reason(exc)) if x)
+        return [{**base, "batch": None, "status": "benchmark failed", "reason": reason}]
+    finally:
+        mem.close()
+        model.close()
+        gc.collect()
+    extra.update(model.finish())
+    accuracy = acc.accuracy(ctx.evalset, scores)
+    warn = list(model.warnings)
+    if failed:
+        warn.append(f"{len(failed)} image(s) failed, e.g. {next(iter(failed))}: {next(iter(failed.values()))}")
+    for r in rows:
+        r.update(accuracy, **extra, n_failed=len(failed), eval_s=eval_s)
+        r["warnings"] = r["warnings"] + warn
+    ctx.log(f"{name}: SRCC {accuracy['srcc']} on {accuracy['n_eval']} images ({eval_s:.1f} s)")
+    return rows
+
+
+class _Student(_Model):
+    """The student exported to one format, run by the runtime Scorer (deployment preprocessing)."""
+
+    def __init__(self, ctx: _Ctx, fmt: Format, artefact: Path, base: dict):
+        super().__init__(ctx, fmt.name, base)
+        self.fmt, self.artefact = fmt, artefact
+        self.scorer = None
+        self.raw: dict = {}
+
+    def open(self) -> None:
+        from edgeiqa.runtime import Scorer
+
+        opts = self.ctx.opts
+        torch_row = self.fmt.backend == "torch"
+        self.scorer = Scorer.load(self.artefact, threads=self.ctx.threads, device=opts.device,
+                                  precision=opts.precision if torch_row else None)
+        self.base["provider"] = self.scorer.backend.provider
+        if torch_row and opts.precision != "fp32":
+            self.base["precision"] = f"{opts.precision} autocast"
+        self.key = _views_key(self.scorer.views)
+
+    def views(self, img) -> dict:
+        from edgeiqa.data.views import make_views, to_batch
+
+        v, _ = make_views(img, self.scorer.views, rng=None)
+        return {name: to_batch([a]) for name, a in v.items()}
+
+    def prepare(self, path: str) -> dict:
+        return self.scorer.preprocess(path)[0]
+
+    def timed_call(self, prepared: list[dict], batch: int) -> Callable[[], object]:
+        chunks = _student_feeds(self.scorer, prepared, batch)
+        run = self.scorer.backend.run
+        return lambda: [run(c) for c in chunks]
+
+    def evaluate(self) -> tuple[dict, dict]:
+        scores, self.raw, failed = _scores_from(self.scorer.score(self.ctx.evalset.paths, batch_size=ACCURACY_BATCH))
+        return scores, failed
+
+    def close(self) -> None:
+        self.scorer = None
+
+    def finish(self) -> dict:
+        """Parity with the torch student's raw scores (this row's own when it is the torch row: the reference)."""
+        if self.fmt.name == "torch":
+            self.ctx.reference = self.raw
+            return {"parity_max_abs": 0.0, "parity_mean_abs": 0.0, "parity_srcc": 1.0}
+        return acc.parity(_torch_reference(self.ctx), self.raw)
+
+
+class _Teacher(_Model):
+    """The teacher ensemble in torch: every active member on its own views, the ensemble mapping applied."""
+
+    key = TEACHER
+
+    def __init__(self, ctx: _Ctx, tdir: Path, base: dict):
+        super().__init__(ctx, TEACHER, base)
+        self.tdir = tdir
+        self.ens = None
+
+    def open(self) -> None:
+        from edgeiqa.bench.teacher import TeacherEnsemble
+
+        opts = self.ctx.opts
+        self.ens = TeacherEnsemble(self.tdir, threads=self.ctx.threads, device=opts.device, precision=opts.precision)
+        self.base.update(artefact=str(self.tdir), size_mb=round(self.ens.size_mb(), 3),
+                         params_m=round(self.ens.params_m(), 3), status="ok")
+
+    def views(self, img) -> dict:
+        from edgeiqa.data.views import to_batch
+
+        return {k: {n: to_batch([a]) for n, a in vs.items()} for k, vs in self.ens.views_of(img).items()}
+
+    def prepare(self, path: str) -> dict:
+        return self.ens.preprocess(path)
+
+    def timed_call(self, prepared: list[dict], batch: int) -> Callable[[], object]:
+        feeds, run = self.ens.feeds(prepared), self.ens.run
+        return lambda: run(feeds)
+
+    def evaluate(self) -> tuple[dict, dict]:
+        scores, failed, note = _teacher_scores(self.ctx, self.ens)
+        if note:
+            self.warnings.append(note)
+        return scores, failed
+
+    def after_eval(self) -> dict:
+        try:
+            return {"gmacs": self.ens.gmacs()["total"]}
+        except Exception as exc:  # noqa: BLE001 - fall back to the card's count
+            self.warnings.append(f"fvcore could not count the teacher ({_reason(exc)}); GMACs from the card")
+            return {"gmacs": (self.ctx.card.get("teacher") or {}).get("gmacs")}
+
+    def close(self) -> None:
+        self.ens = None
+
+
 def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
     opts = ctx.opts
     base = empty_row(fmt.name, backend=fmt.backend, threads=ctx.threads, params_m=ctx.params_m, gmacs=ctx.card_gmacs)
@@ -293,143 +450,20 @@ def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
                 status="failed validation" if problems else "ok", reason="; ".join(problems) or None)
     ctx.log(f"{fmt.name}: {'reusing' if art.reused else 'exported'} {art.path}"
             + ("" if art.reused else f" in {art.export_s:.1f} s"))
-
-    from edgeiqa.runtime import Scorer
-
-    rows = []
-    scorer = None
-    mem = PeakRSS()
-    try:
-        torch_row = fmt.backend == "torch"
-        scorer = Scorer.load(art.path, threads=ctx.threads, device=opts.device,
-                             precision=opts.precision if torch_row else None)
-        base["provider"] = scorer.backend.provider
-        if torch_row and opts.precision != "fp32":
-            base["precision"] = f"{opts.precision} autocast"
-        pre = _student_preprocess_cost(ctx, scorer)
-        base.update(decode_ms=pre["decode_ms"], views_ms=pre["views_ms"],
-                    preprocess_ms=None if pre["decode_ms"] is None else pre["decode_ms"] + (pre["views_ms"] or 0.0))
-        for b in opts.batches:
-            prepared = _batch_items(ctx, lambda p: scorer.preprocess(p)[0], b)
-            chunks = _student_feeds(scorer, prepared, b)
-            run = scorer.backend.run
-            with OtherLoad() as load:
-                t = time_runs(lambda: [run(c) for c in chunks], warmup=opts.warmup, runs=opts.runs,
-                              max_seconds=opts.max_seconds)
-            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1),
-                         "other_cpu_pct": load.percent})
-            ctx.log(f"{fmt.name}: batch {b}: p50 {t['p50_ms'] / b:.2f} ms/image over {t['runs']} runs")
-            mem.reset_peak()
-        t0 = time.perf_counter()
-        scores, raw, failed = _scores_from(scorer.score(ctx.evalset.paths, batch_size=ACCURACY_BATCH))
-        eval_s = round(time.perf_counter() - t0, 2)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        ctx.log(f"{fmt.name}: benchmark failed: {_reason(exc)}")
-        reason = "; ".join(x for x in (base["reason"], _reason(exc)) if x)
-        return one(status="benchmark failed", reason=reason)
-    finally:
-        mem.close()
-        del scorer
-        gc.collect()
-    accuracy = acc.accuracy(ctx.evalset, scores)
-    if fmt.name == "torch":
-        ctx.reference = raw
-        par_cols = {"parity_max_abs": 0.0, "parity_mean_abs": 0.0, "parity_srcc": 1.0}
-    else:
-        par_cols = acc.parity(_torch_reference(ctx), raw)
-    if failed:
-        base_warn = [f"{len(failed)} image(s) failed, e.g. {next(iter(failed))}: {next(iter(failed.values()))}"]
-    else:
-        base_warn = []
-    for r in rows:
-        r.update(accuracy, **par_cols, n_failed=len(failed), eval_s=eval_s)
-        r["warnings"] = r["warnings"] + base_warn
-    ctx.log(f"{fmt.name}: SRCC {accuracy['srcc']} on {accuracy['n_eval']} images ({eval_s:.1f} s)")
-    return rows
+    return _measure(ctx, _Student(ctx, fmt, art.path, base))
 
 
 def _bench_teacher(ctx: _Ctx) -> list[dict]:
-    from edgeiqa.bench.teacher import TeacherEnsemble, resolve_teachers_dir
+    from edgeiqa.bench.teacher import resolve_teachers_dir
 
     opts = ctx.opts
     base = empty_row(TEACHER, backend="torch", threads=ctx.threads, precision=opts.precision, provider=f"torch-{opts.device}")
-
-    def one(**kw) -> list[dict]:
-        return [{**base, "batch": None, **kw}]
-
     try:
         tdir = resolve_teachers_dir(ctx.card, ctx.run, opts.teachers)
     except EdgeIQAError as exc:
-        return one(status="unavailable", reason=str(exc))
+        return [{**base, "batch": None, "status": "unavailable", "reason": str(exc)}]
     ctx.log(f"teacher: loading the ensemble from {tdir}")
-    rows = []
-    ens = None
-    mem = PeakRSS()
-    try:
-        ens = TeacherEnsemble(tdir, threads=ctx.threads, device=opts.device, precision=opts.precision)
-        base.update(artefact=str(tdir), size_mb=round(ens.size_mb(), 3), params_m=round(ens.params_m(), 3),
-                    status="ok")
-        from edgeiqa.data.images import load_image
-        from edgeiqa.data.views import to_batch
-
-        imgs, dec_ms = [], []
-        for p in ctx.evalset.paths[:PREPROCESS_IMAGES]:
-            try:
-                t0 = time.perf_counter()
-                imgs.append(load_image(p))
-                dec_ms.append((time.perf_counter() - t0) * 1e3)
-            except EdgeIQAError:
-                continue
-
-        def views(img):
-            return {k: {n: to_batch([a]) for n, a in vs.items()} for k, vs in ens.views_of(img).items()}
-
-        view_ms, _ = time_each(views, imgs)
-        pre = {"decode_ms": median_or_none(dec_ms), "views_ms": median_or_none(view_ms), "n_images": len(imgs)}
-        ctx.preprocess[TEACHER] = pre
-        del imgs
-        base.update(decode_ms=pre["decode_ms"], views_ms=pre["views_ms"],
-                    preprocess_ms=None if pre["decode_ms"] is None else pre["decode_ms"] + (pre["views_ms"] or 0.0))
-        for b in opts.batches:
-            feeds = ens.feeds(_batch_items(ctx, ens.preprocess, b))
-            with OtherLoad() as load:
-                t = time_runs(lambda: ens.run(feeds), warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds)
-            rows.append({**base, "batch": b, **_timing_columns(t, b), "peak_rss_mb": round(mem.peak_delta_mb(), 1),
-                         "other_cpu_pct": load.percent})
-            ctx.log(f"teacher: batch {b}: p50 {t['p50_ms'] / b:.2f} ms/image over {t['runs']} runs")
-            mem.reset_peak()
-            del feeds
-        mem.close()
-        t0 = time.perf_counter()
-        warn = []
-        scores, failed, note = _teacher_scores(ctx, ens)
-        if note:
-            warn.append(note)
-        eval_s = round(time.perf_counter() - t0, 2)
-        try:
-            g = ens.gmacs()
-            gmacs = g["total"]
-        except Exception as exc:  # noqa: BLE001 - fall back to the card's count
-            gmacs = (ctx.card.get("teacher") or {}).get("gmacs")
-            warn.append(f"fvcore could not count the teacher ({_reason(exc)}); GMACs from the card")
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        ctx.log(f"teacher: benchmark failed: {_reason(exc)}")
-        return one(status="benchmark failed", reason=_reason(exc))
-    finally:
-        mem.close()
-        del ens
-        gc.collect()
-    accuracy = acc.accuracy(ctx.evalset, scores)
-    if failed:
-        warn.append(f"{len(failed)} image(s) failed, e.g. {next(iter(failed))}: {next(iter(failed.values()))}")
-    for r in rows:
-        r.update(accuracy, gmacs=gmacs, n_failed=len(failed), eval_s=eval_s, warnings=list(warn))
-    ctx.log(f"teacher: SRCC {accuracy['srcc']} on {accuracy['n_eval']} images ({eval_s:.1f} s)")
-    return rows
+    return _measure(ctx, _Teacher(ctx, tdir, base))
 
 
 def _match_paths(saved: dict[str, float], paths: list[str], tail: int = 3) -> dict[str, float]:
@@ -551,7 +585,7 @@ def run_bench(model_dir, opts: BenchOptions | None = None, log: Callable[[str], 
     ckpt, card, run, sha = check_run(model_dir)
     spec = opts.data or acc.default_spec(card)
     evalset = acc.select_eval(spec, opts.max_images)  # a bad --data fails here, before any export
-    threads = opts.threads or default_threads()
+    threads = opts.threads or usable_cores()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -103,13 +103,12 @@ class TeacherEnsemble:
         return sum(sum(p.numel() for p in m.teacher.parameters()) for m in self.members) / 1e6
 
     def gmacs(self) -> dict:
-        from edgeiqa.budget import count_gmacs
+        from edgeiqa.teachers.counting import count_teacher
 
-        torch = self.torch
         per = {}
         for m in self.members:
-            inputs = tuple(torch.zeros(1, 3, *v.size) for v in m.views)
-            per[m.name] = round(count_gmacs(m.teacher.cpu(), inputs, name=m.name, cross_check=False).total_gmacs, 4)
+            per[m.name] = round(count_teacher(m.teacher.cpu(), cross_check=False, views=m.views, name=m.name,
+                                              per_view=False).total_gmacs, 4)
             m.teacher.to(self.device)
         return {"total": round(sum(per.values()), 4), "members": per}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from edgeiqa.bounds import check_positive
 from edgeiqa.cli.common import parse_hw, print_json
-from edgeiqa.errors import EdgeIQAError, did_you_mean
+from edgeiqa.errors import EdgeIQAError, choose_names
 
 
 # Kept here so `edgeiqa --help` does not import torch; tests check they equal edgeiqa.budget's.
@@ -68,16 +68,7 @@ def register(subparsers) -> None:
 def parse_view_names(text: str) -> list[str]:
     from edgeiqa.data.views import VIEW_KINDS
 
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise EdgeIQAError(f"--views {text!r}: name at least one view ({', '.join(VIEW_KINDS)})")
-    for name in names:
-        if name not in VIEW_KINDS:
-            raise EdgeIQAError(f"unknown view {name!r} (known: {', '.join(VIEW_KINDS)}){did_you_mean(name, VIEW_KINDS)}")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise EdgeIQAError(f"--views names {', '.join(dup)} more than once")
-    return names
+    return choose_names(text, VIEW_KINDS, "--views", "view")
 
 
 def check_input_size(hw: tuple[int, int], what: str = "--input") -> tuple[int, int]:

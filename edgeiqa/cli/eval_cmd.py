@@ -94,7 +94,7 @@ def _records(dataset, split: str, data: str) -> tuple[list, str]:
 
 def handle(args) -> int:
     from edgeiqa.data.datasets import load_dataset
-    from edgeiqa.distill.pipeline import eval_summary
+    from edgeiqa.metrics import eval_summary
 
     model = _check_args(args)
     records, split = _records(load_dataset(args.data), args.split, args.data)

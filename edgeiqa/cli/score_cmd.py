@@ -185,7 +185,7 @@ def _stdout_keeps_any_name() -> None:
 def _score_into(sink, scorer, entries, args) -> tuple[int, float]:
     """Score every entry not done yet into `sink`; (rows added, seconds)."""
     from edgeiqa.runtime.output import make_row
-    from edgeiqa.runtime.pipeline import Listed
+    from edgeiqa.runtime.items import Listed
 
     todo = (e for e in entries if not sink.done(e.path if isinstance(e, Listed) else e))
     bar = None

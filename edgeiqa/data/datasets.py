@@ -47,6 +47,7 @@ from edgeiqa.data.loading import (
 from edgeiqa.data.records import Dataset, ImageRecord
 from edgeiqa.data.valsplit import SPLIT_OPTIONS, with_train_splits
 from edgeiqa.errors import DatasetError, did_you_mean
+from edgeiqa.registry import Registry
 
 Loader = Callable[["DatasetSpec", LoadContext], Dataset]
 
@@ -72,12 +73,8 @@ class LoaderInfo:
     options: dict = field(default_factory=dict)  # option -> allowed values (tuple) or a description (str)
 
 
-LOADERS: dict[str, LoaderInfo] = {}
-
-
-def register_loader(info: LoaderInfo) -> LoaderInfo:
-    LOADERS[info.name] = info
-    return info
+LOADERS: Registry[LoaderInfo] = Registry("dataset", LoaderInfo)
+register_loader = LOADERS.add  # one row per loader, at the end of this module; a name given twice is a ValueError
 
 
 _OPTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=[^&]*(&[A-Za-z_][A-Za-z0-9_-]*=[^&]*)*$")
@@ -286,7 +283,3 @@ register_loader(LoaderInfo("biq2021", biq2021.load_biq2021, "biq2021:ROOT[?val=0
                            "BIQ2021 real photos (MOS in [0, 1]; official train/test, val carved from train; subsets "
                            "ss01/ss02/ss03)", options=biq2021.OPTIONS))
 register_loader(LoaderInfo("folder", _load_folder, "folder:DIR", "every image under DIR, unlabelled"))
-
-
-def known_datasets() -> dict[str, LoaderInfo]:
-    return dict(LOADERS)

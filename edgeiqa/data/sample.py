@@ -31,8 +31,9 @@ Build guarantees:
 - deterministic: every scene uses a seed derived from (photo, kind), the same at each severity, and
   images are written as PNG; two builds give byte-identical files, recorded with their sha256 in `manifest.json`;
 - cached: a root whose `labels.csv` and `manifest.json` (same BUILDER_VERSION) exist is returned at once;
-- atomic: the set is built in `<root>.tmp-<pid>` and renamed into place, so an interrupted build never
-  leaves a partial set (leftover temp folders of dead processes are removed by the next build);
+- atomic: the set is built in a temporary sibling folder and renamed into place (`edgeiqa.fileio.atomic_path`),
+  so an interrupted build never leaves a partial set (leftover temp folders of dead processes are removed by the
+  next build);
 - never deletes what it did not write (docs/security.md): the set carries edgeiqa's `.edgeiqa.json` marker
   (kind `sample`), and a `<root>` that is neither new, empty, marked nor a sample manifest's folder is refused
   (one line, exit 2) before any work, with or without `force`; only temp folders holding nothing but the
@@ -313,87 +314,76 @@ def check_sample_root(root: Path) -> None:
 
 
 def _remove_stale_temps(root: Path) -> None:
-    for tmp in root.parent.glob(f"{root.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and _is_build_temp(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Remove what interrupted builds left beside `root` (a dead process, or an earlier one with this pid): temporary
+    folders holding nothing but the builder's files (`atomic_path`'s, and the `<root>.tmp-<pid>` ones of builds
+    before it) and swapped-out sample sets. Anything else under such a name is kept."""
+    from edgeiqa.fileio import sibling
+
+    patterns = ((sibling(root, "tmp", "*").name, False), (f"{root.name}.tmp-*", False), (sibling(root, "old", "*").name, True))
+    for pattern, swapped_out in patterns:
+        for left in root.parent.glob(pattern):
+            pid = left.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or (int(pid) != os.getpid() and _pid_alive(int(pid))):
+                continue
+            if _is_build_temp(left) or (swapped_out and left.is_dir() and not left.is_symlink() and is_own_sample(left)):
+                shutil.rmtree(left, ignore_errors=True)
+
+
+class _BuiltMeanwhile(Exception):
+    """A concurrent build of the same version finished first: its files are identical, so it is kept."""
 
 
 def build_sample(root: Path | None = None, force: bool = False, progress: bool = True) -> Path:
     """Build (or reuse) the sample set under `root` (default `sample_root()`); return its `labels.csv`."""
-    from edgeiqa.outsafe import mark_dir
+    from edgeiqa.fileio import atomic_path, sibling
+    from edgeiqa.outsafe import OutputRefused, mark_dir
 
     root = Path(root) if root is not None else sample_root()
     if not force and _is_complete(root):
         return root / "labels.csv"
     check_sample_root(root)
+    if root.is_dir() and any(root.iterdir()):
+        mark_dir(root, "sample")  # a set from before the marker: atomic_path replaces only a folder marked as its kind
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(root)
-    tmp = root.parent / f"{root.name}.tmp-{os.getpid()}"
-    if _is_build_temp(tmp):  # our pid's leftover (a reused pid): an interrupted build
-        shutil.rmtree(tmp, ignore_errors=True)
+    if sibling(root, "tmp").exists() or sibling(root, "tmp").is_symlink():  # atomic_path would delete it
+        raise OutputRefused(f"{sibling(root, 'tmp')} exists and edgeiqa did not write it: move it, then build again")
     photos = PHOTOS
     for p in photos:  # fail before any work if a source photo is missing
         photo_source(p)
     per_photo = 1 + SCENES_PER_PHOTO * len(SEVERITIES)
-    _make_temp(tmp)  # outside the try: a folder already under this name is not ours to remove
+    swapping = False
     try:
-        mark_dir(tmp, "sample")
-        rows: list[dict] = []
-        hashes: dict[str, str] = {}
-        plans: dict[str, dict] = {}
-        from tqdm.auto import tqdm
+        with atomic_path(root, kind="sample") as tmp:
+            tmp.mkdir()
+            rows: list[dict] = []
+            hashes: dict[str, str] = {}
+            plans: dict[str, dict] = {}
+            from tqdm.auto import tqdm
 
-        with tqdm(total=len(photos) * per_photo, desc="building sample set", unit="img", disable=not progress) as bar:
-            for photo in photos:
-                bar.set_postfix_str(photo.name, refresh=False)
-                photo_rows, photo_hashes, plans[photo.name] = build_photo(photo, tmp, on_image=lambda: bar.update(1))
-                rows += photo_rows
-                hashes.update(photo_hashes)
-        with open(tmp / "labels.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        (tmp / "manifest.json").write_text(json.dumps(_manifest(photos, rows, hashes, plans), indent=1) + "\n")
-        _install(tmp, root, replace=force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root / "labels.csv"
-
-
-def _make_temp(tmp: Path) -> None:
-    from edgeiqa.outsafe import OutputRefused
-
-    try:
-        tmp.mkdir(parents=True)
-    except FileExistsError:
-        raise OutputRefused(f"{tmp} exists and edgeiqa did not write it: move it, then build again") from None
-
-
-def _install(tmp: Path, root: Path, replace: bool) -> None:
-    """Move the finished build into place; an existing (stale or forced-out) set is swapped out first."""
-    if not replace and _is_complete(root):
-        # A concurrent build of the same version finished first: its files are identical, keep them.
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    old = None
-    if root.exists() or root.is_symlink():
-        check_sample_root(root)  # again: the folder may have changed while the set was built
-        old = root.parent / f"{root.name}.old-{os.getpid()}"
-        if _is_build_temp(old) or (old.is_dir() and is_own_sample(old)):  # our pid's leftover swap
-            shutil.rmtree(old, ignore_errors=True)
-        os.rename(root, old)
-    try:
-        os.rename(tmp, root)
+            with tqdm(total=len(photos) * per_photo, desc="building sample set", unit="img", disable=not progress) as bar:
+                for photo in photos:
+                    bar.set_postfix_str(photo.name, refresh=False)
+                    photo_rows, photo_hashes, plans[photo.name] = build_photo(photo, tmp, on_image=lambda: bar.update(1))
+                    rows += photo_rows
+                    hashes.update(photo_hashes)
+            with open(tmp / "labels.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+            (tmp / "manifest.json").write_text(json.dumps(_manifest(photos, rows, hashes, plans), indent=1) + "\n")
+            if not force and _is_complete(root):
+                raise _BuiltMeanwhile
+            if root.exists() or root.is_symlink():
+                check_sample_root(root)  # again: the folder may have changed while the set was built
+            swapping = True
+    except _BuiltMeanwhile:
+        pass
     except OSError:
-        # Another process installed a set between our rename and this one: keep theirs if it is complete.
-        if _is_complete(root):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        # Another process installed a set while this one was moved into place: keep theirs if it is complete.
+        if not (swapping and _is_complete(root)):
             raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return root / "labels.csv"
 
 
 def describe_sample(csv_path: Path | str) -> dict:

@@ -215,8 +215,3 @@ def to_batch(arrays: list[np.ndarray]) -> np.ndarray:
     std = np.asarray(NORMALIZATION["std"], dtype=np.float32)
     x = (x - mean) / std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-def parse_views(text: str, size: tuple[int, int]) -> list[ViewSpec]:
-    """'resize,fragments' -> ViewSpecs at one size (the CLI's --views)."""
-    return [ViewSpec(name.strip(), size) for name in text.split(",") if name.strip()]

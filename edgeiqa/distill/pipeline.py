@@ -38,6 +38,7 @@ from edgeiqa.distill.rank_student import rank_pretrain_student
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import write_json_atomic
 from edgeiqa.losses import LossBatch, check_loss_weights
+from edgeiqa.metrics import eval_summary, val_key
 from edgeiqa.outsafe import check_out_dir, mark_dir
 from edgeiqa.profiles import Profile
 from edgeiqa.provenance import package_versions
@@ -49,22 +50,6 @@ from edgeiqa.teachers.rank_head import RankSpec, ScorePhase
 from edgeiqa.teachers.pipeline import (SELFTRAIN_DIR, build_ensemble, score_ladders_with_ensemble, select_members, self_train,
                                        teacher_config, train_members)
 from edgeiqa.training import TrainConfig, Trainer
-
-EVAL_KEYS = ("srcc_scene_median", "srcc_scene_mean", "plcc_scene_median", "krcc_scene_median", "srcc_kind_worst",
-             "worst_kind", "srcc", "plcc", "krcc", "mae", "rmse", "original_score_mean", "original_label", "n_originals",
-             "n_images", "n_scenes", "n_failed")
-
-
-def eval_summary(pred: dict[str, float], records, failed: int = 0) -> dict:
-    """The eval JSON keys of metrics.summarize() over labelled records; n_failed counts the unscored ones."""
-    m = metrics.summarize(records, pred)
-    out = {k: m[k] for k in EVAL_KEYS if k in m}
-    out["n_failed"] = failed + m["n_unscored"]
-    for key in ("per_kind", "srcc_per_group", "plcc_per_group"):
-        if key in m:
-            out[key] = m[key]
-    return out
-
 
 def distill_config(profile: Profile, epochs: int | None = None) -> TrainConfig:
     d = profile["distill"]
@@ -137,8 +122,7 @@ def train_student(model, items, feats, views, dataset, cfg: TrainConfig, out_dir
     def eval_fn(m):
         pred = predict_student(m, val_paths, views, cache, accel=accel)
         s = eval_summary(pred, val)
-        v = s.get("srcc_scene_mean", s.get("srcc"))
-        return {"val": round(v, 5) if v is not None else -1.0, "val_srcc_scene_median": s.get("srcc_scene_median")}
+        return {"val": round(val_key(s), 5), "val_srcc_scene_median": s.get("srcc_scene_median")}
 
     ds = ViewDataset(items, views, cache, train=True, seed=cfg.seed)
     loader = make_loader(ds, cfg.batch_size, train=True, seed=cfg.seed, workers=workers,

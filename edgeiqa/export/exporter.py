@@ -18,13 +18,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from edgeiqa.bounds import MAX_BATCH, check_count, check_positive
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export.formats import FORMATS, TENSORRT_PARITY, Format, check_flags, get_format
 from edgeiqa.outsafe import OutputRefused, check_out_file, folder_kind, mark_dir
 from edgeiqa.provenance import package_versions, sha256_file
+from edgeiqa.registry import Entry, Registry
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (the legacy format is a bare pickle: 0x80)
 
@@ -78,21 +78,15 @@ class Built:
     fp32_path: Path | None = None  # the float32 ONNX graph the artefact came from (for the size ratio)
 
 
-EXPORTERS: dict[str, Callable[[ExportJob], Built]] = {}
+# format name -> its export function fn(ExportJob) -> Built (the one registry, edgeiqa/registry.py)
+EXPORTERS: Registry[Entry] = Registry("export function")
 
 
 def exports(name: str):
     """Register the export function of the formats-table row `name` (one function per format)."""
     if name not in FORMATS:
         raise KeyError(f"{name!r} is not a row of the formats table")
-
-    def register(fn):
-        if name in EXPORTERS:
-            raise KeyError(f"format {name!r} already has an export function")
-        EXPORTERS[name] = fn
-        return fn
-
-    return register
+    return EXPORTERS.register(name)
 
 
 # ----------------------------------------------------------------------------------------------- formats
@@ -421,7 +415,7 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
 
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         job = ExportJob(f, model, views, ckpt, out, Path(tmp), profile, dynamic_batch, calib, imgs, flags)
-        built = EXPORTERS[f.name](job)
+        built = EXPORTERS.create(f.name, job)
         gmacs = _recount_gmacs(model, views, built.count_path, card_gmacs)
         size = _size(out, built.fp32_path)
         parity = _parity(f, built.precision, out, torch_run, views, calib, profile, imgs)

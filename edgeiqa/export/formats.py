@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeiqa.errors import EdgeIQAError, did_you_mean
+from edgeiqa.registry import Registry
 
 # Every export flag, with the CLI spelling and what it means (used for help text and error messages).
 FLAGS: dict[str, tuple[str, str]] = {
@@ -49,31 +50,24 @@ class Format:
 
 _ONNX_FLAGS = ("dynamic_batch", "calib", "imgs", "opset", "exporter")
 
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (
-        Format("torch", ".pt", "student-torch.pt", "CPU/GPU", (), "torch",
-               "the deployable PyTorch checkpoint (no training heads) + .json metadata", parity_max_abs=0.0),
-        Format("onnx", ".onnx", "student.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
-               "float32 ONNX, checked and parity-tested against torch", parity_max_abs=1e-4),
-        Format("onnx-fp16", ".onnx", "student-fp16.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
-               "ONNX with float16 weights and compute; inputs and output stay float32", parity_min_srcc=0.99),
-        Format("onnx-int8", ".onnx", "student-int8.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
-               "onnxruntime static int8 quantisation (QDQ, per-channel weights, head kept in float), "
-               "calibrated on real images", parity_min_srcc=0.98),
-        Format("tensorrt", ".engine", "student-trt.engine", "GPU",
-               _ONNX_FLAGS + ("fp16", "int8", "workspace", "max_batch"), "tensorrt",
-               "TensorRT 10 engine (fp32, --fp16 or --int8 with a calibration cache) + .json sidecar",
-               parity_max_abs=1e-3, requires=("tensorrt",)),
-    )
-}
+# The table (one registry, edgeiqa/registry.py): name -> row, in this order.
+FORMATS: Registry[Format] = Registry("export format", Format)
+FORMATS.add(Format("torch", ".pt", "student-torch.pt", "CPU/GPU", (), "torch",
+                   "the deployable PyTorch checkpoint (no training heads) + .json metadata", parity_max_abs=0.0))
+FORMATS.add(Format("onnx", ".onnx", "student.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
+                   "float32 ONNX, checked and parity-tested against torch", parity_max_abs=1e-4))
+FORMATS.add(Format("onnx-fp16", ".onnx", "student-fp16.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
+                   "ONNX with float16 weights and compute; inputs and output stay float32", parity_min_srcc=0.99))
+FORMATS.add(Format("onnx-int8", ".onnx", "student-int8.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
+                   "onnxruntime static int8 quantisation (QDQ, per-channel weights, head kept in float), "
+                   "calibrated on real images", parity_min_srcc=0.98))
+FORMATS.add(Format("tensorrt", ".engine", "student-trt.engine", "GPU",
+                   _ONNX_FLAGS + ("fp16", "int8", "workspace", "max_batch"), "tensorrt",
+                   "TensorRT 10 engine (fp32, --fp16 or --int8 with a calibration cache) + .json sidecar",
+                   parity_max_abs=1e-3, requires=("tensorrt",)))
 
 # Precision-dependent parity bars for TensorRT (its row holds the fp32 one).
 TENSORRT_PARITY = {"fp32": {"max_abs": 1e-3}, "fp16": {"min_srcc": 0.99}, "int8": {"min_srcc": 0.98}}
-
-
-def format_names() -> list[str]:
-    return list(FORMATS)
 
 
 def get_format(name: str) -> Format:

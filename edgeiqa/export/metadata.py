@@ -35,10 +35,6 @@ METADATA_KEY = "edgeiqa"
 METADATA_VERSION = 1
 GMACS_TOLERANCE = 0.01  # relative difference allowed between the ONNX recount and the card
 
-MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-NORM_OPS = ("BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
-            "Resize", "GlobalAveragePool")
-
 
 # ----------------------------------------------------------------------------------------------------
 # GMACs on the ONNX graph

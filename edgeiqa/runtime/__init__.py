@@ -8,6 +8,7 @@ Importing this package loads neither torch, timm nor the training code; only a `
 (torch backend) or a TensorRT engine (device buffers) imports torch, when it is opened.
 """
 
-from edgeiqa.runtime.scorer import Scorer, ScoreResult
+from edgeiqa.runtime.items import ScoreResult
+from edgeiqa.runtime.scorer import Scorer
 
 __all__ = ["Scorer", "ScoreResult"]

@@ -13,11 +13,11 @@ scoring with an ONNX model never loads torch, timm or the training code.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from edgeiqa.bounds import usable_cores
 from edgeiqa.errors import EdgeIQAError, did_you_mean
 
 METADATA_KEY = "edgeiqa"
@@ -73,14 +73,6 @@ def resolve_providers(providers, device: str | None) -> list:
     return out
 
 
-def default_threads() -> int:
-    """Cores this process may use (affinity-aware): onnxruntime's intra-op thread count by default."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def check_threads(threads: int | None) -> int | None:
     if threads is not None and int(threads) < 1:
         raise EdgeIQAError(f"threads must be >= 1, got {threads}")
@@ -116,7 +108,7 @@ class OnnxBackend:
         opts = ort.SessionOptions()
         # An explicit count (all usable cores by default) so the number reported is the one used; no
         # spinning: idle intra-op threads would steal the cores the decode workers need on a busy machine.
-        self.threads = threads or default_threads()
+        self.threads = threads or usable_cores()
         opts.intra_op_num_threads = self.threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3

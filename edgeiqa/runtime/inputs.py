@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from edgeiqa.data.images import IMAGE_EXTENSIONS
-from edgeiqa.runtime.pipeline import Listed
+from edgeiqa.runtime.items import Listed
 
 
 def _broken_link(path: str) -> Listed | None:

@@ -14,35 +14,22 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Listed:
-    """An input entry that gets a row without being scored (a folder, a dangling symlink, ...)."""
-
-    path: str
-    reason: str
+from edgeiqa.runtime.items import Listed, result_for
 
 
-def _result_for(index: int, item):
-    from edgeiqa.runtime.scorer import ScoreResult, _is_pil
-
-    if isinstance(item, Listed):
-        return ScoreResult(item.path, None, error=item.reason)
-    if isinstance(item, np.ndarray) or _is_pil(item):
-        return ScoreResult(None, None, info={"index": index})
-    return ScoreResult(str(item), None)
+def shape_key(views: dict[str, np.ndarray]) -> tuple:
+    """The views' names and shapes: items batched together must share it (a `full` view keeps each image's size)."""
+    return tuple((k, v.shape) for k, v in views.items())
 
 
 def score_stream(scorer, items: Iterable, batch_size: int = 8, workers: int = 1,
                  window: int | None = None) -> Iterator:
-    """Yield one ScoreResult per item, in input order (see the module docstring)."""
-    from edgeiqa.runtime.scorer import _shape_key
-
+    """Yield one ScoreResult per item, in input order (see the module docstring). `scorer` is a
+    `edgeiqa.runtime.Scorer` (its `safe_preprocess`, `infer` and `has_full` are what this loop uses)."""
     window = window or max(2 * batch_size, 4 * workers)
     source = iter(enumerate(items))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgeiqa-decode") if workers > 1 else None
@@ -56,7 +43,7 @@ def score_stream(scorer, items: Iterable, batch_size: int = 8, workers: int = 1,
             if nxt is None:
                 return
             index, item = nxt
-            res = _result_for(index, item)
+            res = result_for(index, item)
             if isinstance(item, Listed):
                 inflight.append((res, None, None))
             elif pool is not None:
@@ -77,7 +64,7 @@ def score_stream(scorer, items: Iterable, batch_size: int = 8, workers: int = 1,
                 else:
                     views, info = out
                     res.info.update(info)
-                    if scorer._has_full and pending and _shape_key(pending[0][1]) != _shape_key(views):
+                    if scorer.has_full and pending and shape_key(pending[0][1]) != shape_key(views):
                         scorer.infer(pending)  # a batch needs one shape per view
                         pending = []
                         yield from group

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -31,6 +30,8 @@ from edgeiqa.data.images import MIN_SIDE, load_image, pil_to_rgb
 from edgeiqa.data.views import ViewSpec, make_view, make_views, to_batch
 from edgeiqa.errors import EdgeIQAError, ImageLoadError, did_you_mean
 from edgeiqa.runtime.backends import open_backend
+from edgeiqa.runtime.items import ScoreResult, is_in_memory, is_pil
+from edgeiqa.runtime.pipeline import score_stream
 
 FACE_EXTRA = "pip install 'edgeiqa[face]'"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -78,22 +79,6 @@ def check_model_path(model: str | Path, precision: str | None = None) -> str:
     return backend
 
 
-@dataclass
-class ScoreResult:
-    path: str | None  # None for an array input
-    score: float | None
-    error: str | None = None
-    info: dict = field(default_factory=dict)  # e.g. face_found, raw_score, index
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "score": self.score, "status": "ok" if self.ok else "error",
-                "error": self.error, **self.info}
-
-
 def array_to_rgb(arr: np.ndarray) -> np.ndarray:
     """An in-memory image (H, W), (H, W, 3) or (H, W, 4), uint8 or any depth, to RGB uint8.
 
@@ -130,7 +115,7 @@ class Scorer:
         self.uses_face = any(v.kind == "face" for v in self.views)
         if self.uses_face and importlib.util.find_spec("cv2") is None:
             raise EdgeIQAError(f"{self.path} has a face view, which needs OpenCV (not installed): {FACE_EXTRA}")
-        self._has_full = any(v.kind == "full" for v in self.views)
+        self.has_full = any(v.kind == "full" for v in self.views)  # then a batch holds images of one size
         # Reduced-size JPEG decoding only when every view resizes the whole image (no native pixels needed);
         # otherwise resize views start from a box-reduced copy (>= 2x the view) of the full decode.
         resize_only = all(v.kind == "resize" for v in self.views)
@@ -166,13 +151,13 @@ class Scorer:
         """A path, a PIL image or an array -> RGB uint8 (H, W, 3), as training reads it."""
         if isinstance(item, np.ndarray):
             return array_to_rgb(item)
-        if _is_pil(item):
+        if is_pil(item):
             return pil_image_to_rgb(item)
         return load_image(item, draft=self.draft)
 
     def decode(self, item):
         """`to_rgb`, except that on the fast path a decoded RGB file may stay a PIL image (see __init__)."""
-        if self._keep_pil and not (isinstance(item, np.ndarray) or _is_pil(item)):
+        if self._keep_pil and not is_in_memory(item):
             return load_image(item, draft=self.draft, keep_pil=True)
         return self.to_rgb(item)
 
@@ -252,8 +237,6 @@ class Scorer:
 
         An item is a path, a PIL image, an array, or a `(path, reason)` pair for an entry listed without
         scoring (a folder walk's non-files). See `edgeiqa.runtime.pipeline`."""
-        from edgeiqa.runtime.pipeline import score_stream
-
         if batch_size < 1:
             raise EdgeIQAError(f"batch size must be >= 1, got {batch_size}")
         yield from score_stream(self, items, batch_size=batch_size, workers=max(1, int(workers or 1)))
@@ -285,7 +268,7 @@ class Scorer:
         input order with `info["index"]`; a bad image gets an error, the others are scored."""
         images = list(images)
         for i, im in enumerate(images):
-            if not (isinstance(im, np.ndarray) or _is_pil(im)):
+            if not is_in_memory(im):
                 raise EdgeIQAError(f"score_arrays: item {i} is a {type(im).__name__}; give PIL images or numpy arrays")
         return self.score(images, batch_size=batch_size, workers=workers)
 
@@ -295,10 +278,6 @@ class Scorer:
         if res.error:
             raise EdgeIQAError(f"{res.path or 'array'}: {res.error}")
         return res.score
-
-
-def _shape_key(views: dict[str, np.ndarray]) -> tuple:
-    return tuple((k, v.shape) for k, v in views.items())
 
 
 def _box_reduced(img, size: tuple[int, int]):
@@ -313,10 +292,6 @@ def _box_reduced(img, size: tuple[int, int]):
     if factor < 2:
         return img
     return img.reduce(factor) if pil else np.asarray(Image.fromarray(img).reduce(factor))
-
-
-def _is_pil(obj) -> bool:
-    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "getbands")
 
 
 def pil_image_to_rgb(img) -> np.ndarray:

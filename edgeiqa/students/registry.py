@@ -20,10 +20,6 @@ class StudentEntry:
     out_indices: tuple[int, ...] = (2, 3, 4)
     description: str = ""
 
-    @property
-    def builder(self) -> Callable:  # the name this field had before the generic registry
-        return self.fn
-
 
 STUDENTS: Registry[StudentEntry] = Registry("student", StudentEntry)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from edgeiqa.errors import EdgeIQAError, did_you_mean
+from edgeiqa.errors import EdgeIQAError, choose_names, did_you_mean
 
 ENSEMBLE_FILE = "ensemble.json"  # teachers.ensemble's name for it (that module imports torch)
 
@@ -73,10 +73,4 @@ def check_split(text: str | None) -> list[str] | None:
         return None
     from edgeiqa.data.records import SPLITS
 
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise EdgeIQAError(f"--split {text!r} names no split (choose from {', '.join(SPLITS)})")
-    for s in names:
-        if s not in SPLITS:
-            raise EdgeIQAError(f"unknown split {s!r} (choose from {', '.join(SPLITS)}){did_you_mean(s, SPLITS)}")
-    return names
+    return choose_names(text, SPLITS, "--split", "split")

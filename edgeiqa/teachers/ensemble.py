@@ -23,7 +23,8 @@ from scipy.optimize import nnls
 from edgeiqa import metrics
 from edgeiqa.data.records import Dataset
 from edgeiqa.errors import EdgeIQAError
-from edgeiqa.teachers.train import MemberResult, split_metrics, val_key
+from edgeiqa.fileio import write_json_atomic
+from edgeiqa.teachers.train import MemberResult
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -59,7 +60,7 @@ class Ensemble:
         return metrics.logistic4(self.raw(member_scores), self.calibration)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> "Ensemble":
@@ -96,7 +97,7 @@ def one_se_weights(z: np.ndarray, target: np.ndarray, scenes) -> np.ndarray:
     one standard error of the best, the closest to equal weights (ties: the better val metric)."""
     grid = list(_simplex(z.shape[1]))
     evals = [metrics.evaluate(z @ w, target, scenes=scenes) for w in grid]
-    values = np.array([val_key(m) for m in evals])
+    values = np.array([metrics.val_key(m) for m in evals])
     best = int(np.argmax(values))
     floor = values[best] - standard_error(evals[best])
     equal = np.full(z.shape[1], 1.0 / z.shape[1])
@@ -151,7 +152,7 @@ def ensemble_metrics(ens: Ensemble, results: list[MemberResult], dataset: Datase
     paths = results[0].paths
     member_scores = {r.name: np.asarray([dict(zip(r.paths, r.scores)).get(p, np.nan) for p in paths]) for r in results}
     cal = ens.calibrated(member_scores)
-    out = {"ensemble": split_metrics(dataset.records, dict(zip(paths, cal)))}
+    out = {"ensemble": metrics.split_metrics(dataset.records, dict(zip(paths, cal)))}
     for r in results:
         out[r.name] = r.metrics
     return out

@@ -9,7 +9,6 @@ A member whose member.json records the same dataset and settings is reused, not 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -17,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgeiqa import distributed
 from edgeiqa.backbones import offline_weights_path
@@ -25,13 +23,15 @@ from edgeiqa.data.copies import DEFAULT_COPIES
 from edgeiqa.data.records import Dataset
 from edgeiqa.data.torchdata import ImageCache
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.fileio import write_json_atomic
+from edgeiqa.metrics import val_key
 from edgeiqa.outsafe import mark_dir
-from edgeiqa.teachers import create_teacher, get_teacher_entry
+from edgeiqa.teachers import get_teacher_entry
+from edgeiqa.teachers.counting import teacher_gmacs
 from edgeiqa.teachers.ensemble import ENSEMBLE_FILE, Ensemble, ensemble_metrics, fit_ensemble
 from edgeiqa.teachers.features import head_outputs
 from edgeiqa.teachers.rank_head import RankSpec, cached_ladder_features
-from edgeiqa.teachers.train import (MemberResult, TeacherConfig, load_member, load_member_model, train_teacher, unique_paths,
-                                   val_key)
+from edgeiqa.teachers.train import MemberResult, TeacherConfig, load_member, load_member_model, train_teacher, unique_paths
 from edgeiqa.training import TrainConfig
 
 
@@ -104,17 +104,6 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=None)
-def teacher_gmacs(name: str) -> float:
-    """fvcore GMACs of one teacher at its own views (all views, the whole model); counted once per process
-    (it depends on the registered name only), so the self-training round does not count again."""
-    from edgeiqa.budget import count_gmacs
-
-    teacher = create_teacher(name).eval()
-    inputs = tuple(torch.zeros(1, 3, *v.size) for v in teacher.entry.views)
-    return round(count_gmacs(teacher, inputs, name=name, cross_check=False).total_gmacs, 3)
-
-
 def extra_fingerprint(extra) -> str | None:
     """Pseudo-labelled extras (record, score, weight) as part of a member's settings: new pseudo-labels retrain."""
     if not extra:
@@ -160,7 +149,7 @@ def train_members(names: list[str], dataset: Dataset, out_dir: Path, cfg: TrainC
         info = json.loads(info_path.read_text())
         info["settings"] = settings
         info["gmacs"] = teacher_gmacs(name)
-        info_path.write_text(json.dumps(info, indent=2, default=str))
+        write_json_atomic(info_path, info)
         val = res.metrics.get("val", {})
         log(f"teacher {name}: done in {time.time() - t0:.0f}s, val {val_key(val) if val else None}")
         # Read back what was written, so a fresh and a reused member give bit-identical ensembles.
@@ -211,7 +200,7 @@ def build_ensemble(results: list[MemberResult], dataset: Dataset, out_dir: Path,
         "labels_from": dataset.info.get("labels_from", "every train label"),
         "seconds": seconds,
     }
-    (out_dir / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    write_json_atomic(out_dir / "card.json", card)
     return ens, card
 
 
@@ -245,7 +234,7 @@ def self_train(names: list[str], dataset: Dataset, pool: list, out_dir: Path, cf
     build_ensemble(results, dataset, st_dir, left_out=ens.left_out)
     after = {r.name: r.metrics.get("val", {}) for r in results}
     report = {n: {"before": before[n], "after": after[n]} for n in names}
-    (st_dir / "selftrain.json").write_text(json.dumps(report, indent=2, default=str))
+    write_json_atomic(st_dir / "selftrain.json", report)
     distributed.barrier("self-training")
     return report
 

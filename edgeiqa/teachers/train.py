@@ -31,7 +31,7 @@ from edgeiqa.data.copies import DEFAULT_COPIES
 from edgeiqa.data.records import Dataset, ImageRecord
 from edgeiqa.data.torchdata import ImageCache, TrainItem, ViewDataset, epoch_index, make_loader, scene_ids
 from edgeiqa.errors import EdgeIQAError
-from edgeiqa.fileio import atomic_path
+from edgeiqa.fileio import atomic_path, write_json_atomic
 from edgeiqa.losses import LossBatch
 from edgeiqa.provenance import sha256_file
 from edgeiqa.teachers import create_teacher
@@ -78,22 +78,6 @@ def unique_paths(dataset: Dataset) -> list[str]:
             seen.add(key)
             out.append(key)
     return out
-
-
-def split_metrics(records: list[ImageRecord], score_of: dict[str, float]) -> dict:
-    """metrics.summarize() per split (splits with too few scored images are left out)."""
-    out = {}
-    for split in sorted({r.split for r in records if r.score is not None and r.split}):
-        m = metrics.summarize([r for r in records if r.split == split], score_of)
-        if "srcc" in m:
-            out[split] = m
-    return out
-
-
-def val_key(m: dict) -> float:
-    """Model selection: per-scene mean SRCC when scenes exist (the median saturates), else SRCC."""
-    v = m.get("srcc_scene_mean", m.get("srcc"))
-    return float(v) if v is not None else -1.0
 
 
 def training_items(records: list[ImageRecord], extra: list[tuple[ImageRecord, float, float]] = ()) -> list[TrainItem]:
@@ -228,7 +212,7 @@ def train_teacher(
     scores[~feats["ok"].numpy()] = np.nan
     result = MemberResult(name, out_dir, paths, scores, opinions, dict(cache.failed), weights_source=teacher.weights_source,
                           rank_pretrain=rank_info)
-    result.metrics = split_metrics(dataset.records, dict(zip(paths, scores)))
+    result.metrics = metrics.split_metrics(dataset.records, dict(zip(paths, scores)))
     save_member(teacher, result, cfg, finetune, time.time() - t0)
     return result
 
@@ -254,8 +238,8 @@ def cached_features(teacher, out_dir: Path, paths, cache, n_aug, seed, aug_paths
 
 
 def _val_record(val_recs, score_of) -> dict:
-    m = split_metrics(val_recs, score_of).get("val", {})
-    out = {"val": round(val_key(m), 5)} if m else {"val": -1.0}
+    m = metrics.split_metrics(val_recs, score_of).get("val", {})
+    out = {"val": round(metrics.val_key(m), 5)} if m else {"val": -1.0}
     if m.get("srcc_scene_median") is not None:
         out["val_srcc_scene_median"] = round(m["srcc_scene_median"], 4)
     return out
@@ -266,18 +250,23 @@ def save_member(teacher, result: MemberResult, cfg: TrainConfig, finetune: bool,
     with atomic_path(d / "teacher.pt") as tmp:
         torch.save({"format": TEACHER_FORMAT, "teacher": result.name, "state_dict": teacher.state_dict(),
                     "weights_source": teacher.weights_source, "metrics": result.metrics}, tmp)
+    # Decision (issue 23): this per-member file keeps its name although distill's OUT/predictions.csv has other
+    # columns (image, split, scene, kind, gt_score, student, teacher). It is a user artefact: `bench --teacher-scores`
+    # names it in its help, existing teachers folders hold it and reuse reads it back (load_member); the two never
+    # share a folder (OUT/teachers/<member>/ against OUT/). Columns here: image, the member's raw score, error.
     with atomic_path(d / "predictions.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image", "score", "error"])
         for p, s in zip(result.paths, result.scores):
             w.writerow([p, "" if not np.isfinite(s) else f"{s:.8f}", result.failed.get(p, "")])
-    save_file({"opinions": torch.from_numpy(result.opinions)}, str(d / "opinions.safetensors"))
+    with atomic_path(d / "opinions.safetensors") as tmp:
+        save_file({"opinions": torch.from_numpy(result.opinions)}, str(tmp))
     info = {"teacher": result.name, "weights_source": teacher.weights_source, "finetune": finetune,
             "views": [v.to_dict() for v in teacher.entry.views],
             "train_config": cfg.__dict__, "metrics": result.metrics, "seconds": round(seconds, 1),
             "checkpoint_sha256": sha256_file(d / "teacher.pt"), "n_images": len(result.paths), "failed": result.failed,
             "rank_pretrain": result.rank_pretrain}
-    (d / "member.json").write_text(json.dumps(info, indent=2, default=str))
+    write_json_atomic(d / "member.json", info)
 
 
 def load_teacher_weights(teacher, path: str | Path) -> None:
