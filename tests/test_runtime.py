@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,3 +316,29 @@ def test_fast_path_keeps_the_decoded_jpeg_as_a_pil_image(photos, tmp_path):
             assert fv[name].dtype == np.uint8 and np.array_equal(fv[name], av[name]), (p.name, name)
         assert np.array_equal(fv["fragments"], ev["fragments"]), p.name
     assert fast.score_one(big) == pytest.approx(fast.score_arrays([exact.to_rgb(big)])[0].score, abs=1e-6)
+
+
+def test_onnx_session_spins_and_the_speed_benchmark_measures_it(onnx_path, tmp_path):
+    """The runtime's session keeps onnxruntime's spinning on (off cost the bench row ~15 % on a VM), and
+    benchmarks/onnx_speed.py, the check that would have caught that, times it beside plain sessions."""
+    import importlib.util
+    import json
+
+    from edgeiqa.runtime.backends import OnnxBackend
+
+    opts = OnnxBackend(onnx_path, threads=1).session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+    spec = importlib.util.spec_from_file_location("onnx_speed", Path(__file__).parents[1] / "benchmarks" / "onnx_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "speed.json"
+    bench.main([str(onnx_path), "--threads", "1", "--rounds", "2", "--runs", "3", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert set(doc["rows"]) == {"runtime", "ort_default", "no_spinning"}
+    assert all(r["p50_ms"] > 0 and len(r["block_p50_ms"]) == 2 for r in doc["rows"].values())
+    assert doc["ceiling_conv_gmacs_per_s"] > 0 and set(doc["checks"]) == {"runtime_pct_ceiling_ge_60",
+                                                                          "runtime_within_10pct_of_ort_default"}
+    with pytest.raises(SystemExit) as exc:  # not a model: argparse's one line, exit 2, nothing written
+        bench.main([str(tmp_path / "speed.json"), "--out", str(tmp_path / "x.json")])
+    assert exc.value.code == 2 and not (tmp_path / "x.json").exists()

@@ -106,11 +106,11 @@ class OnnxBackend:
                     f"available: {', '.join(available)}"
                 )
         opts = ort.SessionOptions()
-        # An explicit count (all usable cores by default) so the number reported is the one used; no
-        # spinning: idle intra-op threads would steal the cores the decode workers need on a busy machine.
+        # An explicit count (all usable cores by default) so the number reported is the one used. Spinning on
+        # (onnxruntime's default): without it every op wakes a sleeping thread, slow in a VM (docs/benchmarks.md).
         self.threads = threads or usable_cores()
         opts.intra_op_num_threads = self.threads
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=wanted)
