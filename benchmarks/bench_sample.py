@@ -55,9 +55,11 @@ def main(argv=None) -> int:
     ap.add_argument("--teachers", default=None, help="passed to edgeiqa bench --teachers (default: the card's)")
     ap.add_argument("--threads", type=int, default=None, help="passed to edgeiqa bench --threads (default: all cores)")
     ap.add_argument("--max-images", type=int, default=None, help="passed to edgeiqa bench --max-images")
+    ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
     args = ap.parse_args(argv)
 
     from edgeiqa.bench import COLUMNS
+    from edgeiqa.provenance import measured
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "bench-must-hold"
     extra = []
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
 
     runs = [bench_once(args.run_dir, out / "run1", extra), bench_once(args.run_dir, out / "run2", extra)]
     first, second = runs
-    result: dict = {"run_dir": args.run_dir, "runs": [{k: v for k, v in r.items() if k != "report"} for r in runs]}
+    result: dict = {**measured(Path(__file__).resolve().parents[1], args.machine), "run_dir": args.run_dir,
+                    "runs": [{k: v for k, v in r.items() if k != "report"} for r in runs]}
     checks = {}
     if first["report"] is None or second["report"] is None:
         result["error"] = "a bench run wrote no bench.json; see stderr.txt in " + str(out)

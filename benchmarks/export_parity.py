@@ -32,11 +32,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime / torch threads for the timing (default 1)")
     ap.add_argument("--fp16", action="store_true", help="also export and compare onnx-fp16")
     ap.add_argument("--out", default=None, help="write the results JSON here")
+    ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
     import torch
     from scipy.stats import spearmanr
+
+    from edgeiqa.provenance import measured
 
     from edgeiqa.data.datasets import load_dataset
     from edgeiqa.data.images import load_image
@@ -128,6 +131,7 @@ def main(argv=None) -> int:
     ok_fp32 = results["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
     ok_int8 = results["onnx-int8"]["srcc_vs_torch"] >= 0.98
     results["bars"] = {"onnx_max_abs_diff<=1e-4": ok_fp32, "int8_srcc_vs_torch>=0.98": ok_int8}
+    results = {**measured(Path(__file__).resolve().parents[1], args.machine), **results}
     text = json.dumps(results, indent=2, default=str)
     print(text)
     if args.out:

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +72,6 @@ def bench_cli_p50(run_dir: str, threads: int) -> float | None:
         return next((r["p50_ms"] for r in rows if r["format"] == "onnx" and r.get("batch") == 1), None)
 
 
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="an exported student (.onnx, fp32)")
@@ -96,6 +88,7 @@ def main(argv=None) -> int:
     from edgeiqa.bench.ceiling import onnxruntime_ceiling
     from edgeiqa.bounds import usable_cores
     from edgeiqa.fileio import write_json_atomic
+    from edgeiqa.provenance import measured
     from edgeiqa.runtime.backends import OnnxBackend
 
     threads = args.threads or usable_cores()
@@ -116,14 +109,14 @@ def main(argv=None) -> int:
                       "pct_ceiling": round(100 * gmacs / (p50 / 1e3) / ceiling, 1) if gmacs else None}
     if args.run:
         p50 = bench_cli_p50(args.run, threads)
-        rows["edgeiqa_bench_cli"] = {"p50_ms": p50, "pct_ceiling": round(100 * gmacs / (p50 / 1e3) / ceiling, 1)
+        rows["edgeiqa_bench_cli"] = {"p50_ms": round(p50, 2) if p50 else None, "pct_ceiling": round(100 * gmacs / (p50 / 1e3) / ceiling, 1)
                                      if gmacs and p50 else None}
     rt, plain = rows["runtime"], rows["ort_default"]
     checks = {"runtime_pct_ceiling_ge_60": bool(rt["pct_ceiling"] is not None and rt["pct_ceiling"] >= 100 * MIN_CEILING),
               "runtime_within_10pct_of_ort_default": rt["p50_ms"] <= plain["p50_ms"] * (1 + MAX_SLOWER)}
     doc = {"what": "ONNX student at batch 1: the runtime's session vs plain onnxruntime sessions and the conv ceiling",
            "command": "python benchmarks/onnx_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "commit": commit(), "date": date.today().isoformat(), "machine": args.machine, "threads": threads,
+           **measured(ROOT, args.machine), "threads": threads,
            "model": args.model.name, "gmacs": gmacs, "ceiling_conv_gmacs_per_s": ceiling,
            "rounds": args.rounds, "runs_per_block": args.runs, "rows": rows, "checks": checks}
     write_json_atomic(args.out, doc)

@@ -31,10 +31,8 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,24 +181,15 @@ def summarise(per_seed: dict[str, list[tuple[int, dict]]]) -> list[dict]:
     return out
 
 
-def commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return head + (" (with uncommitted changes)" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
 def write_results(path: Path, per_seed: dict, done: list[str], args) -> None:
     from edgeiqa.fileio import write_json_atomic
+    from edgeiqa.provenance import measured
 
     doc = {
         "what": "BIQ2021 (Ahmed & Asif, J. Electronic Imaging 31(5) 053010, 2022), official test split (2,000 photos): "
                 "all labels vs few labels (1,000 labelled + 9,000 unlabelled)",
         "command": "python benchmarks/real.py " + " ".join(sys.argv[1:]),
-        "commit": commit(), "date": date.today().isoformat(), "machine": args.machine,
+        **measured(ROOT, args.machine),
         "compromises": "few labels: the profile's schedule at every seed; all labels: seed 0 the profile's schedule (the "
                        "real distill run), seeds >= 1 [distill] epochs = 1. Every stage reuses the frozen members' "
                        "backbone features of the first teachers stage.",
@@ -271,6 +260,34 @@ def features_source(work: Path) -> Path | None:
     return done[0].parent if done else None
 
 
+TABLE_ROWS = ("teacher_ensemble", "teacher_lite2_mv", "teacher_lite0_mv", "student_distilled", "student_labels_only",
+              "student_tenth")
+
+
+def _cell(row: dict | None, key: str) -> str:
+    if row is None or row.get(key) is None:
+        return "–"
+    std = row.get(f"{key}_std")
+    return f"{row[key]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def readme_table(doc: dict) -> str:
+    """The README's BIQ2021 table from a results file (mean ± std over the seeds done; – where not run yet)."""
+    rows = {r["row"]: r for r in doc["rows"]}
+    lines = ["| model | GMACs | all labels: SRCC | PLCC | ss02 SRCC | seeds | 1,000 labels: SRCC | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in TABLE_ROWS:
+        a, f = rows.get(name), rows.get(f"{name}_few")
+        gmacs = (a or f or {}).get("gmacs")
+        ss02 = None if a is None else {"srcc": a["srcc_per_subset"].get("ss02")}
+        lines.append(f"| {name} | {'–' if gmacs is None else f'{gmacs:.2f}'} | {_cell(a, 'srcc')} | {_cell(a, 'plcc')} "
+                     f"| {_cell(ss02, 'srcc')} | {a['n_seeds'] if a else 0} | {_cell(f, 'srcc')} | {f['n_seeds'] if f else 0} |")
+    for r in doc["published"]:
+        lines.append(f"| {r['row'].removeprefix('published_')} (published) | – | {r['srcc']:.3f} | {r['plcc']:.3f} | – | – "
+                     "| – | – |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     for regime in [] if args.report else args.regime_list:
@@ -280,6 +297,7 @@ def main(argv=None) -> int:
                 write_results(args.out, *collect(args.work), args)
     if args.report:
         write_results(args.out, *collect(args.work), args)
+        print(readme_table(json.loads(args.out.read_text())))  # the README's BIQ2021 table
     for r in json.loads(args.out.read_text())["rows"]:
         print(f"{r['row']:32s} SRCC {r['srcc']:.4f}" + (f" +- {r['srcc_std']:.4f}" if r.get("srcc_std") else "")
               + f"  ({r['n_seeds']} seeds)  GMACs {r['gmacs']}")

@@ -27,3 +27,25 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
+
+
+def git_commit(root: str | Path) -> str:
+    """The short commit of the checkout at `root`, marked when tracked files differ from it ("unknown" without git):
+    every results file records the tree that measured it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def measured(root: str | Path, machine: str) -> dict:
+    """The header of a results file: the tree's commit, today's date and the machine's state as the caller says it."""
+    from datetime import date
+
+    return {"commit": git_commit(root), "date": date.today().isoformat(), "machine": machine}

@@ -30,6 +30,13 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "rows[student_small_distilled].gmacs",
         "rows[student_small_distilled].srcc_scene_mean", "rows[student_small_distilled].srcc_scene_mean_std",
         "rows[student_labels_only].srcc_scene_mean", "rows[student_labels_only].srcc_scene_mean_std"]),
+    "Export parity, sample student": ("export_parity_sample.json", [
+        "onnx-int8.srcc_vs_torch", "onnx.vs_truth.srcc_scene_mean", "onnx-int8.vs_truth.srcc_scene_mean",
+        "onnx-int8.latency_ms_p50", "onnx-int8.speedup_vs_fp32"]),
+    "Bench speed, sample student": ("bench_sample_must_hold.json", [
+        "speedup.onnx_p50_ms", "speedup.teacher_p50_ms", "speedup.speedup_vs_teacher", "speedup.gmacs_ratio"]),
+    "ONNX session speed": ("onnx_speed.json", [
+        "rows.runtime.p50_ms", "rows.runtime.pct_ceiling", "rows.ort_default.p50_ms", "rows.no_spinning.p50_ms"]),
     "BIQ2021 student": ("real_biq2021.json", [
         "rows[student_distilled].srcc", "rows[student_distilled].plcc", "rows[student_distilled].gmacs",
         "rows[teacher_ensemble].srcc", "rows[teacher_ensemble].gmacs",

@@ -93,3 +93,9 @@ def test_every_row_override_is_a_valid_profile(row, seed, quick, regime):
     if row == "student_labels_only":
         assert "feature" not in prof["distill"]["losses"] and prof["distill"]["pseudo_weight"] == 0
         assert prof["distill"]["ladder_epochs"] == 0
+
+
+def test_readme_biq2021_table_is_the_results_file():
+    """The README's BIQ2021 table is exactly what the results file gives (regenerate with `real.py --report`)."""
+    doc = json.loads(real.RESULTS.read_text())
+    assert real.readme_table(doc) in (real.ROOT / "README.md").read_text()
