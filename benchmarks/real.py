@@ -5,7 +5,8 @@
 
 Regimes (the dataset spec's options make them, so the labels a regime drops are never loaded):
   all  every train label; val carved from train (10 %), test untouched;
-  few  `labels=1000`: 1,000 labelled train photos (val carved from them), the other 9,000 an unlabelled pool.
+  few  `labels=1000&labels_seed=SEED`: 1,000 labelled train photos, a different draw per seed (val carved from
+       them), the other 9,000 an unlabelled pool.
 
 Rows per regime and seed (`_few` suffix in the few regime), each a stage folder WORK/REGIME/sSEED/ROW:
   teachers             the offline members (`teacher_<member>`) and their val-weighted ensemble (`teacher_ensemble`);
@@ -70,9 +71,11 @@ def quick_root(root: Path, work: Path) -> Path:
     return out
 
 
-def spec_for(root: Path, regime: str, quick: bool) -> str:
+def spec_for(root: Path, regime: str, quick: bool, seed: int = 0) -> str:
+    """The regime's dataset spec; in the few regime each seed keeps its own labelled photos (labels_seed = seed), so
+    the spread over seeds includes which 1,000 photos a user happened to label."""
     labels = QUICK["labels"] if quick else FEW_LABELS
-    return f"biq2021:{root}" + (f"?labels={labels}" if regime == "few" else "")
+    return f"biq2021:{root}" + (f"?labels={labels}&labels_seed={seed}" if regime == "few" else "")
 
 
 def overrides_for(row: str, seed: int, quick: bool, regime: str = "all") -> dict:
@@ -120,7 +123,7 @@ def run_stage(row: str, regime: str, seed: int, args, features_from: Path | None
     if card_path.exists():
         return json.loads(card_path.read_text())
     profile = load_profile(args.profile, overrides=overrides_for(row, seed, args.quick, regime))
-    spec = spec_for(args.root, regime, args.quick)
+    spec = spec_for(args.root, regime, args.quick, seed)
     names, left_out = select_members("ensemble", profile, log=lambda m: None)
     link_features(features_from, tdir, names)
     t0 = time.time()
