@@ -18,8 +18,9 @@ BatchNorm folded by the exporter added back; > 1 % difference is flagged); score
 and with the exported model and reports max/mean |diff| and the SRCC between the two; writes the
 metadata (profile, views, input sizes, normalisation, logistic mapping, GMACs, parity, size vs the
 float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_props "edgeiqa"), the
-OpenVINO IR (rt_info "edgeiqa") and into a .json sidecar. openvino and openvino-int8 need
-`pip install 'edgeiqa[openvino]'` (without it: one line naming that command, exit 2, nothing written). The views share one backbone, so every graph stores each weight once.
+OpenVINO IR (rt_info "edgeiqa") and into a .json sidecar. The views share one backbone, so every graph
+stores each weight once. openvino and openvino-int8 need `pip install 'edgeiqa[openvino]'` (without it:
+one line naming that command, exit 2, nothing written).
 
 exit code: 0 exported and checked; 1 exported but parity is below the format's bar or the GMACs do not
 match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, an --out
