@@ -74,9 +74,10 @@ def test_int8_flag_points_to_the_int8_row(run_dir, capsys):
 
 @needs_openvino
 def test_fp32_ir_parity_and_metadata(fp32, run_dir, photos):
-    import openvino as ov
-
+    from edgeiqa.export.openvino_export import import_openvino
     from edgeiqa.runtime import Scorer
+
+    ov = import_openvino()
 
     xml, weights = fp32.path, fp32.path.with_suffix(".bin")
     assert xml.name == "student-openvino.xml" and weights.is_file()
@@ -106,7 +107,9 @@ def test_fp32_ir_parity_and_metadata(fp32, run_dir, photos):
 @pytest.mark.slow  # the int8 export: NNCF quantises 1-4 times (~30 s on 2 cores)
 @needs_openvino
 def test_int8_ir_meets_the_bar_and_records_its_float_layers(int8, photos, tmp_path):
-    import openvino as ov
+    from edgeiqa.export.openvino_export import import_openvino
+
+    ov = import_openvino()
 
     par = int8.parity
     assert par["n_images"] == 16 and par["srcc"] >= 0.99 and par["ok"], par
@@ -177,7 +180,10 @@ def test_thread_count_is_honoured(fp32):
 
 
 @needs_openvino
-def test_runtime_imports_no_torch_for_an_xml(fp32, photos):
+def test_runtime_imports_no_torch_for_an_xml(fp32, photos, tmp_path):
+    """Nor nncf, nor anything of training; and OpenVINO's telemetry stays off (it would write ~/intel)."""
+    import os
+
     code = (
         "import sys\n"
         "from edgeiqa.runtime import Scorer\n"
@@ -188,8 +194,10 @@ def test_runtime_imports_no_torch_for_an_xml(fp32, photos):
         "assert not bad, bad\n"
         "print('clean')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0 and "clean" in out.stdout, out.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow  # the int8 export: NNCF quantises 1-4 times (~30 s on 2 cores)
@@ -245,7 +253,9 @@ def test_missing_extra_score_and_bench(run_dir, photos, tmp_path, capsys, monkey
 
 @needs_openvino
 def test_corrupt_foreign_or_incomplete_xml_is_one_line_naming_the_file(fp32, photos, tmp_path, capsys):
-    import openvino as ov
+    from edgeiqa.export.openvino_export import import_openvino
+
+    ov = import_openvino()
     from openvino import opset13 as ops
 
     corrupt = tmp_path / "corrupt.xml"

@@ -114,10 +114,10 @@ def onnxruntime_ceiling(threads: int, seconds: float = 0.4) -> dict:
 
 def openvino_ceiling(threads: int, seconds: float = 0.4) -> dict:
     """The same two kernels built as one-op OpenVINO models, compiled on the CPU plugin as the runtime compiles."""
-    import openvino as ov
-    from openvino import opset13 as ops
+    from edgeiqa.export.openvino_export import DEVICE, _compile_config, import_openvino
 
-    from edgeiqa.export.openvino_export import DEVICE, _compile_config
+    ov = import_openvino()
+    from openvino import opset13 as ops
 
     rng = np.random.default_rng(1)
     c = CONV

@@ -18,8 +18,9 @@ export's parity check share.
     result afterwards, so they do not pick it), at most half of the backbone's layers. Every trial is recorded.
 - Metadata: the same JSON document as ONNX, in the IR's `rt_info` under `edgeiqa` (travels inside the .xml, as
   ONNX's metadata_props do), and in the `.json` sidecar every artefact gets.
-- OpenVINO's and NNCF's telemetry (on unless a consent file in the user's home says no) is switched off for the
-  export: edgeiqa runs offline and writes nothing outside the paths it is given.
+- OpenVINO's and NNCF's telemetry (on unless a consent file in the user's home says no; `import openvino` alone
+  sends an event) is switched off wherever edgeiqa imports openvino (`import_openvino`): edgeiqa runs offline and
+  writes nothing outside the paths it is given.
 
 Only numpy at module level: the runtime imports `IRRunner` without torch, onnx or NNCF.
 """
@@ -50,17 +51,23 @@ MAX_FLOAT_FRACTION = 0.5  # the ladder stops before more than half of the backbo
 # ----------------------------------------------------------------------------------------------- saving
 
 
-def _no_telemetry() -> None:
-    """OpenVINO's converter and NNCF fall back to a no-op when `openvino_telemetry` cannot be imported."""
+def import_openvino():
+    """`import openvino` without its telemetry. `import openvino` itself (through its converter package), the
+    converter and NNCF each report to a remote service and keep a client id and counters under ~/intel unless a
+    consent file there says no; all three fall back to a no-op when `openvino_telemetry` cannot be imported, so it is
+    marked not importable, unless the process imported it already (an application that uses it keeps it)."""
     if "openvino_telemetry" not in sys.modules:
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+    import openvino
+
+    return openvino
 
 
 def save_ir(model, xml: str | Path) -> None:
     """Write `model` as XML + BIN beside `xml` without leaving a half-written pair: both files are saved in a
     scratch folder next to it and moved into place, weights first (the .xml names no file; its .bin is found by
     name)."""
-    import openvino as ov
+    ov = import_openvino()
 
     xml = Path(xml)
     with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".ir-") as tmp:
@@ -72,9 +79,7 @@ def save_ir(model, xml: str | Path) -> None:
 
 def convert(onnx_path: str | Path, out_xml: str | Path) -> dict:
     """Float32 IR from the float32 ONNX graph. Returns facts for the metadata."""
-    _no_telemetry()
-    import openvino as ov
-
+    ov = import_openvino()
     model = ov.convert_model(str(onnx_path))
     save_ir(model, out_xml)
     return {"converter": "openvino.convert_model", "openvino": ov.__version__, "weights": "float32",
@@ -84,6 +89,7 @@ def convert(onnx_path: str | Path, out_xml: str | Path) -> dict:
 def read_ir(xml: str | Path):
     """The model of an IR file, read by OpenVINO's IR frontend only: `Core.read_model` tries every frontend on a file
     the IR one cannot parse, and TensorFlow's then writes parse errors of its own straight to stderr."""
+    import_openvino()
     from openvino.frontend import FrontEndManager
 
     frontend = FrontEndManager().load_by_framework("ir")
@@ -154,7 +160,7 @@ def ladder(n_layers: int) -> list[int]:
 
 
 def _scores(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
-    import openvino as ov
+    ov = import_openvino()
 
     compiled = ov.Core().compile_model(model, DEVICE, _compile_config(None))
     request = compiled.create_infer_request()
@@ -213,9 +219,8 @@ def quantize_int8(onnx_path: str | Path, out_xml: str | Path, batches: list[dict
     float). Returns facts for the metadata, every try of the ladder included."""
     if not batches:
         raise EdgeIQAError("int8 calibration needs at least one image")
-    _no_telemetry()
+    ov = import_openvino()
     import nncf
-    import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
     head = head_ops(model)
@@ -289,7 +294,7 @@ class IRRunner:
     """Reads an OpenVINO IR and runs it on the CPU plugin: `run({input name: float32 NCHW}) -> (N,) float32`."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        import openvino as ov
+        ov = import_openvino()
 
         self.path = Path(path)
         if not self.path.is_file():
