@@ -22,6 +22,7 @@ def root(tmp_path_factory):
     (root / "existing.onnx").write_bytes(b"someone else's model")
     (root / "existing.json").write_text(json.dumps({"mine": True}))
     (root / "fresh.json").write_text(json.dumps({"mine": True}))  # sidecar name of --out fresh.onnx
+    (root / "weights.bin").write_bytes(b"someone else's weights")  # the .bin beside --out weights.xml (OpenVINO)
     (root / "adir.onnx").mkdir()
     (root / "afile").write_text("a file where a folder is expected")
     (root / "userdir").mkdir()
@@ -51,6 +52,11 @@ EXPORT_CASES = [
     (lambda r: _export(r, "--out", str(r / "adir.onnx")), "is a folder; a file name is expected"),
     (lambda r: _export(r, "--out", str(r / "afile" / "a.onnx")), "is a file, not a folder"),
     (lambda r: _export(r, "--out", str(r / "model.tflite")), "writes .onnx files"),
+    # OpenVINO's IR is two files: the .bin beside the .xml is checked like the artefact (or, without the extra, the
+    # one line naming it comes first)
+    (lambda r: _export(r, "--format", "openvino", "--out", str(r / "model.onnx")), r"writes \.xml files|edgeiqa\[openvino\]"),
+    (lambda r: _export(r, "--format", "openvino", "--out", str(r / "weights.xml")),
+     r"weights\.bin exists and edgeiqa did not write it|edgeiqa\[openvino\]"),
     # item 8: opset and calibration data
     (lambda r: _export(r, "--opset", "-1"), "--opset must be"),
     (lambda r: _export(r, "--opset", "999"), "--opset 999 is more than"),
@@ -117,6 +123,7 @@ def test_bad_bench_arguments_are_refused_up_front(root, capsys, case):
 
 def test_refusals_left_the_users_files_alone(root):
     assert (root / "existing.onnx").read_bytes() == b"someone else's model"
+    assert (root / "weights.bin").read_bytes() == b"someone else's weights"
     assert json.loads((root / "existing.json").read_text()) == {"mine": True}
     assert (root / "userdir" / "notes.txt").read_text() == "mine"
     assert not (root / "export").exists() and not (root / "bench").exists()

@@ -1,7 +1,8 @@
 """The artefact of each format for the bench: reuse an export of this very checkpoint, else export one.
 
 An existing artefact is reused when its `.json` sidecar names the same format, the sha256 of the run's
-student.pt (`source.sha256`) and the artefact's own sha256 (`artifact_sha256`), and, when a batch larger
+student.pt (`source.sha256`) and the artefact's own sha256 (`artifact_sha256`, and `companions` for the files that
+belong to it: OpenVINO's .bin), and, when a batch larger
 than one is benchmarked, it has a dynamic batch dimension (the torch format always has). Places looked
 at, in order: RUN/export/<format file name> (where `edgeiqa export` writes), RUN/export/bench/ and
 RUN/exports/. A new export goes to RUN/export/<file name> unless a valid export that cannot be reused
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export import export_model
-from edgeiqa.export.formats import Format
+from edgeiqa.export.formats import Format, artefact_files
 from edgeiqa.provenance import sha256_file
 
 
@@ -36,7 +37,7 @@ class Artefact:
 
     @property
     def size_mb(self) -> float:
-        return self.path.stat().st_size / 1e6
+        return sum(p.stat().st_size for p in artefact_files(self.path) if p.exists()) / 1e6  # .xml + .bin for OpenVINO
 
 
 def candidate_paths(run: Path, fmt: Format) -> list[Path]:
@@ -62,6 +63,10 @@ def _matches(path: Path, fmt: Format, ckpt_sha: str) -> dict | None:
         return None
     if meta.get("artifact_sha256") and meta["artifact_sha256"] != sha256_file(path):
         return None
+    for companion in artefact_files(path)[1:]:  # OpenVINO's .bin must be the one exported with the .xml
+        want = (meta.get("companions") or {}).get(companion.name)
+        if want is None or not companion.is_file() or sha256_file(companion) != want:
+            return None
     return meta
 
 

@@ -6,7 +6,8 @@ Kernels (float32, batch 1, one fused multiply-add = one MAC, as in the GMAC coun
 - GEMM: (1024 x 1024) @ (1024 x 1024) = 1.07 GMAC per call;
 - conv: 3x3, 64 -> 64 channels, stride 1, padding 1 on a 64 x 112 x 112 input = 0.46 GMAC per call.
 On torch (the torch format and the teacher row) via `torch.matmul` / `F.conv2d`; on onnxruntime (every
-ONNX format) via a one-node MatMul / Conv model run by the CPU execution provider. Each kernel gets two
+ONNX format) via a one-node MatMul / Conv model run by the CPU execution provider; on OpenVINO (the openvino
+formats) via one-op models compiled on the CPU plugin with the runtime's settings. Each kernel gets two
 warm-up calls and is then timed until `seconds` pass (at least 3 calls); the fastest call gives the
 rate (a ceiling is a best case, and another process on the machine can only slow a call down).
 A backend's ceiling is the better of its two kernels. Int8 formats can exceed the float32 ceiling.
@@ -111,6 +112,32 @@ def onnxruntime_ceiling(threads: int, seconds: float = 0.4) -> dict:
     return _entry(rates["gemm"], rates["conv"], f"onnxruntime {ort.__version__} CPUExecutionProvider")
 
 
+def openvino_ceiling(threads: int, seconds: float = 0.4) -> dict:
+    """The same two kernels built as one-op OpenVINO models, compiled on the CPU plugin as the runtime compiles."""
+    from edgeiqa.export.openvino_export import DEVICE, _compile_config, import_openvino
+
+    ov = import_openvino()
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(1)
+    c = CONV
+    w_gemm = rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32)
+    w_conv = rng.standard_normal((c["cout"], c["cin"], c["k"], c["k"])).astype(np.float32)
+    x_gemm = ops.parameter([GEMM_N, GEMM_N], np.float32, name="x")
+    x_conv = ops.parameter([1, c["cin"], c["hw"], c["hw"]], np.float32, name="x")
+    models = {"gemm": (ov.Model([ops.matmul(x_gemm, ops.constant(w_gemm), False, False)], [x_gemm], "ceiling_gemm"),
+                       _gemm_macs(), (GEMM_N, GEMM_N)),
+              "conv": (ov.Model([ops.convolution(x_conv, ops.constant(w_conv), [1, 1], [1, 1], [1, 1], [1, 1])],
+                                [x_conv], "ceiling_conv"), _conv_macs(), (1, c["cin"], c["hw"], c["hw"]))}
+    rates = {}
+    core = ov.Core()
+    for kind, (model, macs, shape) in models.items():
+        request = core.compile_model(model, DEVICE, _compile_config(threads)).create_infer_request()
+        feed = {"x": rng.standard_normal(shape).astype(np.float32)}
+        rates[kind] = _rate(lambda: request.infer(feed, share_inputs=True), macs, seconds)
+    return _entry(rates["gemm"], rates["conv"], f"OpenVINO {ov.__version__} CPU plugin")
+
+
 def _entry(gemm: float, conv: float, backend: str) -> dict:
     return {"gemm_gmacs_per_s": round(gemm, 2), "conv_gmacs_per_s": round(conv, 2),
             "best_gmacs_per_s": round(max(gemm, conv), 2), "backend": backend}
@@ -131,6 +158,8 @@ def machine_ceiling(threads: int, backends: tuple[str, ...] = ("torch", "onnxrun
                 out[name] = torch_ceiling(threads, seconds, device=device)
             elif name == "onnxruntime":
                 out[name] = onnxruntime_ceiling(threads, seconds)
+            elif name == "openvino":
+                out[name] = openvino_ceiling(threads, seconds)
         except Exception as exc:  # noqa: BLE001 - reported, never fatal
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out

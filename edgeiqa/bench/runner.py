@@ -18,7 +18,7 @@ from edgeiqa.bench.measure import OtherLoad, PeakRSS, median_or_none, time_each,
 from edgeiqa.bench.report import empty_row
 from edgeiqa.bounds import MAX_BATCH, check_cores, check_count, check_positive, usable_cores
 from edgeiqa.errors import EdgeIQAError, did_you_mean
-from edgeiqa.export.formats import FORMATS, Format, get_format
+from edgeiqa.export.formats import FORMATS, Format, get_format, missing_modules
 
 TEACHER = "teacher"
 DEFAULT_FORMATS = ("torch", "onnx", "onnx-int8")
@@ -430,6 +430,13 @@ def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
         missing = tensorrt_missing()
         if missing:
             return one(status="unavailable", reason="TensorRT needs " + " and ".join(missing))
+    elif fmt.requires:
+        from edgeiqa.export.formats import require_modules
+
+        try:
+            require_modules(fmt)
+        except EdgeIQAError as exc:
+            return one(status="unavailable", reason=str(exc))
     ctx.log(f"{fmt.name}: {'looking for an export of this checkpoint' if opts.reuse else 'exporting'}")
     try:
         art = obtain(ctx.run, fmt, ctx.sha, need_dynamic=max(opts.batches) > 1, calib=opts.calib or ctx.evalset.spec,
@@ -592,8 +599,10 @@ def run_bench(model_dir, opts: BenchOptions | None = None, log: Callable[[str], 
         ctx = _Ctx(run, ckpt, card, sha, opts, evalset, threads, log, params_m=_params_m(ckpt),
                    card_gmacs=(card.get("student") or {}).get("gmacs"))
         backends = {"torch"} if ("torch" in names or TEACHER in names) else set()
-        if any(n != TEACHER and FORMATS[n].backend == "onnxruntime" for n in names):
-            backends.add("onnxruntime")
+        for n in names:
+            backend = None if n == TEACHER else FORMATS[n].backend
+            if backend == "onnxruntime" or (backend == "openvino" and not missing_modules(FORMATS[n].runtime_requires)):
+                backends.add(backend)
         log(f"device and machine ceiling ({threads} threads)")
         device = device_info(threads, opts.device)
         ceiling = machine_ceiling(threads, tuple(sorted(backends)), seconds=opts.ceiling_seconds,

@@ -10,10 +10,11 @@ from edgeiqa.export.formats import FORMATS
 
 EPILOG = """\
 formats: {formats}, and teacher (same as --compare-teacher). Default: torch,onnx,onnx-int8 (+ tensorrt when
-TensorRT and a GPU are present; asked for explicitly without them it gives a row `unavailable: <reason>`).
+TensorRT and a GPU are present; asked for explicitly without them it gives a row `unavailable: <reason>`;
+openvino and openvino-int8 likewise without `pip install 'edgeiqa[openvino]'`).
 
 method (stable numbers on a small, busy machine):
-  - a fixed thread count for torch and onnxruntime (--threads, default: all cores), recorded;
+  - a fixed thread count for torch, onnxruntime and OpenVINO (--threads, default: all cores), recorded;
   - model time only: each timed call runs the backend on a batch of real images whose views were built
     beforehand; decode and view building are timed apart (preprocessing columns);
   - --warmup untimed calls, then up to --runs timed calls on the same batch with the garbage collector
@@ -23,7 +24,7 @@ method (stable numbers on a small, busy machine):
   - peak memory = peak RSS during load + warm-up + timed calls minus the RSS before loading;
   - accuracy with the runtime Scorer on the data's test split (else all labelled images): the same
     preprocessing as deployment; parity = max |raw diff| vs the torch student on those images;
-  - machine ceiling: a float32 GEMM and 3x3 conv timed on torch and onnxruntime at the same threads
+  - machine ceiling: a float32 GEMM and 3x3 conv timed on torch, onnxruntime (and OpenVINO) at the same threads
     (fastest call); every row gets its achieved GMAC/s and the fraction of its backend's ceiling;
   - teacher row: every ensemble member and view in torch, timed the same way; speedup_vs_teacher =
     teacher p50 / row p50; srcc_kept_vs_teacher on the per-scene mean SRCC (pooled without scenes).
@@ -71,7 +72,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-seconds", type=float, default=15.0, metavar="S",
                    help="stop a measurement after S seconds once 5 calls are in (slow models; default 15)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="intra-op threads for torch and onnxruntime, at most the usable cores (default: all cores; "
+                   help="intra-op threads for torch, onnxruntime and OpenVINO, at most the usable cores (default: all cores; "
                    "recorded in the report)")
     add_accel_args(p, workers=False, device="cpu",
                    device_help="; ONNX formats run on onnxruntime's provider for it (CUDAExecutionProvider for cuda, "

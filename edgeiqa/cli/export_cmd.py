@@ -1,4 +1,4 @@
-"""`edgeiqa export RUN_DIR --format F`: a trained student -> ONNX / int8 / fp16 / TensorRT / torch artefact."""
+"""`edgeiqa export RUN_DIR --format F`: a trained student -> ONNX / int8 / fp16 / OpenVINO / TensorRT / torch artefact."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ the exported graph and compares them with the card (fvcore convention: 1 MAC = 1
 BatchNorm folded by the exporter added back; > 1 % difference is flagged); scores real images with torch
 and with the exported model and reports max/mean |diff| and the SRCC between the two; writes the
 metadata (profile, views, input sizes, normalisation, logistic mapping, GMACs, parity, size vs the
-float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_props "edgeiqa") and into
-a .json sidecar. The views share one backbone, so every graph stores each weight once.
+float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_props "edgeiqa"), the
+OpenVINO IR (rt_info "edgeiqa") and into a .json sidecar. The views share one backbone, so every graph
+stores each weight once. openvino and openvino-int8 need `pip install 'edgeiqa[openvino]'` (without it:
+one line naming that command, exit 2, nothing written).
 
 exit code: 0 exported and checked; 1 exported but parity is below the format's bar or the GMACs do not
 match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, an --out
@@ -27,6 +29,7 @@ that is an input or a file edgeiqa did not write, ...), refused before anything 
 examples:
   edgeiqa export runs/sample --format onnx --dynamic-batch
   edgeiqa export runs/sample --format onnx-int8 --calib sample --imgs 128
+  edgeiqa export runs/sample --format openvino-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format tensorrt --fp16 --dynamic-batch --max-batch 16 --workspace 2
 """
 
@@ -34,7 +37,8 @@ examples:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained student (ONNX, ONNX int8/fp16, TensorRT, torch) with parity and GMAC checks",
+        help="export a trained student (ONNX, ONNX int8/fp16, OpenVINO fp32/int8, TensorRT, torch) with parity and "
+        "GMAC checks",
         description="Export the student of a run folder to a deployable format, check it against torch on "
         "real images and recount its GMACs on the exported graph.",
         epilog=EPILOG.format(table=render_table()),
@@ -53,7 +57,7 @@ def register(subparsers) -> None:
                    "Calibration prefers train/val images, parity prefers test/val images")
     p.add_argument("--imgs", type=int, metavar="N", default=None,
                    help="number of images for calibration and parity (default: 16 for parity; calibration "
-                   "128 for onnx-int8, 500 for tensorrt --int8; TensorRT warns under 300)")
+                   "128 for onnx-int8 and openvino-int8, 500 for tensorrt --int8; TensorRT warns under 300)")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="artefact path (default: RUN_DIR/export/<format's file name>); the metadata sidecar "
                    "is written beside it with the suffix .json. An existing file there is replaced only when "
@@ -121,7 +125,7 @@ def run(args) -> int:
         print_json({**res.summary(), "ok": not failed})
     else:
         exp = res.metadata.get("export") or {}
-        size = res.path.stat().st_size / 1e6
+        size = res.summary()["size_bytes"] / 1e6
         ratio = (res.metadata.get("size") or {}).get("ratio_to_fp32")
         vs = f", {ratio:.2f}x the fp32 ONNX" if ratio is not None and res.metadata.get("precision") != "fp32" else ""
         print(f"exported {res.format} -> {res.path} ({size:.1f} MB{vs}); metadata sidecar {res.sidecar}")

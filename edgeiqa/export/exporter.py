@@ -21,14 +21,14 @@ from pathlib import Path
 
 from edgeiqa.bounds import MAX_BATCH, check_count, check_positive
 from edgeiqa.errors import EdgeIQAError
-from edgeiqa.export.formats import FORMATS, TENSORRT_PARITY, Format, check_flags, get_format
+from edgeiqa.export.formats import FORMATS, TENSORRT_PARITY, Format, artefact_files, check_flags, get_format, require_modules
 from edgeiqa.outsafe import OutputRefused, check_out_file, folder_kind, mark_dir
 from edgeiqa.provenance import package_versions, sha256_file
 from edgeiqa.registry import Entry, Registry
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (the legacy format is a bare pickle: 0x80)
 
-DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "tensorrt": 500}
+DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "openvino-int8": 128, "tensorrt": 500}
 
 
 @dataclass
@@ -45,7 +45,8 @@ class ExportResult:
 
     def summary(self) -> dict:
         return {"format": self.format, "path": str(self.path), "sidecar": str(self.sidecar) if self.sidecar else None,
-                "size_bytes": self.path.stat().st_size if self.path.exists() else None,
+                "size_bytes": _bytes(self.path) if self.path.exists() else None,
+                "files": [str(p) for p in artefact_files(self.path)],
                 "exporter": (self.metadata.get("export") or {}).get("exporter"),
                 "gmacs": self.metadata.get("gmacs"), "parity": self.parity, "warnings": self.warnings}
 
@@ -141,6 +142,26 @@ def export_onnx_int8(job: ExportJob) -> Built:
     quant = quantize_int8(fp32, job.out, batches)
     return Built("int8", info, {"quantization": {**quant, "calibration_source": src}}, count_path=job.out,
                  fp32_path=fp32)
+
+
+@exports("openvino")
+def export_openvino(job: ExportJob) -> Built:
+    from edgeiqa.export.openvino_export import convert
+
+    fp32 = job.tmp / "fp32.onnx"
+    info = _fp32_onnx(job, fp32)
+    return Built(graph_info=info, extra={"openvino": convert(fp32, job.out)}, count_path=fp32, fp32_path=fp32)
+
+
+@exports("openvino-int8")
+def export_openvino_int8(job: ExportJob) -> Built:
+    from edgeiqa.export.openvino_export import quantize_int8
+
+    fp32 = job.tmp / "fp32.onnx"
+    info = _fp32_onnx(job, fp32)
+    batches, src = _calibration_batches(job)
+    quant = quantize_int8(fp32, job.out, batches, min_srcc=job.fmt.parity_min_srcc)
+    return Built("int8", info, {"quantization": {**quant, "calibration_source": src}}, count_path=fp32, fp32_path=fp32)
 
 
 @exports("tensorrt")
@@ -259,6 +280,8 @@ def check_output(f: Format, run: Path, ckpt: Path, out: str | Path | None, *, fo
     check_out_file(out, owned=md.is_own_artefact, force=force, inputs=inputs)
     check_out_file(md.sidecar_path(out), owned=md.is_own_sidecar, force=force, inputs=inputs,
                    flag="--out's metadata sidecar")
+    for companion in artefact_files(out)[1:]:  # OpenVINO's .bin weights beside the .xml
+        check_out_file(companion, owned=md.is_own_companion, force=force, inputs=inputs, flag=f"--out's {companion.suffix} file")
     return out
 
 
@@ -295,6 +318,7 @@ def export_model(run_dir: str | Path, fmt: str, *, dynamic_batch: bool = False, 
         from edgeiqa.export.tensorrt_export import require_tensorrt
 
         require_tensorrt()
+    require_modules(f)  # a missing extra: one line naming the install command, before anything is read or written
     ckpt, card, run = resolve_run(run_dir)
     out = check_output(f, run, ckpt, out, force=force)
     from edgeiqa.export.parity import check_spec
@@ -370,6 +394,12 @@ def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profi
         sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         cand = par.run_all(lambda b: sess.run(None, b)[0], batches)
         device = "onnxruntime CPUExecutionProvider"
+    elif f.backend == "openvino":
+        from edgeiqa.export.openvino_export import IRRunner
+
+        runner = IRRunner(out)
+        cand = par.run_all(runner.run, batches)
+        device = f"OpenVINO {runner.version} CPU plugin ({runner.precision})"
     else:
         from edgeiqa.export.tensorrt_export import EngineRunner
 
@@ -388,11 +418,16 @@ def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profi
 
 
 def _size(out: Path, fp32: Path | None) -> dict | None:
-    """Artefact size against the float32 ONNX graph it came from (both before metadata is embedded)."""
+    """Artefact size against the float32 ONNX graph it came from (both before metadata is embedded); an artefact
+    with companion files (OpenVINO's .bin weights) counts them."""
     if fp32 is None or not fp32.exists():
         return None
-    size, base = out.stat().st_size, fp32.stat().st_size
+    size, base = _bytes(out), _bytes(fp32)
     return {"bytes": size, "fp32_onnx_bytes": base, "ratio_to_fp32": round(size / base, 4) if base else None}
+
+
+def _bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in artefact_files(path) if p.exists())
 
 
 def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, *, dynamic_batch: bool, calib,
@@ -456,12 +491,19 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
             "seed": meta_in.get("seed"),
             "pruning": {k: v for k, v in (payload.get("pruning") or {}).items() if k != "attributes"} or None,
         },
-        "versions": package_versions(("tensorrt",) if f.backend == "tensorrt" else ()),
+        "versions": package_versions({"tensorrt": ("tensorrt",), "openvino": ("openvino", "nncf")}.get(f.backend, ())),
     }
     metadata = json.loads(json.dumps(metadata, default=_jsonable))
     if f.suffix == ".onnx":
         md.embed_onnx_metadata(out, metadata)
-    sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out)})
+    elif f.backend == "openvino":
+        # In the IR's rt_info, so the .xml carries its metadata as an ONNX file does (and the sidecar as always).
+        from edgeiqa.export.openvino_export import embed_metadata
+
+        embed_metadata(out, metadata)
+    companions = {p.name: sha256_file(p) for p in artefact_files(out)[1:]}
+    sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out),
+                                     **({"companions": companions} if companions else {})})
     return ExportResult(path=out, metadata=metadata, parity=parity, sidecar=sidecar)
 
 

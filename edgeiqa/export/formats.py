@@ -33,12 +33,15 @@ class Format:
     filename: str  # default artefact name inside RUN/export/
     device: str  # "CPU/GPU" or "GPU"
     flags: tuple[str, ...]  # keys of FLAGS this format accepts
-    backend: str  # runtime backend: torch | onnxruntime | tensorrt
+    backend: str  # runtime backend: torch | onnxruntime | openvino | tensorrt
     description: str
     # Parity bar against torch on real images: an absolute bound on |score diff| or a minimum SRCC.
     parity_max_abs: float | None = None
     parity_min_srcc: float | None = None
     requires: tuple[str, ...] = ()  # importable modules the export needs beyond the base install
+    extra: str | None = None  # the pip extra that installs `requires` (named in the "not installed" message)
+    companions: tuple[str, ...] = ()  # suffixes of files that belong to the artefact (OpenVINO's .bin weights)
+    runtime_requires: tuple[str, ...] = ()  # importable modules the runtime needs to run the artefact
 
     @property
     def sidecar_suffix(self) -> str:
@@ -61,6 +64,16 @@ FORMATS.add(Format("onnx-fp16", ".onnx", "student-fp16.onnx", "CPU/GPU", _ONNX_F
 FORMATS.add(Format("onnx-int8", ".onnx", "student-int8.onnx", "CPU/GPU", _ONNX_FLAGS, "onnxruntime",
                    "onnxruntime static int8 quantisation (QDQ, per-channel weights, head kept in float), "
                    "calibrated on real images", parity_min_srcc=0.98))
+# OpenVINO IR, converted from the float32 ONNX graph the `onnx` row exports; int8 through NNCF's post-training
+# quantisation on the same calibration images as onnx-int8 (edgeiqa/export/openvino_export.py).
+FORMATS.add(Format("openvino", ".xml", "student-openvino.xml", "CPU", _ONNX_FLAGS, "openvino",
+                   "OpenVINO IR (.xml + .bin weights), float32, converted from the ONNX graph; CPU plugin",
+                   parity_max_abs=1e-4, requires=("openvino",), extra="openvino", companions=(".bin",),
+                   runtime_requires=("openvino",)))
+FORMATS.add(Format("openvino-int8", ".xml", "student-openvino-int8.xml", "CPU", _ONNX_FLAGS, "openvino",
+                   "OpenVINO IR int8 (NNCF post-training quantisation, head and sensitive early layers kept in "
+                   "float), calibrated on real images", parity_min_srcc=0.99, requires=("openvino", "nncf"),
+                   extra="openvino", companions=(".bin",), runtime_requires=("openvino",)))
 FORMATS.add(Format("tensorrt", ".engine", "student-trt.engine", "GPU",
                    _ONNX_FLAGS + ("fp16", "int8", "workspace", "max_batch"), "tensorrt",
                    "TensorRT 10 engine (fp32, --fp16 or --int8 with a calibration cache) + .json sidecar",
@@ -89,12 +102,49 @@ def check_flags(fmt: Format, flags: dict) -> None:
             takers = [f.name for f in FORMATS.values() if key in f.flags]
             where = f"; formats that take it: {', '.join(takers)}" if takers else ""
             hint = ""
-            if fmt.name.startswith("onnx") and key in ("fp16", "int8"):
-                hint = f" (use --format onnx-{key} for an {key} ONNX model)"
+            family = fmt.name.split("-")[0]
+            if key in ("fp16", "int8") and f"{family}-{key}" in FORMATS:
+                hint = f" (use --format {family}-{key} for an {key} {'ONNX' if family == 'onnx' else family} model)"
             raise EdgeIQAError(
                 f"format {fmt.name!r} does not take {FLAGS[key][0].split()[0]}{hint}{where}. "
                 f"{fmt.name} takes: {fmt.cli_flags()}"
             )
+
+
+def missing_modules(names) -> list[str]:
+    """The modules of `names` that cannot be imported here (found without importing them)."""
+    import importlib.util
+
+    out = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent that is not a package, or a module without a spec
+            found = False
+        if not found:
+            out.append(name)
+    return out
+
+
+def extra_command(fmt: Format) -> str:
+    return f"pip install 'edgeiqa[{fmt.extra}]'"
+
+
+def require_modules(fmt: Format, *, runtime: bool = False, what: str | None = None) -> None:
+    """One line naming the install command when a module the format needs (to export, or with `runtime` to run)
+    is missing. TensorRT has its own gate (it needs a GPU as well)."""
+    missing = missing_modules(fmt.runtime_requires if runtime else fmt.requires)
+    if missing and fmt.extra:
+        raise EdgeIQAError(f"{what or f'the {fmt.name} format'} needs {' and '.join(missing)}, not installed here: "
+                           f"{extra_command(fmt)}")
+
+
+def artefact_files(path: str | Path) -> list[Path]:
+    """The artefact and the files that belong to it (an OpenVINO .xml and its .bin), by the suffix's row."""
+    p = Path(path)
+    rows = formats_for_suffix(p.suffix)
+    companions = rows[0].companions if rows else ()
+    return [p] + [p.with_suffix(s) for s in companions]
 
 
 def formats_for_suffix(suffix: str) -> list[Format]:

@@ -3,8 +3,10 @@
 Every artefact carries one JSON document (profile, views, input sizes, normalisation, logistic mapping,
 GMACs, parity, source checkpoint hash, versions):
 - inside ONNX models as `metadata_props` under the key `edgeiqa`;
+- inside OpenVINO IR (.xml) in its `rt_info` under the key `edgeiqa` (edgeiqa/export/openvino_export.py);
 - always as a `.json` sidecar beside the artefact (the only place for TensorRT engines and .pt files:
-  an engine file stays a plain engine, never with a header).
+  an engine file stays a plain engine, never with a header). Files that belong to the artefact (OpenVINO's
+  .bin weights) are listed there with their sha256 (`companions`).
 
 GMAC recount. `count_onnx_gmacs` walks the exported graph after ONNX shape inference at the deploy input
 sizes (batch 1) and counts, like fvcore, one fused multiply-add as one MAC:
@@ -325,6 +327,17 @@ def is_own_sidecar(path: str | Path) -> bool:
     try:
         return _own_json(Path(path)) is not None
     except Exception:  # noqa: BLE001 - a file that is not our JSON is not ours, whatever the parser says
+        return False
+
+
+def is_own_companion(path: str | Path) -> bool:
+    """Whether `path` is a file that belongs to an artefact edgeiqa wrote (OpenVINO's .bin): the sidecar of the same
+    name lists it with its current sha256."""
+    p = Path(path)
+    try:
+        side = _own_json(sidecar_path(p))
+        return side is not None and (side.get("companions") or {}).get(p.name) == _sha256(p)
+    except Exception:  # noqa: BLE001 - unreadable: not ours
         return False
 
 

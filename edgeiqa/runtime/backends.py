@@ -4,10 +4,11 @@
                  actually running must be the one asked for, else EdgeIQAError (onnxruntime otherwise
                  falls back to CPU silently).
 - `TorchBackend` a student checkpoint (`student.pt`, a run folder, or an exported `.pt`).
+- `OpenVINOBackend` an OpenVINO IR (`.xml` + `.bin`) on OpenVINO's CPU plugin (needs the `openvino` extra).
 - `TensorRTBackend` a TensorRT 10 engine with its `.json` sidecar (needs `tensorrt` and a CUDA GPU).
 
 Only `TorchBackend` (and the TensorRT one, for device buffers) import torch, and only when constructed:
-scoring with an ONNX model never loads torch, timm or the training code.
+scoring with an ONNX or OpenVINO model never loads torch, timm or the training code.
 """
 
 from __future__ import annotations
@@ -191,6 +192,35 @@ class TorchBackend:
         return out.float().cpu().numpy().reshape(-1)
 
 
+class OpenVINOBackend:
+    """An OpenVINO IR on the CPU plugin, fed the float32 NCHW views the runtime builds for every backend. The runner
+    (shared with the export's parity check) lives with the OpenVINO export code and imports only openvino."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+        from edgeiqa.export.formats import get_format, require_modules
+
+        self.path = Path(path)
+        if (device or "cpu").lower() not in ("cpu", "auto"):
+            raise EdgeIQAError(f"{self.path.name} runs on OpenVINO's CPU plugin; --device {device} is not supported "
+                               "for OpenVINO models (use --device cpu)")
+        require_modules(get_format("openvino"), runtime=True, what=f"{self.path} is an OpenVINO model, which")
+        from edgeiqa.export.openvino_export import IRRunner
+
+        self.runner = IRRunner(self.path, threads=check_threads(threads) or usable_cores())
+        self.metadata = self.runner.metadata if self.runner.metadata is not None else _sidecar(self.path)
+        self.device = "cpu"
+        self.provider = f"OpenVINO {self.runner.version} CPU"
+        self.threads = self.runner.threads
+        self.input_names = self.runner.input_names
+        self.input_shapes = self.runner.input_shapes
+        self.fixed_batch = self.runner.fixed_batch
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.run(feeds)
+
+
 class TensorRTBackend:
     """A TensorRT engine + its `.json` sidecar; the engine runner lives with the TensorRT export code."""
 
@@ -233,4 +263,6 @@ def open_backend(path: str | Path, providers=None, device: str | None = None, th
         raise EdgeIQAError(f"providers are an onnxruntime option; {p.name} runs on the {backend} backend")
     if backend == "tensorrt":
         return TensorRTBackend(p, device=None if (device or "auto").lower() == "auto" else device)
+    if backend == "openvino":
+        return OpenVINOBackend(p, device=device, threads=threads)
     return TorchBackend(p, device=device, threads=threads, precision=precision or "fp32")

@@ -128,11 +128,12 @@ class Scorer:
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
              fast_decode: bool = False, precision: str | None = None) -> "Scorer":
-        """Open a model by suffix: `.onnx` (onnxruntime), `.engine` (TensorRT), `.pt` or a run folder (torch).
+        """Open a model by suffix: `.onnx` (onnxruntime), `.xml` (OpenVINO IR, CPU plugin), `.engine` (TensorRT),
+        `.pt` or a run folder (torch).
 
         providers: explicit onnxruntime provider list (names or aliases such as "cpu", "cuda"); the first
         must be the one that runs. device: "cpu" (default), "cuda" or "cuda:N". threads: intra-op threads
-        (default: 1 for torch, every usable core for onnxruntime; `backend.threads` says which).
+        (default: 1 for torch, every usable core for onnxruntime and OpenVINO; `backend.threads` says which).
         fast_decode: reduced-size JPEG decoding for resize-only models (opt-in; see the module docstring).
         precision: fp32 (default), or bf16/fp16 autocast for a torch model on a GPU.
         """
