@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export import export_model
-from edgeiqa.export.formats import Format, artefact_files
+from edgeiqa.export.formats import Format, artefact_bytes, artefact_files
 from edgeiqa.provenance import sha256_file
 
 
@@ -37,7 +37,7 @@ class Artefact:
 
     @property
     def size_mb(self) -> float:
-        return sum(p.stat().st_size for p in artefact_files(self.path) if p.exists()) / 1e6  # .xml + .bin for OpenVINO
+        return artefact_bytes(self.path) / 1e6
 
 
 def candidate_paths(run: Path, fmt: Format) -> list[Path]:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from edgeiqa.bounds import MAX_BATCH, check_count, check_positive
 from edgeiqa.errors import EdgeIQAError
-from edgeiqa.export.formats import FORMATS, TENSORRT_PARITY, Format, artefact_files, check_flags, get_format, require_modules
+from edgeiqa.export.formats import (FORMATS, TENSORRT_PARITY, Format, artefact_bytes, artefact_files, check_flags,
+                                    get_format, require_modules)
 from edgeiqa.outsafe import OutputRefused, check_out_file, folder_kind, mark_dir
 from edgeiqa.provenance import package_versions, sha256_file
 from edgeiqa.registry import Entry, Registry
@@ -45,7 +46,7 @@ class ExportResult:
 
     def summary(self) -> dict:
         return {"format": self.format, "path": str(self.path), "sidecar": str(self.sidecar) if self.sidecar else None,
-                "size_bytes": _bytes(self.path) if self.path.exists() else None,
+                "size_bytes": artefact_bytes(self.path) if self.path.exists() else None,
                 "files": [str(p) for p in artefact_files(self.path)],
                 "exporter": (self.metadata.get("export") or {}).get("exporter"),
                 "gmacs": self.metadata.get("gmacs"), "parity": self.parity, "warnings": self.warnings}
@@ -422,12 +423,8 @@ def _size(out: Path, fp32: Path | None) -> dict | None:
     with companion files (OpenVINO's .bin weights) counts them."""
     if fp32 is None or not fp32.exists():
         return None
-    size, base = _bytes(out), _bytes(fp32)
+    size, base = artefact_bytes(out), artefact_bytes(fp32)
     return {"bytes": size, "fp32_onnx_bytes": base, "ratio_to_fp32": round(size / base, 4) if base else None}
-
-
-def _bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in artefact_files(path) if p.exists())
 
 
 def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, *, dynamic_batch: bool, calib,

@@ -147,6 +147,11 @@ def artefact_files(path: str | Path) -> list[Path]:
     return [p] + [p.with_suffix(s) for s in companions]
 
 
+def artefact_bytes(path: str | Path) -> int:
+    """Size on disk of the artefact with the files that belong to it (an OpenVINO .xml counts its .bin)."""
+    return sum(p.stat().st_size for p in artefact_files(path) if p.exists())
+
+
 def formats_for_suffix(suffix: str) -> list[Format]:
     return [f for f in FORMATS.values() if f.suffix == suffix.lower()]
 
