@@ -84,8 +84,9 @@ def overrides_for(row: str, seed: int, quick: bool, regime: str = "all") -> dict
     if (seed > 0 and regime == "all") or quick:
         o["distill.epochs"] = 1
     if quick:
+        # The ranking ladders (photos x copies x kinds x levels) would outnumber the quick set's photos six to one.
         o.update({"teacher.head_epochs": 5, "teacher.rank_epochs": 2, "distill.rank_epochs": 2,
-                  "distill.ladder_epochs": 2})
+                  "distill.ladder_epochs": 2, "teacher.rank_photos": 2, "teacher.rank_copies": ["photo"]})
     if row == "student_labels_only":
         from edgeiqa.profiles import load_profile
 
@@ -188,9 +189,13 @@ def write_results(path: Path, per_seed: dict, done: list[str], args) -> None:
     from edgeiqa.fileio import write_json_atomic
     from edgeiqa.provenance import measured
 
+    what = ("BIQ2021 (Ahmed & Asif, J. Electronic Imaging 31(5) 053010, 2022), official test split (2,000 photos): "
+            "all labels vs few labels (1,000 labelled + 9,000 unlabelled)")
+    if args.quick:
+        what = (f"--quick smoke run, not a result: the first {QUICK['train']} train and {QUICK['test']} test photos of "
+                f"BIQ2021, {QUICK['labels']} labels in the few regime, profile overrides {overrides_for('', 0, True)}")
     doc = {
-        "what": "BIQ2021 (Ahmed & Asif, J. Electronic Imaging 31(5) 053010, 2022), official test split (2,000 photos): "
-                "all labels vs few labels (1,000 labelled + 9,000 unlabelled)",
+        "what": what,
         "command": "python benchmarks/real.py " + " ".join(sys.argv[1:]),
         **measured(ROOT, args.machine),
         "compromises": "few labels: the profile's schedule at every seed; all labels: seed 0 the profile's schedule (the "
@@ -211,8 +216,8 @@ def parse_args(argv=None):
     ap.add_argument("--rows", default=",".join(ROWS), help=f"stages to run, from {', '.join(ROWS)} (default all)")
     ap.add_argument("--profile", default="biq2021", help="profile the rows start from (default biq2021)")
     ap.add_argument("--quick", action="store_true", help=f"smoke run in minutes: the first {QUICK['train']} train and "
-                    f"{QUICK['test']} test photos, {QUICK['labels']} labels in the few regime, 1 epoch, seed 0; results "
-                    "go to WORK/real_quick.json")
+                    f"{QUICK['test']} test photos, {QUICK['labels']} labels in the few regime, 1 epoch, ranking ladders of 2 "
+                    "photos, seed 0; results go to WORK/real_quick.json")
     ap.add_argument("--report", action="store_true", help="run nothing: write the results of the stages done so far")
     ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
     ap.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS.relative_to(ROOT)})")
