@@ -280,6 +280,23 @@ def test_parity_says_not_runnable_never_passes(fp16, capsys, run_dir, tmp_path):
 
 @pytest.mark.slow
 @needs_coremltools
+@off_macos
+def test_export_cli_reports_the_converter_and_a_skipped_parity(run_dir, photos, tmp_path, capsys):
+    """exit 0 (exported, GMACs checked) with parity reported as skipped, not passed; the converter named."""
+    from edgeiqa.cli.main import main
+
+    out = tmp_path / "cli.mlpackage"
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--format", "coreml", "--out", str(out), "--imgs", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "converter: torch.export -> coremltools.convert" in text and "target iOS16" in text, text
+    assert "parity: skipped (not runnable on Linux" in text and "exporter: dynamo" not in text, text
+    assert out.is_dir() and out.with_suffix(".json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.json", "cli.mlpackage"]  # no scratch folder left
+
+
+@pytest.mark.slow
+@needs_coremltools
 def test_int8_package_has_int8_weights(int8, fp16):
     from edgeiqa.export.coreml_export import import_coremltools, program_of, weight_summary
 
@@ -315,6 +332,36 @@ def test_rerun_replaces_its_own_package_only(fp16, run_dir, tmp_path):
     assert not md.is_own_artefact(copy)  # the sidecar's sha256 no longer matches the folder
     with pytest.raises(OutputRefused, match="exists and edgeiqa did not write it"):
         check_output(f, run_dir, ckpt, copy)
+
+
+@pytest.mark.slow
+@needs_coremltools
+def test_an_op_core_ml_cannot_express_is_named_with_its_layer(tmp_path):
+    """A student layer coremltools has no conversion for: one error naming the op and the layer, nothing written."""
+    import torch
+
+    from edgeiqa.errors import EdgeIQAError
+    from edgeiqa.export.coreml_export import convert
+
+    class Histogram(torch.nn.Module):
+        def forward(self, y):
+            return torch.histc(y, bins=4)[:1]
+
+    class Student(torch.nn.Module):
+        view_names = ["resize"]
+
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 4, 3)
+            self.head = torch.nn.Sequential(torch.nn.Identity(), Histogram())
+
+        def forward(self, x):
+            return self.head(self.stem(x))
+
+    out = tmp_path / "m.mlpackage"
+    with pytest.raises(EdgeIQAError, match=r"cannot convert the student: .*histc.* in layer 'head\.1'"):
+        convert(Student().eval(), [ViewSpec("resize", (16, 16))], out, int8=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------ runtime

@@ -135,7 +135,12 @@ def run(args) -> int:
         ratio = (res.metadata.get("size") or {}).get("ratio_to_fp32")
         vs = f", {ratio:.2f}x the fp32 ONNX" if ratio is not None and res.metadata.get("precision") != "fp32" else ""
         print(f"exported {res.format} -> {res.path} ({size:.1f} MB{vs}); metadata sidecar {res.sidecar}")
-        if exp:
+        cml = res.metadata.get("coreml")
+        if cml:  # its `export` section is the ONNX graph the GMACs were recounted on, not the artefact
+            print(f"converter: {cml['converter']}, coremltools {cml['coremltools']} (which says it was tested with torch "
+                  f"up to {cml['torch_max_tested_by_coremltools']}; torch here {cml['torch']}), target "
+                  f"{cml['minimum_deployment_target']}")
+        elif exp:
             fb = f" (dynamo failed: {exp['exporter_fallback_reason']})" if exp.get("exporter_fallback_reason") else ""
             print(f"exporter: {exp.get('exporter')}{fb}, opset {exp.get('opset')}, onnx.checker {exp.get('checker')}")
         print(_fmt_gmacs(gm))

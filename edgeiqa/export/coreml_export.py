@@ -119,8 +119,34 @@ def save_package(mlmodel, out: str | Path) -> None:
         new.rename(out)
 
 
-def _inputs(ct, views) -> list:
-    return [ct.TensorType(name=v.name, shape=(1, 3, *v.size), dtype=np.float32) for v in views]
+def _layer_of(program, exc: BaseException) -> str | None:
+    """The student layer of the graph node a torch.export-frontend error names ("Unsupported fx node <name>")."""
+    import re
+
+    found = re.search(r"fx node (\S+?),", str(exc))
+    if not found:
+        return None
+    for node in program.graph.nodes:
+        if node.name == found.group(1):
+            stack = list((node.meta.get("nn_module_stack") or {}).values())
+            path = stack[-1][0] if stack else ""
+            path = re.sub(r"L\['self'\]\.?|\._modules\['([^']+)'\]", lambda m: f".{m.group(1)}" if m.group(1) else "", path)
+            return f"op {node.target} in layer '{path.strip('.') or '(the top module)'}'"
+    return None
+
+
+class _Located(logging.Handler):
+    """Keeps the converter's last "converting '<op>' op (located at: '<layer>')" error line: the exception it raises
+    then names neither."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.where = None
+
+    def emit(self, record):
+        msg = record.getMessage().strip()
+        if "located at" in msg:
+            self.where = msg.removeprefix("ERROR - ").rstrip(":")
 
 
 def convert(model, views, out: str | Path, *, int8: bool) -> dict:
@@ -140,13 +166,19 @@ def convert(model, views, out: str | Path, *, int8: bool) -> dict:
     # torch.export names the graph inputs after forward's argument; Core ML names them after the views
     placeholders = [s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     inputs = [ct.TensorType(name=p, shape=(1, 3, *v.size), dtype=np.float32) for p, v in zip(placeholders, views)]
+    located = _Located()
+    logging.getLogger("coremltools").addHandler(located)
     try:
         with _quiet_coremltools():
             mlmodel = ct.convert(program, inputs=inputs, outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
                                  convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
                                  minimum_deployment_target=getattr(ct.target, MIN_DEPLOYMENT_TARGET))
-    except Exception as exc:  # noqa: BLE001 - the converter's error names the op it cannot express
-        raise EdgeIQAError(f"coremltools {ct.__version__} cannot convert the student: {_first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - the converter's error names the op, its log or the graph the layer
+        where = located.where or _layer_of(program, exc)
+        where = f" ({where})" if where else ""
+        raise EdgeIQAError(f"coremltools {ct.__version__} cannot convert the student: {_first_line(exc)}{where}") from None
+    finally:
+        logging.getLogger("coremltools").removeHandler(located)
     spec = mlmodel.get_spec()
     for p, v in zip(placeholders, views):
         ct.utils.rename_feature(spec, p, v.name)
