@@ -75,7 +75,7 @@ FORMATS.add(Format("openvino-int8", ".xml", "student-openvino-int8.xml", "CPU", 
                    "OpenVINO IR int8 (NNCF post-training quantisation, head and sensitive early layers kept in "
                    "float), calibrated on real images", parity_min_srcc=0.99, requires=("openvino", "nncf"),
                    extra="openvino", companions=(".bin",), runtime_requires=("openvino",)))
-# Core ML ML program (.mlpackage folder), converted from the traced torch student by coremltools; prediction needs
+# Core ML ML program (.mlpackage folder), converted from the torch student (torch.export) by coremltools; prediction needs
 # macOS, so on Linux the export is checked (spec, metadata, int8 weights) but not run (edgeiqa/export/coreml_export.py).
 _COREML_FLAGS = ("calib", "imgs")  # fixed batch of 1 (a phone scores one photo at a time)
 FORMATS.add(Format("coreml", ".mlpackage", "student-coreml.mlpackage", "macOS/iOS", _COREML_FLAGS, "coreml",
