@@ -158,6 +158,26 @@ def check_out_file(path: str | Path, *, owned: Callable[[Path], bool] | None = N
     return p
 
 
+def check_out_folder_artefact(path: str | Path, *, owned: Callable[[Path], bool] | None = None, force: bool = False,
+                              inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
+    """`check_out_file` for an artefact that is a folder (a Core ML .mlpackage): new, a package edgeiqa wrote
+    (`owned(path)`), or replaced whole with --force; never an edgeiqa folder of another kind (a run, a dataset)."""
+    p = Path(path)
+    check_not_input(p, inputs=inputs, flag=flag)
+    if p.exists() or p.is_symlink():
+        kind = folder_kind(p) if p.is_dir() else None
+        if kind is not None:
+            raise OutputRefused(f"{flag} {path} is an edgeiqa {kind} folder, not an exported model; choose another name")
+        if not force and not (owned is not None and p.is_dir() and _owned(owned, p)):
+            raise OutputRefused(f"{flag} {path} exists and edgeiqa did not write it; pass --force to replace it, "
+                                f"or choose another name")
+        if not os.access(p.parent, os.W_OK | os.X_OK):
+            raise OutputRefused(f"{flag} {path}: not writable")
+    else:
+        check_writable(p, flag=flag)
+    return p
+
+
 def _owned(owned: Callable[[Path], bool], p: Path) -> bool:
     try:
         return bool(owned(p))

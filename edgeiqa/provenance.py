@@ -11,10 +11,24 @@ DEFAULT_PACKAGES = ("edgeiqa", "torch", "onnx", "onnxruntime", "onnxscript", "ti
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file; of a folder artefact (a Core ML .mlpackage), `sha256_tree`."""
+    if Path(path).is_dir():
+        return sha256_tree(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(folder: str | Path) -> str:
+    """sha256 over the lines '<relative POSIX path> <sha256 of the file>' of every file in `folder`, sorted by path:
+    the same for a copy of the folder anywhere, and changed by any renamed, added, removed or edited file."""
+    root = Path(folder)
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for rel, p in files:
+        h.update(f"{rel} {sha256_file(p)}\n".encode())
     return h.hexdigest()
 
 

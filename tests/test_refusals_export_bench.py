@@ -57,6 +57,8 @@ EXPORT_CASES = [
     (lambda r: _export(r, "--format", "openvino", "--out", str(r / "model.onnx")), r"writes \.xml files|edgeiqa\[openvino\]"),
     (lambda r: _export(r, "--format", "openvino", "--out", str(r / "weights.xml")),
      r"weights\.bin exists and edgeiqa did not write it|edgeiqa\[openvino\]"),
+    # Core ML's package is a folder: the suffix is checked like a file's (or the missing extra's line comes first)
+    (lambda r: _export(r, "--format", "coreml", "--out", str(r / "model.onnx")), r"writes \.mlpackage files|edgeiqa\[coreml\]"),
     # item 8: opset and calibration data
     (lambda r: _export(r, "--opset", "-1"), "--opset must be"),
     (lambda r: _export(r, "--opset", "999"), "--opset 999 is more than"),

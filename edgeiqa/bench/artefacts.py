@@ -46,7 +46,7 @@ def candidate_paths(run: Path, fmt: Format) -> list[Path]:
 
 def _sidecar(path: Path) -> dict | None:
     side = path.with_suffix(".json")
-    if not (path.is_file() and side.is_file()):
+    if not (path.exists() and side.is_file()):  # a file, or a folder artefact (Core ML .mlpackage)
         return None
     try:
         return json.loads(side.read_text())

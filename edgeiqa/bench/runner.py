@@ -457,6 +457,11 @@ def _bench_format(ctx: _Ctx, fmt: Format) -> list[dict]:
                 status="failed validation" if problems else "ok", reason="; ".join(problems) or None)
     ctx.log(f"{fmt.name}: {'reusing' if art.reused else 'exported'} {art.path}"
             + ("" if art.reused else f" in {art.export_s:.1f} s"))
+    if fmt.backend == "coreml":
+        from edgeiqa.export.coreml_export import is_macos, not_runnable_reason
+
+        if not is_macos():  # exported and checked (size on disk, GMACs); never timed nor scored here
+            return one(status="unavailable", reason=not_runnable_reason())
     return _measure(ctx, _Student(ctx, fmt, art.path, base))
 
 

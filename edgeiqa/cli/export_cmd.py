@@ -1,4 +1,5 @@
-"""`edgeiqa export RUN_DIR --format F`: a trained student -> ONNX / int8 / fp16 / OpenVINO / TensorRT / torch artefact."""
+"""`edgeiqa export RUN_DIR --format F`: a trained student -> ONNX / int8 / fp16 / OpenVINO / Core ML / TensorRT / torch
+artefact."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_p
 OpenVINO IR (rt_info "edgeiqa") and into a .json sidecar. The views share one backbone, so every graph
 stores each weight once. openvino and openvino-int8 need `pip install 'edgeiqa[openvino]'` (without it:
 one line naming that command, exit 2, nothing written).
+coreml (float16) and coreml-int8 (int8 weights, float16 compute) write a Core ML .mlpackage folder (iOS 16+,
+metadata in its user_defined_metadata "edgeiqa" and the .json sidecar) and need `pip install 'edgeiqa[coreml]'`.
+Core ML runs only on macOS: elsewhere their parity is reported as not runnable (never as passed), while the
+spec, the metadata, the int8 weights and the size on disk are checked.
 
 exit code: 0 exported and checked; 1 exported but parity is below the format's bar or the GMACs do not
 match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, an --out
@@ -30,6 +35,7 @@ examples:
   edgeiqa export runs/sample --format onnx --dynamic-batch
   edgeiqa export runs/sample --format onnx-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format openvino-int8 --calib sample --imgs 128
+  edgeiqa export runs/sample --format coreml-int8
   edgeiqa export runs/sample --format tensorrt --fp16 --dynamic-batch --max-batch 16 --workspace 2
 """
 
@@ -37,7 +43,7 @@ examples:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained student (ONNX, ONNX int8/fp16, OpenVINO fp32/int8, TensorRT, torch) with parity and "
+        help="export a trained student (ONNX, ONNX int8/fp16, OpenVINO fp32/int8, Core ML fp16/int8, TensorRT, torch) with parity and "
         "GMAC checks",
         description="Export the student of a run folder to a deployable format, check it against torch on "
         "real images and recount its GMACs on the exported graph.",
@@ -129,7 +135,12 @@ def run(args) -> int:
         ratio = (res.metadata.get("size") or {}).get("ratio_to_fp32")
         vs = f", {ratio:.2f}x the fp32 ONNX" if ratio is not None and res.metadata.get("precision") != "fp32" else ""
         print(f"exported {res.format} -> {res.path} ({size:.1f} MB{vs}); metadata sidecar {res.sidecar}")
-        if exp:
+        cml = res.metadata.get("coreml")
+        if cml:  # its `export` section is the ONNX graph the GMACs were recounted on, not the artefact
+            print(f"converter: {cml['converter']}, coremltools {cml['coremltools']} (which says it was tested with torch "
+                  f"up to {cml['torch_max_tested_by_coremltools']}; torch here {cml['torch']}), target "
+                  f"{cml['minimum_deployment_target']}")
+        elif exp:
             fb = f" (dynamo failed: {exp['exporter_fallback_reason']})" if exp.get("exporter_fallback_reason") else ""
             print(f"exporter: {exp.get('exporter')}{fb}, opset {exp.get('opset')}, onnx.checker {exp.get('checker')}")
         print(_fmt_gmacs(gm))

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
         "score",
         help="score images (files and folders) with an exported model or a student run",
         description="Score image files and folders with an exported model (.onnx via onnxruntime, .xml via "
-        "OpenVINO, .engine via TensorRT) or a student checkpoint (.pt or run folder, via torch). Preprocessing (views, "
+        "OpenVINO, .mlpackage via Core ML on macOS only, .engine via TensorRT) or a student checkpoint (.pt or run folder, via torch). Preprocessing (views, "
         "normalisation) is read from the model's metadata and is the same as in training.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -65,7 +65,8 @@ def register(subparsers) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files and/or folders (walked recursively; every entry gets a row)")
     p.add_argument("--model", "-m", required=True, metavar="M",
-                   help="model: .onnx, .xml (OpenVINO IR + its .bin), .engine (+ its .json sidecar), student .pt, or a run "
+                   help="model: .onnx, .xml (OpenVINO IR + its .bin), .mlpackage (Core ML, macOS only), .engine (+ its "
+                   ".json sidecar), student .pt, or a run "
                    "folder holding student.pt")
     p.add_argument("--out", "-o", metavar="FILE", default=None,
                    help="write the rows to FILE: .csv, .jsonl or .json (default: CSV on stdout)")
@@ -131,12 +132,15 @@ def _check_paths(paths: list[str]) -> None:
 def _read_paths(args) -> tuple[list[str], list[str]]:
     """(files the command reads, folders it scans), each also through its symlinks."""
     inputs = list(args.paths) + [args.model]
-    if Path(args.model).is_file():
+    from edgeiqa.export.formats import formats_for_suffix
+
+    folder_model = Path(args.model).is_dir() and any(f.folder for f in formats_for_suffix(Path(args.model).suffix))
+    if Path(args.model).is_file() or folder_model:  # a Core ML .mlpackage is a folder with a sidecar too
         from edgeiqa.export.formats import artefact_files
 
         inputs.append(str(Path(args.model).with_suffix(".json")))  # an engine's metadata sidecar
         inputs += [str(p) for p in artefact_files(args.model)[1:]]  # an OpenVINO IR's .bin weights
-    scanned = [p for p in args.paths if os.path.isdir(p)]
+    scanned = [p for p in args.paths if os.path.isdir(p)] + ([args.model] if folder_model else [])
     return inputs + [os.path.realpath(p) for p in inputs], scanned + [os.path.realpath(p) for p in scanned]
 
 

@@ -23,7 +23,7 @@ from edgeiqa.bounds import MAX_BATCH, check_count, check_positive
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.export.formats import (FORMATS, TENSORRT_PARITY, Format, artefact_bytes, artefact_files, check_flags,
                                     get_format, require_modules)
-from edgeiqa.outsafe import OutputRefused, check_out_file, folder_kind, mark_dir
+from edgeiqa.outsafe import OutputRefused, check_out_file, check_out_folder_artefact, folder_kind, mark_dir
 from edgeiqa.provenance import package_versions, sha256_file
 from edgeiqa.registry import Entry, Registry
 
@@ -165,6 +165,27 @@ def export_openvino_int8(job: ExportJob) -> Built:
     return Built("int8", info, {"quantization": {**quant, "calibration_source": src}}, count_path=fp32, fp32_path=fp32)
 
 
+def _coreml(job: ExportJob, int8: bool) -> Built:
+    from edgeiqa.export.coreml_export import convert
+
+    fp32 = job.tmp / "fp32.onnx"  # the graph the GMACs are recounted on and the size compared with (not converted)
+    info = _fp32_onnx(job, fp32)
+    facts = convert(job.model, job.views, job.out, int8=int8)
+    quant = facts.pop("quantization", None)
+    return Built("int8" if int8 else "fp16", info, {"coreml": facts, **({"quantization": quant} if quant else {})},
+                 count_path=fp32, fp32_path=fp32)
+
+
+@exports("coreml")
+def export_coreml(job: ExportJob) -> Built:
+    return _coreml(job, int8=False)
+
+
+@exports("coreml-int8")
+def export_coreml_int8(job: ExportJob) -> Built:
+    return _coreml(job, int8=True)
+
+
 @exports("tensorrt")
 def export_tensorrt(job: ExportJob) -> Built:
     from edgeiqa.export.tensorrt_export import build_engine
@@ -278,7 +299,7 @@ def check_output(f: Format, run: Path, ckpt: Path, out: str | Path | None, *, fo
     if _inside(out, default) and found not in (None, "export"):
         raise OutputRefused(f"{default} is an edgeiqa {found} folder, not the run's export folder; give --out")
     inputs = (ckpt, run / "card.json")
-    check_out_file(out, owned=md.is_own_artefact, force=force, inputs=inputs)
+    (check_out_folder_artefact if f.folder else check_out_file)(out, owned=md.is_own_artefact, force=force, inputs=inputs)
     check_out_file(md.sidecar_path(out), owned=md.is_own_sidecar, force=force, inputs=inputs,
                    flag="--out's metadata sidecar")
     for companion in artefact_files(out)[1:]:  # OpenVINO's .bin weights beside the .xml
@@ -401,6 +422,15 @@ def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profi
         runner = IRRunner(out)
         cand = par.run_all(runner.run, batches)
         device = f"OpenVINO {runner.version} CPU plugin ({runner.precision})"
+    elif f.backend == "coreml":
+        from edgeiqa.export.coreml_export import PackageRunner, is_macos, not_runnable_reason
+
+        if not is_macos():  # never a pass it did not earn: ok stays None, the reason says why
+            return {"ok": None, "skipped": not_runnable_reason(), "n_images": 0,
+                    "bar": {"max_abs_diff": f.parity_max_abs, "min_srcc": f.parity_min_srcc}}
+        runner = PackageRunner(out, check_metadata=False)  # pragma: no cover - macOS only
+        cand = par.run_all(runner.run, batches)  # pragma: no cover
+        device = f"Core ML (coremltools {runner.version}, compute units {runner.compute_units})"  # pragma: no cover
     else:
         from edgeiqa.export.tensorrt_export import EngineRunner
 
@@ -488,18 +518,25 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
             "seed": meta_in.get("seed"),
             "pruning": {k: v for k, v in (payload.get("pruning") or {}).items() if k != "attributes"} or None,
         },
-        "versions": package_versions({"tensorrt": ("tensorrt",), "openvino": ("openvino", "nncf")}.get(f.backend, ())),
+        "versions": package_versions({"tensorrt": ("tensorrt",), "openvino": ("openvino", "nncf"),
+                                      "coreml": ("coremltools",)}.get(f.backend, ())),
     }
     metadata = json.loads(json.dumps(metadata, default=_jsonable))
     if f.suffix == ".onnx":
         md.embed_onnx_metadata(out, metadata)
+    elif f.backend == "coreml":
+        # In the package's user_defined_metadata, as ONNX's metadata_props (and the sidecar as always).
+        from edgeiqa.export.coreml_export import embed_metadata as embed_coreml
+
+        embed_coreml(out, metadata)
     elif f.backend == "openvino":
         # In the IR's rt_info, so the .xml carries its metadata as an ONNX file does (and the sidecar as always).
         from edgeiqa.export.openvino_export import embed_metadata
 
         embed_metadata(out, metadata)
     companions = {p.name: sha256_file(p) for p in artefact_files(out)[1:]}
-    sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out),
+    tree = {"artifact_sha256_of": "the folder's files (edgeiqa.provenance.sha256_tree)"} if out.is_dir() else {}
+    sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out), **tree,
                                      **({"companions": companions} if companions else {})})
     return ExportResult(path=out, metadata=metadata, parity=parity, sidecar=sidecar)
 

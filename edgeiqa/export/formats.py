@@ -33,7 +33,7 @@ class Format:
     filename: str  # default artefact name inside RUN/export/
     device: str  # "CPU/GPU" or "GPU"
     flags: tuple[str, ...]  # keys of FLAGS this format accepts
-    backend: str  # runtime backend: torch | onnxruntime | openvino | tensorrt
+    backend: str  # runtime backend: torch | onnxruntime | openvino | coreml | tensorrt
     description: str
     # Parity bar against torch on real images: an absolute bound on |score diff| or a minimum SRCC.
     parity_max_abs: float | None = None
@@ -42,6 +42,7 @@ class Format:
     extra: str | None = None  # the pip extra that installs `requires` (named in the "not installed" message)
     companions: tuple[str, ...] = ()  # suffixes of files that belong to the artefact (OpenVINO's .bin weights)
     runtime_requires: tuple[str, ...] = ()  # importable modules the runtime needs to run the artefact
+    folder: bool = False  # the artefact is a folder (Core ML's .mlpackage), not a file
 
     @property
     def sidecar_suffix(self) -> str:
@@ -74,6 +75,17 @@ FORMATS.add(Format("openvino-int8", ".xml", "student-openvino-int8.xml", "CPU", 
                    "OpenVINO IR int8 (NNCF post-training quantisation, head and sensitive early layers kept in "
                    "float), calibrated on real images", parity_min_srcc=0.99, requires=("openvino", "nncf"),
                    extra="openvino", companions=(".bin",), runtime_requires=("openvino",)))
+# Core ML ML program (.mlpackage folder), converted from the torch student (torch.export) by coremltools; prediction needs
+# macOS, so on Linux the export is checked (spec, metadata, int8 weights) but not run (edgeiqa/export/coreml_export.py).
+_COREML_FLAGS = ("calib", "imgs")  # fixed batch of 1 (a phone scores one photo at a time)
+FORMATS.add(Format("coreml", ".mlpackage", "student-coreml.mlpackage", "macOS/iOS", _COREML_FLAGS, "coreml",
+                   "Core ML ML program (.mlpackage folder), float16 weights and compute, iOS 16+; runs on macOS only",
+                   parity_min_srcc=0.99, requires=("coremltools",), extra="coreml", runtime_requires=("coremltools",),
+                   folder=True))
+FORMATS.add(Format("coreml-int8", ".mlpackage", "student-coreml-int8.mlpackage", "macOS/iOS", _COREML_FLAGS, "coreml",
+                   "Core ML ML program with int8 weights (coremltools.optimize linear quantisation, per channel), "
+                   "float16 compute; runs on macOS only", parity_min_srcc=0.99, requires=("coremltools",),
+                   extra="coreml", runtime_requires=("coremltools",), folder=True))
 FORMATS.add(Format("tensorrt", ".engine", "student-trt.engine", "GPU",
                    _ONNX_FLAGS + ("fp16", "int8", "workspace", "max_batch"), "tensorrt",
                    "TensorRT 10 engine (fp32, --fp16 or --int8 with a calibration cache) + .json sidecar",
@@ -148,8 +160,15 @@ def artefact_files(path: str | Path) -> list[Path]:
 
 
 def artefact_bytes(path: str | Path) -> int:
-    """Size on disk of the artefact with the files that belong to it (an OpenVINO .xml counts its .bin)."""
-    return sum(p.stat().st_size for p in artefact_files(path) if p.exists())
+    """Size on disk of the artefact with the files that belong to it (an OpenVINO .xml counts its .bin, a Core ML
+    .mlpackage folder every file inside it)."""
+    return sum(_tree_bytes(p) for p in artefact_files(path) if p.exists())
+
+
+def _tree_bytes(p: Path) -> int:
+    if p.is_dir() and not p.is_symlink():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+    return p.stat().st_size
 
 
 def formats_for_suffix(suffix: str) -> list[Format]:
@@ -157,9 +176,10 @@ def formats_for_suffix(suffix: str) -> list[Format]:
 
 
 def backend_for_path(path: str | Path) -> str:
-    """The runtime backend for a model path: by suffix from the table; a folder is a run dir (torch)."""
+    """The runtime backend for a model path: by suffix from the table; a folder is a run dir (torch) unless its
+    suffix is a folder format's (a Core ML .mlpackage)."""
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() and not any(f.folder for f in formats_for_suffix(p.suffix)):
         return "torch"
     found = formats_for_suffix(p.suffix)
     if not found:

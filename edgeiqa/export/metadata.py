@@ -313,13 +313,9 @@ def _own_json(path: Path) -> dict | None:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from edgeiqa.provenance import sha256_file
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)  # a folder artefact (Core ML .mlpackage) by its tree hash
 
 
 def is_own_sidecar(path: str | Path) -> bool:

@@ -5,6 +5,8 @@
                  falls back to CPU silently).
 - `TorchBackend` a student checkpoint (`student.pt`, a run folder, or an exported `.pt`).
 - `OpenVINOBackend` an OpenVINO IR (`.xml` + `.bin`) on OpenVINO's CPU plugin (needs the `openvino` extra).
+- `CoreMLBackend` a Core ML package (`.mlpackage` folder); runs on macOS only (needs the `coreml` extra): elsewhere
+                 it checks the package and refuses with one line.
 - `TensorRTBackend` a TensorRT 10 engine with its `.json` sidecar (needs `tensorrt` and a CUDA GPU).
 
 Only `TorchBackend` (and the TensorRT one, for device buffers) import torch, and only when constructed:
@@ -221,6 +223,34 @@ class OpenVINOBackend:
         return self.runner.run(feeds)
 
 
+class CoreMLBackend:
+    """A Core ML ML program (`.mlpackage`), fed the float32 NCHW views the runtime builds for every backend. The
+    runner (shared with the export's parity check) lives with the Core ML export code; off macOS it raises one line
+    after checking the package (a corrupt or foreign package is named as such first)."""
+
+    name = "coreml"
+
+    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+        self.path = Path(path)
+        if (device or "cpu").lower() not in ("cpu", "auto"):
+            raise EdgeIQAError(f"{self.path.name} runs on Core ML, which picks its own compute units; --device {device} "
+                               "is not supported for Core ML models")
+        check_threads(threads)  # Core ML has no thread setting: a valid count is accepted, and threads reads None
+        from edgeiqa.export.coreml_export import PackageRunner
+
+        self.runner = PackageRunner(self.path)  # pragma: no cover - below runs on macOS only
+        self.metadata = self.runner.metadata  # pragma: no cover
+        self.device = "coreml"  # pragma: no cover
+        self.provider = f"Core ML (coremltools {self.runner.version}, {self.runner.compute_units})"  # pragma: no cover
+        self.threads = None  # pragma: no cover
+        self.input_names = self.runner.input_names  # pragma: no cover
+        self.input_shapes = self.runner.input_shapes  # pragma: no cover
+        self.fixed_batch = self.runner.fixed_batch  # pragma: no cover
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - macOS only
+        return self.runner.run(feeds)
+
+
 class TensorRTBackend:
     """A TensorRT engine + its `.json` sidecar; the engine runner lives with the TensorRT export code."""
 
@@ -265,4 +295,6 @@ def open_backend(path: str | Path, providers=None, device: str | None = None, th
         return TensorRTBackend(p, device=None if (device or "auto").lower() == "auto" else device)
     if backend == "openvino":
         return OpenVINOBackend(p, device=device, threads=threads)
+    if backend == "coreml":
+        return CoreMLBackend(p, device=device, threads=threads)
     return TorchBackend(p, device=device, threads=threads, precision=precision or "fp32")
