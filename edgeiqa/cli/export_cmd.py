@@ -20,7 +20,9 @@ metadata (profile, views, input sizes, normalisation, logistic mapping, GMACs, p
 float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_props "edgeiqa"), the
 OpenVINO IR (rt_info "edgeiqa") and into a .json sidecar. The views share one backbone, so every graph
 stores each weight once. openvino and openvino-int8 need `pip install 'edgeiqa[openvino]'` (without it:
-one line naming that command, exit 2, nothing written).
+one line naming that command, exit 2, nothing written). litert, litert-fp16 and litert-int8 (.tflite, converted
+by litert-torch at batch 1, metadata in the flatbuffer's metadata table "edgeiqa") need `pip install 'edgeiqa[litert]'`
+likewise; they take --calib and --imgs only (no --dynamic-batch: a .tflite has static shapes).
 
 exit code: 0 exported and checked; 1 exported but parity is below the format's bar or the GMACs do not
 match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, an --out
@@ -30,6 +32,7 @@ examples:
   edgeiqa export runs/sample --format onnx --dynamic-batch
   edgeiqa export runs/sample --format onnx-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format openvino-int8 --calib sample --imgs 128
+  edgeiqa export runs/sample --format litert-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format tensorrt --fp16 --dynamic-batch --max-batch 16 --workspace 2
 """
 
@@ -37,7 +40,7 @@ examples:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained student (ONNX, ONNX int8/fp16, OpenVINO fp32/int8, TensorRT, torch) with parity and "
+        help="export a trained student (ONNX, ONNX int8/fp16, OpenVINO fp32/int8, LiteRT fp32/fp16/int8, TensorRT, torch) with parity and "
         "GMAC checks",
         description="Export the student of a run folder to a deployable format, check it against torch on "
         "real images and recount its GMACs on the exported graph.",

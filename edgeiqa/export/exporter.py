@@ -29,7 +29,7 @@ from edgeiqa.registry import Entry, Registry
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (the legacy format is a bare pickle: 0x80)
 
-DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "openvino-int8": 128, "tensorrt": 500}
+DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "openvino-int8": 128, "litert-int8": 128, "tensorrt": 500}
 
 
 @dataclass
@@ -163,6 +163,48 @@ def export_openvino_int8(job: ExportJob) -> Built:
     batches, src = _calibration_batches(job)
     quant = quantize_int8(fp32, job.out, batches, min_srcc=job.fmt.parity_min_srcc)
     return Built("int8", info, {"quantization": {**quant, "calibration_source": src}}, count_path=fp32, fp32_path=fp32)
+
+
+def _litert_fp32(job: ExportJob) -> tuple[Path, dict]:
+    """The float32 .tflite (litert-torch, from the student itself) in the scratch folder and, for the GMAC recount and
+    the size ratio, the float32 ONNX graph of the same student beside it."""
+    from edgeiqa.export.litert_export import convert
+
+    path = job.tmp / "fp32.tflite"
+    facts = convert(job.model, job.views, path)
+    facts["onnx_for_gmacs"] = _fp32_onnx(job, job.tmp / "fp32.onnx").get("exporter")
+    return path, facts
+
+
+def _litert_built(job: ExportJob, made: Path, precision: str, extra: dict) -> Built:
+    os.replace(made, job.out)  # moved into place once whole: a failed export leaves no .tflite behind
+    return Built(precision, extra=extra, count_path=job.tmp / "fp32.onnx", fp32_path=job.tmp / "fp32.onnx")
+
+
+@exports("litert")
+def export_litert(job: ExportJob) -> Built:
+    fp32, facts = _litert_fp32(job)
+    return _litert_built(job, fp32, "fp32", {"litert": facts})
+
+
+@exports("litert-fp16")
+def export_litert_fp16(job: ExportJob) -> Built:
+    from edgeiqa.export.litert_export import to_fp16
+
+    fp32, facts = _litert_fp32(job)
+    made = job.tmp / "fp16.tflite"
+    return _litert_built(job, made, "fp16", {"litert": facts, "fp16": to_fp16(fp32, made)})
+
+
+@exports("litert-int8")
+def export_litert_int8(job: ExportJob) -> Built:
+    from edgeiqa.export.litert_export import quantize_int8
+
+    fp32, facts = _litert_fp32(job)
+    batches, src = _calibration_batches(job)
+    made = job.tmp / "int8.tflite"
+    quant = quantize_int8(fp32, made, batches, [v.name for v in job.views], min_srcc=job.fmt.parity_min_srcc)
+    return _litert_built(job, made, "int8", {"litert": facts, "quantization": {**quant, "calibration_source": src}})
 
 
 @exports("tensorrt")
@@ -401,6 +443,12 @@ def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profi
         runner = IRRunner(out)
         cand = par.run_all(runner.run, batches)
         device = f"OpenVINO {runner.version} CPU plugin ({runner.precision})"
+    elif f.backend == "litert":
+        from edgeiqa.export.litert_export import TFLiteRunner
+
+        runner = TFLiteRunner(out, input_order=[v.name for v in views])
+        cand = par.run_all(runner.run, batches)
+        device = f"LiteRT {runner.version} interpreter, XNNPACK ({runner.precision})"
     else:
         from edgeiqa.export.tensorrt_export import EngineRunner
 
@@ -488,7 +536,8 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
             "seed": meta_in.get("seed"),
             "pruning": {k: v for k, v in (payload.get("pruning") or {}).items() if k != "attributes"} or None,
         },
-        "versions": package_versions({"tensorrt": ("tensorrt",), "openvino": ("openvino", "nncf")}.get(f.backend, ())),
+        "versions": package_versions({"tensorrt": ("tensorrt",), "openvino": ("openvino", "nncf"),
+                                      "litert": ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")}.get(f.backend, ())),
     }
     metadata = json.loads(json.dumps(metadata, default=_jsonable))
     if f.suffix == ".onnx":
@@ -498,6 +547,11 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
         from edgeiqa.export.openvino_export import embed_metadata
 
         embed_metadata(out, metadata)
+    elif f.backend == "litert":
+        # In the flatbuffer's metadata table, so the .tflite carries its metadata as an ONNX file does.
+        from edgeiqa.export.litert_export import embed_metadata as embed_tflite
+
+        embed_tflite(out, metadata)
     companions = {p.name: sha256_file(p) for p in artefact_files(out)[1:]}
     sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out),
                                      **({"companions": companions} if companions else {})})

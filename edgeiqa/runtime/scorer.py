@@ -128,7 +128,8 @@ class Scorer:
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
              fast_decode: bool = False, precision: str | None = None) -> "Scorer":
-        """Open a model by suffix: `.onnx` (onnxruntime), `.xml` (OpenVINO IR, CPU plugin), `.engine` (TensorRT),
+        """Open a model by suffix: `.onnx` (onnxruntime), `.xml` (OpenVINO IR, CPU plugin), `.tflite` (LiteRT),
+        `.engine` (TensorRT),
         `.pt` or a run folder (torch).
 
         providers: explicit onnxruntime provider list (names or aliases such as "cpu", "cuda"); the first
