@@ -335,7 +335,12 @@ def embed_metadata(path: str | Path, metadata: dict) -> None:
 
     schema = _schema()
     path = Path(path)
-    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    raw = path.read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
+    for buf in model.buffers or []:  # ai-edge-quantizer appends weights after the flatbuffer (offset/size): inline
+        if (buf.offset or 0) > 1:  # them, or repacking would drop them
+            buf.data = np.frombuffer(raw[buf.offset:buf.offset + buf.size], dtype=np.uint8)
+            buf.offset = buf.size = 0
     payload = np.frombuffer(json.dumps(metadata, sort_keys=True, default=str).encode("utf-8"), dtype=np.uint8)
     buffer = schema.BufferT()
     buffer.data = payload
@@ -347,8 +352,11 @@ def embed_metadata(path: str | Path, metadata: dict) -> None:
     model.metadata.append(entry)
     builder = flatbuffers.Builder(path.stat().st_size + payload.size + 4096)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    out = bytes(builder.Output())
+    if read_metadata(out) is None or len(out) < len(raw) * 0.9:  # never replace a model with a smaller broken one
+        raise EdgeIQAError(f"{path}: embedding the metadata would lose data ({len(raw)} -> {len(out)} bytes)")
     tmp = path.with_name(f".{path.name}.meta")
-    tmp.write_bytes(builder.Output())
+    tmp.write_bytes(out)
     os.replace(tmp, path)
 
 
