@@ -131,6 +131,8 @@ def test_int8_meets_the_bar_and_records_its_float_layers(int8, photos, tmp_path)
     tries = q["ladder"]["tries"]
     assert tries[-1]["passed"] and [t["float_backbone_layers"] for t in tries] == [0, 1, 2, 4, 8, 16][:len(tries)]
     assert len(kept["backbone"]["names"]) == tries[-1]["float_backbone_layers"] < kept["backbone"]["of"] / 2
+    # the metadata was embedded without dropping the weights ai-edge-quantizer stores after the flatbuffer
+    assert int8.path.stat().st_size >= 0.95 * tries[-1]["bytes"]
     runner = TFLiteRunner(int8.path)
     # full-integer with int8 inputs (the runner quantises the views) unless float layers needed float inputs
     assert runner.precision == ("int8 I/O" if tries[-1]["float_backbone_layers"] == 0 else "float32 I/O")
