@@ -62,6 +62,8 @@ def test_rows_of_the_formats_table():
         f = FORMATS[name]
         assert f.suffix == ".tflite" and f.backend == "litert" and f.extra == "litert" and f.device == "CPU"
         assert f.flags == ("calib", "imgs") and f.runtime_requires == ("ai_edge_litert",)
+    names = {FORMATS[n].filename for n in ("litert", "litert-fp16", "litert-int8")}  # sidecars never shared with ONNX
+    assert not {n.rsplit(".", 1)[0] for n in names} & {f.filename.rsplit(".", 1)[0] for f in FORMATS.values() if f.suffix != ".tflite"}
     assert FORMATS["litert"].parity_max_abs == 1e-4
     assert FORMATS["litert-fp16"].parity_min_srcc == 0.99 and FORMATS["litert-int8"].parity_min_srcc == 0.99
     assert FORMATS["litert-int8"].requires == ("litert_torch", "ai_edge_quantizer")
@@ -95,7 +97,7 @@ def test_fp32_tflite_parity_and_metadata(fp32, run_dir, photos):
     from edgeiqa.runtime import Scorer
 
     path = fp32.path
-    assert path.name == "student.tflite" and path.read_bytes()[4:8] == b"TFL3"
+    assert path.name == "student-litert.tflite" and path.read_bytes()[4:8] == b"TFL3"
     par = fp32.parity
     assert par["ok"] and par["n_images"] == 16 and par["max_abs_diff"] <= 1e-4, par
     assert "LiteRT" in par["compared"] and "float32 I/O" in par["compared"]

@@ -74,16 +74,16 @@ FORMATS.add(Format("openvino-int8", ".xml", "student-openvino-int8.xml", "CPU", 
                    "OpenVINO IR int8 (NNCF post-training quantisation, head and sensitive early layers kept in "
                    "float), calibrated on real images", parity_min_srcc=0.99, requires=("openvino", "nncf"),
                    extra="openvino", companions=(".bin",), runtime_requires=("openvino",)))
-# LiteRT (.tflite), converted from the student by litert-torch (static shapes, batch 1, NCHW inputs); fp16 weights
+# LiteRT (.tflite; file names unlike the ONNX rows': the .json sidecars would collide), converted from the student by litert-torch (static shapes, batch 1, NCHW inputs); fp16 weights
 # and int8 through ai-edge-quantizer, int8 calibrated on the onnx-int8 images (edgeiqa/export/litert_export.py).
 _LITERT = dict(extra="litert", runtime_requires=("ai_edge_litert",))
-FORMATS.add(Format("litert", ".tflite", "student.tflite", "CPU", ("calib", "imgs"), "litert",
+FORMATS.add(Format("litert", ".tflite", "student-litert.tflite", "CPU", ("calib", "imgs"), "litert",
                    "LiteRT (.tflite) float32, converted by litert-torch; batch 1; LiteRT interpreter (XNNPACK)",
                    parity_max_abs=1e-4, requires=("litert_torch",), **_LITERT))
-FORMATS.add(Format("litert-fp16", ".tflite", "student-fp16.tflite", "CPU", ("calib", "imgs"), "litert",
+FORMATS.add(Format("litert-fp16", ".tflite", "student-litert-fp16.tflite", "CPU", ("calib", "imgs"), "litert",
                    "LiteRT with float16 weights (float32 compute and I/O), ai-edge-quantizer", parity_min_srcc=0.99,
                    requires=("litert_torch", "ai_edge_quantizer"), **_LITERT))
-FORMATS.add(Format("litert-int8", ".tflite", "student-int8.tflite", "CPU", ("calib", "imgs"), "litert",
+FORMATS.add(Format("litert-int8", ".tflite", "student-litert-int8.tflite", "CPU", ("calib", "imgs"), "litert",
                    "LiteRT full-integer int8 (ai-edge-quantizer static, head and sensitive early layers kept in "
                    "float), calibrated on real images", parity_min_srcc=0.99,
                    requires=("litert_torch", "ai_edge_quantizer"), **_LITERT))
