@@ -143,6 +143,7 @@ def test_the_walk_sees_the_package():
     # the OpenVINO backend runs the IR through the export's runner (as TensorRT's does): checked like any import
     assert "edgeiqa.export.openvino_export" in GRAPH["edgeiqa.runtime.backends"]
     assert "edgeiqa.export.coreml_export" in GRAPH["edgeiqa.runtime.backends"]  # the Core ML runner, likewise
+    assert "edgeiqa.export.litert_export" in GRAPH["edgeiqa.runtime.backends"]  # LiteRT's runner, the same way
 
 
 def test_no_import_cycle():

@@ -22,6 +22,9 @@ float32 ONNX graph, checkpoint sha256, versions) into the ONNX model (metadata_p
 OpenVINO IR (rt_info "edgeiqa") and into a .json sidecar. The views share one backbone, so every graph
 stores each weight once. openvino and openvino-int8 need `pip install 'edgeiqa[openvino]'` (without it:
 one line naming that command, exit 2, nothing written).
+litert, litert-fp16 and litert-int8 (.tflite, converted by litert-torch at batch 1, metadata in the flatbuffer's
+metadata table "edgeiqa") need `pip install 'edgeiqa[litert]'` likewise; they take --calib and --imgs only (no
+--dynamic-batch: a .tflite has static shapes).
 coreml (float16) and coreml-int8 (int8 weights, float16 compute) write a Core ML .mlpackage folder (iOS 16+,
 metadata in its user_defined_metadata "edgeiqa" and the .json sidecar) and need `pip install 'edgeiqa[coreml]'`.
 Core ML runs only on macOS: elsewhere their parity is reported as not runnable (never as passed), while the
@@ -36,6 +39,7 @@ examples:
   edgeiqa export runs/sample --format onnx-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format openvino-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format coreml-int8
+  edgeiqa export runs/sample --format litert-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format tensorrt --fp16 --dynamic-batch --max-batch 16 --workspace 2
 """
 
@@ -43,7 +47,8 @@ examples:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained student (ONNX, ONNX int8/fp16, OpenVINO fp32/int8, Core ML fp16/int8, TensorRT, torch) with parity and "
+        help="export a trained student (ONNX, ONNX int8/fp16, OpenVINO fp32/int8, LiteRT fp32/fp16/int8, Core ML fp16/int8, "
+        "TensorRT, torch) with parity and "
         "GMAC checks",
         description="Export the student of a run folder to a deployable format, check it against torch on "
         "real images and recount its GMACs on the exported graph.",

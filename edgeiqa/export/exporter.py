@@ -29,7 +29,7 @@ from edgeiqa.registry import Entry, Registry
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (the legacy format is a bare pickle: 0x80)
 
-DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "openvino-int8": 128, "tensorrt": 500}
+DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "openvino-int8": 128, "litert-int8": 128, "tensorrt": 500}
 
 
 @dataclass
@@ -184,6 +184,46 @@ def export_coreml(job: ExportJob) -> Built:
 @exports("coreml-int8")
 def export_coreml_int8(job: ExportJob) -> Built:
     return _coreml(job, int8=True)
+def _litert_fp32(job: ExportJob) -> tuple[Path, dict]:
+    """The float32 .tflite (litert-torch, from the student itself) in the scratch folder and, for the GMAC recount and
+    the size ratio, the float32 ONNX graph of the same student beside it."""
+    from edgeiqa.export.litert_export import convert
+
+    path = job.tmp / "fp32.tflite"
+    facts = convert(job.model, job.views, path)
+    facts["onnx_for_gmacs"] = _fp32_onnx(job, job.tmp / "fp32.onnx").get("exporter")
+    return path, facts
+
+
+def _litert_built(job: ExportJob, made: Path, precision: str, extra: dict) -> Built:
+    os.replace(made, job.out)  # moved into place once whole: a failed export leaves no .tflite behind
+    return Built(precision, extra=extra, count_path=job.tmp / "fp32.onnx", fp32_path=job.tmp / "fp32.onnx")
+
+
+@exports("litert")
+def export_litert(job: ExportJob) -> Built:
+    fp32, facts = _litert_fp32(job)
+    return _litert_built(job, fp32, "fp32", {"litert": facts})
+
+
+@exports("litert-fp16")
+def export_litert_fp16(job: ExportJob) -> Built:
+    from edgeiqa.export.litert_export import to_fp16
+
+    fp32, facts = _litert_fp32(job)
+    made = job.tmp / "fp16.tflite"
+    return _litert_built(job, made, "fp16", {"litert": facts, "fp16": to_fp16(fp32, made)})
+
+
+@exports("litert-int8")
+def export_litert_int8(job: ExportJob) -> Built:
+    from edgeiqa.export.litert_export import quantize_int8
+
+    fp32, facts = _litert_fp32(job)
+    batches, src = _calibration_batches(job)
+    made = job.tmp / "int8.tflite"
+    quant = quantize_int8(fp32, made, batches, [v.name for v in job.views], min_srcc=job.fmt.parity_min_srcc)
+    return _litert_built(job, made, "int8", {"litert": facts, "quantization": {**quant, "calibration_source": src}})
 
 
 @exports("tensorrt")
@@ -431,6 +471,12 @@ def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profi
         runner = PackageRunner(out, check_metadata=False)  # pragma: no cover - macOS only
         cand = par.run_all(runner.run, batches)  # pragma: no cover
         device = f"Core ML (coremltools {runner.version}, compute units {runner.compute_units})"  # pragma: no cover
+    elif f.backend == "litert":
+        from edgeiqa.export.litert_export import TFLiteRunner
+
+        runner = TFLiteRunner(out, input_order=[v.name for v in views])
+        cand = par.run_all(runner.run, batches)
+        device = f"LiteRT {runner.version} interpreter, XNNPACK ({runner.precision})"
     else:
         from edgeiqa.export.tensorrt_export import EngineRunner
 
@@ -519,7 +565,8 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
             "pruning": {k: v for k, v in (payload.get("pruning") or {}).items() if k != "attributes"} or None,
         },
         "versions": package_versions({"tensorrt": ("tensorrt",), "openvino": ("openvino", "nncf"),
-                                      "coreml": ("coremltools",)}.get(f.backend, ())),
+                                      "coreml": ("coremltools",),
+                                      "litert": ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")}.get(f.backend, ())),
     }
     metadata = json.loads(json.dumps(metadata, default=_jsonable))
     if f.suffix == ".onnx":
@@ -534,6 +581,11 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
         from edgeiqa.export.openvino_export import embed_metadata
 
         embed_metadata(out, metadata)
+    elif f.backend == "litert":
+        # In the flatbuffer's metadata table, so the .tflite carries its metadata as an ONNX file does.
+        from edgeiqa.export.litert_export import embed_metadata as embed_tflite
+
+        embed_tflite(out, metadata)
     companions = {p.name: sha256_file(p) for p in artefact_files(out)[1:]}
     tree = {"artifact_sha256_of": "the folder's files (edgeiqa.provenance.sha256_tree)"} if out.is_dir() else {}
     sidecar = md.write_sidecar(out, {**metadata, "artifact": out.name, "artifact_sha256": sha256_file(out), **tree,

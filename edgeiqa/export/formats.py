@@ -33,7 +33,7 @@ class Format:
     filename: str  # default artefact name inside RUN/export/
     device: str  # "CPU/GPU" or "GPU"
     flags: tuple[str, ...]  # keys of FLAGS this format accepts
-    backend: str  # runtime backend: torch | onnxruntime | openvino | coreml | tensorrt
+    backend: str  # runtime backend: torch | onnxruntime | openvino | litert | coreml | tensorrt
     description: str
     # Parity bar against torch on real images: an absolute bound on |score diff| or a minimum SRCC.
     parity_max_abs: float | None = None
@@ -86,6 +86,19 @@ FORMATS.add(Format("coreml-int8", ".mlpackage", "student-coreml-int8.mlpackage",
                    "Core ML ML program with int8 weights (coremltools.optimize linear quantisation, per channel), "
                    "float16 compute; runs on macOS only", parity_min_srcc=0.99, requires=("coremltools",),
                    extra="coreml", runtime_requires=("coremltools",), folder=True))
+# LiteRT (.tflite; file names unlike the ONNX rows': the .json sidecars would collide), converted from the student by litert-torch (static shapes, batch 1, NCHW inputs); fp16 weights
+# and int8 through ai-edge-quantizer, int8 calibrated on the onnx-int8 images (edgeiqa/export/litert_export.py).
+_LITERT = dict(extra="litert", runtime_requires=("ai_edge_litert",))
+FORMATS.add(Format("litert", ".tflite", "student-litert.tflite", "CPU", ("calib", "imgs"), "litert",
+                   "LiteRT (.tflite) float32, converted by litert-torch; batch 1; LiteRT interpreter (XNNPACK)",
+                   parity_max_abs=1e-4, requires=("litert_torch",), **_LITERT))
+FORMATS.add(Format("litert-fp16", ".tflite", "student-litert-fp16.tflite", "CPU", ("calib", "imgs"), "litert",
+                   "LiteRT with float16 weights (float32 compute and I/O), ai-edge-quantizer", parity_min_srcc=0.99,
+                   requires=("litert_torch", "ai_edge_quantizer"), **_LITERT))
+FORMATS.add(Format("litert-int8", ".tflite", "student-litert-int8.tflite", "CPU", ("calib", "imgs"), "litert",
+                   "LiteRT full-integer int8 (ai-edge-quantizer static, head and sensitive early layers kept in "
+                   "float), calibrated on real images", parity_min_srcc=0.99,
+                   requires=("litert_torch", "ai_edge_quantizer"), **_LITERT))
 FORMATS.add(Format("tensorrt", ".engine", "student-trt.engine", "GPU",
                    _ONNX_FLAGS + ("fp16", "int8", "workspace", "max_batch"), "tensorrt",
                    "TensorRT 10 engine (fp32, --fp16 or --int8 with a calibration cache) + .json sidecar",

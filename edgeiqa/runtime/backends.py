@@ -7,10 +7,11 @@
 - `OpenVINOBackend` an OpenVINO IR (`.xml` + `.bin`) on OpenVINO's CPU plugin (needs the `openvino` extra).
 - `CoreMLBackend` a Core ML package (`.mlpackage` folder); runs on macOS only (needs the `coreml` extra): elsewhere
                  it checks the package and refuses with one line.
+- `LiteRTBackend` a LiteRT `.tflite` on ai-edge-litert's interpreter (needs `ai-edge-litert`, in the `litert` extra).
 - `TensorRTBackend` a TensorRT 10 engine with its `.json` sidecar (needs `tensorrt` and a CUDA GPU).
 
 Only `TorchBackend` (and the TensorRT one, for device buffers) import torch, and only when constructed:
-scoring with an ONNX or OpenVINO model never loads torch, timm or the training code.
+scoring with an ONNX, OpenVINO or LiteRT model never loads torch, timm or the training code.
 """
 
 from __future__ import annotations
@@ -251,6 +252,38 @@ class CoreMLBackend:
         return self.runner.run(feeds)
 
 
+class LiteRTBackend:
+    """A LiteRT .tflite on the CPU interpreter (XNNPACK), explicit thread count, fed the float32 NCHW views the runtime
+    builds for every backend (the graph's inputs are NCHW; int8 inputs are quantised inside the runner). The runner
+    (shared with the export's parity check) lives with the LiteRT export code and imports only ai-edge-litert."""
+
+    name = "litert"
+
+    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+        from edgeiqa.export.formats import get_format, require_modules
+
+        self.path = Path(path)
+        if (device or "cpu").lower() not in ("cpu", "auto"):
+            raise EdgeIQAError(f"{self.path.name} runs on LiteRT's CPU interpreter; --device {device} is not supported "
+                               "for LiteRT models (use --device cpu)")
+        require_modules(get_format("litert"), runtime=True, what=f"{self.path} is a LiteRT model, which")
+        from edgeiqa.export.litert_export import TFLiteRunner
+
+        self.runner = TFLiteRunner(self.path, threads=check_threads(threads) or usable_cores())
+        self.metadata = self.runner.metadata if self.runner.metadata is not None else _sidecar(self.path)
+        if self.runner.metadata is None and self.metadata:  # names from the sidecar when the file carries none
+            self.runner = TFLiteRunner(self.path, threads=self.runner.threads, input_order=self.metadata.get("input_order"))
+        self.device = "cpu"
+        self.provider = f"LiteRT {self.runner.version} CPU (XNNPACK)"
+        self.threads = self.runner.threads
+        self.input_names = self.runner.input_names
+        self.input_shapes = self.runner.input_shapes
+        self.fixed_batch = self.runner.fixed_batch
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.run(feeds)
+
+
 class TensorRTBackend:
     """A TensorRT engine + its `.json` sidecar; the engine runner lives with the TensorRT export code."""
 
@@ -297,4 +330,6 @@ def open_backend(path: str | Path, providers=None, device: str | None = None, th
         return OpenVINOBackend(p, device=device, threads=threads)
     if backend == "coreml":
         return CoreMLBackend(p, device=device, threads=threads)
+    if backend == "litert":
+        return LiteRTBackend(p, device=device, threads=threads)
     return TorchBackend(p, device=device, threads=threads, precision=precision or "fp32")

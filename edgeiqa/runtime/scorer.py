@@ -128,8 +128,8 @@ class Scorer:
     @classmethod
     def load(cls, path: str | Path, providers=None, device: str | None = None, threads: int | None = None,
              fast_decode: bool = False, precision: str | None = None) -> "Scorer":
-        """Open a model by suffix: `.onnx` (onnxruntime), `.xml` (OpenVINO IR, CPU plugin), `.mlpackage` (Core ML,
-        macOS only), `.engine` (TensorRT), `.pt` or a run folder (torch).
+        """Open a model by suffix: `.onnx` (onnxruntime), `.xml` (OpenVINO IR, CPU plugin), `.tflite` (LiteRT),
+        `.mlpackage` (Core ML, macOS only), `.engine` (TensorRT), `.pt` or a run folder (torch).
 
         providers: explicit onnxruntime provider list (names or aliases such as "cpu", "cuda"); the first
         must be the one that runs. device: "cpu" (default), "cuda" or "cuda:N". threads: intra-op threads
