@@ -142,6 +142,7 @@ def test_the_walk_sees_the_package():
     assert "edgeiqa.bench.accuracy" in GRAPH["edgeiqa.bench.runner"]  # `from edgeiqa.bench import accuracy`
     # the OpenVINO backend runs the IR through the export's runner (as TensorRT's does): checked like any import
     assert "edgeiqa.export.openvino_export" in GRAPH["edgeiqa.runtime.backends"]
+    assert "edgeiqa.export.executorch_export" in GRAPH["edgeiqa.runtime.backends"]
 
 
 def test_no_import_cycle():

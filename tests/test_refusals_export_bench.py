@@ -57,6 +57,9 @@ EXPORT_CASES = [
     (lambda r: _export(r, "--format", "openvino", "--out", str(r / "model.onnx")), r"writes \.xml files|edgeiqa\[openvino\]"),
     (lambda r: _export(r, "--format", "openvino", "--out", str(r / "weights.xml")),
      r"weights\.bin exists and edgeiqa did not write it|edgeiqa\[openvino\]"),
+    (lambda r: _export(r, "--format", "executorch", "--out", str(r / "model.onnx")),
+     r"writes \.pte files|edgeiqa\[executorch\]"),
+    (lambda r: _export(r, "--format", "executorch-int8", "--dynamic-batch"), "does not take --dynamic-batch"),
     # item 8: opset and calibration data
     (lambda r: _export(r, "--opset", "-1"), "--opset must be"),
     (lambda r: _export(r, "--opset", "999"), "--opset 999 is more than"),

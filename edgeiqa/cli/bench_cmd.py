@@ -11,7 +11,8 @@ from edgeiqa.export.formats import FORMATS
 EPILOG = """\
 formats: {formats}, and teacher (same as --compare-teacher). Default: torch,onnx,onnx-int8 (+ tensorrt when
 TensorRT and a GPU are present; asked for explicitly without them it gives a row `unavailable: <reason>`;
-openvino and openvino-int8 likewise without `pip install 'edgeiqa[openvino]'`).
+openvino and openvino-int8 likewise without `pip install 'edgeiqa[openvino]'`, executorch and executorch-int8
+without `pip install 'edgeiqa[executorch]'`).
 
 method (stable numbers on a small, busy machine):
   - a fixed thread count for torch, onnxruntime and OpenVINO (--threads, default: all cores), recorded;

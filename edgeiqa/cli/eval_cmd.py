@@ -128,7 +128,7 @@ def register(sub) -> None:
                        description="Score the labelled images of a dataset with a model and report SRCC/PLCC/KRCC/MAE/RMSE; "
                        "with scenes, the per-scene median and mean (PIQ23 protocol) and the worst distortion kind. "
                        "Exit code 1 when some images could not be scored (they are listed, and counted in n_failed).")
-    p.add_argument("--model", required=True, help="run dir (student.pt), student.pt, .onnx, .xml (OpenVINO), .engine, or a teachers dir")
+    p.add_argument("--model", required=True, help="run dir (student.pt), student.pt, .onnx, .xml (OpenVINO), .pte (ExecuTorch), .engine, or a teachers dir")
     p.add_argument("--data", required=True, help="dataset spec, e.g. sample, csv:val.csv, piq23:ROOT")
     p.add_argument("--split", default="auto", help="split(s) to evaluate: auto (test if present, else all), all, or e.g. val,test")
     p.add_argument("--teacher", action="store_true", help="with a run dir: evaluate its teacher ensemble instead of the student")
