@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +82,10 @@ def _lower(exported, metadata_doc: str) -> tuple[bytes, dict]:
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()],
                                            constant_methods={METADATA_METHOD: metadata_doc})
         graph = edge.exported_program().graph_module.graph
-        portable = sorted({str(n.target).split(".")[-2] if str(n.target).count(".") >= 2 else str(n.target)
-                           for n in graph.nodes if n.op == "call_function"
-                           and "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target)})
-        delegates = sum(1 for n in graph.nodes if n.op == "call_function" and "executorch_call_delegate" in str(n.target))
+        calls = [n for n in graph.nodes if n.op == "call_function" and "getitem" not in str(n.target)]
+        delegates = sum(1 for n in calls if "executorch_call_delegate" in str(n.target))
+        portable = sorted({getattr(n.target, "__name__", str(n.target))[:80] for n in calls
+                           if "executorch_call_delegate" not in str(n.target)})
         program = edge.to_executorch()
     except EdgeIQAError:
         raise
@@ -306,7 +307,35 @@ def _log_reason(lines: list[str], exc: BaseException) -> str:
     return (useful[-1] if useful else _first_line(exc))[:300]
 
 
-_THREADS_LOCK = threading.Lock()
+_POOL_LOCK = threading.Lock()
+_LIVE: "weakref.WeakSet[PTERunner]" = weakref.WeakSet()
+
+
+def _use_threads(threads: int | None) -> None:
+    """Size XNNPACK's thread pool (one per process). A program loaded before a resize keeps a pointer to the old pool
+    and aborts the process on its next call (measured with executorch 1.5.1), so every live runner reloads its program
+    on the new pool: the last count asked for is the one every ExecuTorch model of the process runs with."""
+    if threads is None:
+        return
+    from executorch.extension.pybindings import portable_lib as pl
+
+    with _POOL_LOCK:
+        if int(pl._threadpool_get_thread_count()) == int(threads):
+            return
+        live = list(_LIVE)
+        for r in live:
+            r._lock.acquire()
+        try:
+            pl._unsafe_reset_threadpool(int(threads))
+            for r in live:
+                try:
+                    r._load()
+                except Exception:  # noqa: BLE001 - its file is gone or changed: that runner refuses its next call
+                    r.method = None
+                    _LIVE.discard(r)
+        finally:
+            for r in live:
+                r._lock.release()
 
 
 class PTERunner:
@@ -323,21 +352,13 @@ class PTERunner:
         if len(head) < 8 or head[4:6] != PTE_MAGIC:
             raise EdgeIQAError(f"{self.path}: not an ExecuTorch program (no ExecuTorch file identifier)")
         self.version = executorch_version().split("+")[0]
+        self._lock = threading.Lock()
         with _captured_stderr() as log:  # the import probes the CPU and logs it; torchao warns on import
             import torch  # noqa: F401 - ExecuTorch's runtime takes and returns torch tensors
-            from executorch.extension.pybindings import portable_lib as pl
-            from executorch.runtime import Runtime
 
             try:
-                program = Runtime.get().load_program(self.path)
-                if METHOD not in program.method_names:
-                    raise EdgeIQAError(f"{self.path}: an ExecuTorch program without a {METHOD!r} method "
-                                       f"(methods: {', '.join(sorted(program.method_names))})")
-                self.method = program.load_method(METHOD)
-                if threads is not None:
-                    with _THREADS_LOCK:  # XNNPACK's thread pool is one per process
-                        pl._unsafe_reset_threadpool(int(threads))
-                self.threads = int(pl._threadpool_get_thread_count())
+                _use_threads(threads)  # before this program loads: see _use_threads
+                self._load()
             except EdgeIQAError:
                 raise
             except Exception as exc:  # noqa: BLE001 - RuntimeError and others on a bad file
@@ -347,13 +368,29 @@ class PTERunner:
         if error is not None:
             raise EdgeIQAError(f"{self.path}: not an ExecuTorch program that ExecuTorch {self.version} can load "
                                f"({_log_reason(log, error)})") from None
-        self.program = program
+        _LIVE.add(self)
         meta = self.method.metadata
         self._shapes = [list(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
         batch_dims = {s[0] for s in self._shapes if s}
         self.fixed_batch = next(iter(batch_dims)) if len(batch_dims) == 1 else None
-        self._lock = threading.Lock()
         self.name_inputs(input_order)
+
+    def _load(self) -> None:
+        from executorch.runtime import Runtime
+
+        program = Runtime.get().load_program(self.path)
+        if METHOD not in program.method_names:
+            raise EdgeIQAError(f"{self.path}: an ExecuTorch program without a {METHOD!r} method "
+                               f"(methods: {', '.join(sorted(program.method_names))})")
+        self.method = program.load_method(METHOD)
+        self.program = program
+
+    @property
+    def threads(self) -> int:
+        """The threads XNNPACK runs this program with (the process's pool)."""
+        from executorch.extension.pybindings import portable_lib as pl
+
+        return int(pl._threadpool_get_thread_count())
 
     def name_inputs(self, input_order: list[str] | None) -> None:
         """Name the positional inputs (the metadata's `input_order`); `input_<i>` without one."""
@@ -381,5 +418,7 @@ class PTERunner:
 
         inputs = [torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.float32)) for n in self.input_names]
         with self._lock:
+            if self.method is None:
+                raise EdgeIQAError(f"{self.path}: could not be reloaded after ExecuTorch's thread pool was resized")
             out = self.method.execute(inputs)
         return np.array(out[0].numpy(), dtype=np.float32).reshape(-1)

@@ -248,10 +248,13 @@ class ExecuTorchBackend:
             self.runner.name_inputs(self.metadata.get("input_order"))
         self.device = "cpu"
         self.provider = f"ExecuTorch {self.runner.version} XNNPACK"
-        self.threads = self.runner.threads
         self.input_names = self.runner.input_names
         self.input_shapes = self.runner.input_shapes
         self.fixed_batch = self.runner.fixed_batch
+
+    @property
+    def threads(self) -> int:
+        return self.runner.threads  # XNNPACK's pool is one per process: the count a later load asked for
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.runner.run(feeds)
