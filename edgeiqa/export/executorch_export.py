@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -73,6 +74,13 @@ def _export(model, views):
         raise EdgeIQAError(f"torch.export cannot capture this student for ExecuTorch: {_first_line(exc)}") from None
 
 
+def _op_name(target) -> str:
+    """aten::var.correction from an edge op (whose str is '<EdgeOpOverload: ...>: schema = aten::var.correction(...)')."""
+    text = str(target)
+    found = re.search(r"schema = ([\w:.]+)", text)
+    return found.group(1) if found else getattr(target, "__name__", text)[:80]
+
+
 def _lower(exported, metadata_doc: str) -> tuple[bytes, dict]:
     """(program bytes, facts) of an ExportedProgram lowered to XNNPACK."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -84,8 +92,7 @@ def _lower(exported, metadata_doc: str) -> tuple[bytes, dict]:
         graph = edge.exported_program().graph_module.graph
         calls = [n for n in graph.nodes if n.op == "call_function" and "getitem" not in str(n.target)]
         delegates = sum(1 for n in calls if "executorch_call_delegate" in str(n.target))
-        portable = sorted({getattr(n.target, "__name__", str(n.target))[:80] for n in calls
-                           if "executorch_call_delegate" not in str(n.target)})
+        portable = sorted({_op_name(n.target) for n in calls if "executorch_call_delegate" not in str(n.target)})
         program = edge.to_executorch()
     except EdgeIQAError:
         raise
