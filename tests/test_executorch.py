@@ -221,18 +221,18 @@ def test_runtime_imports_nothing_of_training_for_a_pte(fp32, photos):
 @pytest.mark.slow
 @LONG
 @needs_executorch
-def test_corrupt_or_foreign_pte_is_one_line_naming_the_file(fp32, photos, tmp_path, capsys):
+def test_corrupt_or_foreign_pte_is_one_line_naming_the_file(photos, tmp_path, capsys):
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    truncated = tmp_path / "truncated.pte"
-    truncated.write_bytes(fp32.path.read_bytes()[:4096])  # a real header, the rest cut off
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     program = to_edge_transform_and_lower(torch.export.export(conv, (torch.zeros(1, 3, 8, 8),)),
                                           partitioner=[XnnpackPartitioner()]).to_executorch()
     foreign = tmp_path / "foreign.pte"
     foreign.write_bytes(program.buffer)  # a valid program that is not an edgeiqa student
+    truncated = tmp_path / "truncated.pte"
+    truncated.write_bytes(program.buffer[:len(program.buffer) // 2])  # a real header, the rest cut off
     cases = ((truncated, "not an ExecuTorch program that ExecuTorch"), (foreign, "no edgeiqa metadata"))
     for model, match in cases:
         line = assert_refused(["score", str(photos[0]), "--model", str(model), "--no-progress"], capsys, tmp_path,

@@ -28,6 +28,7 @@ the training code.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -300,17 +301,20 @@ def _captured_stderr():
             pass
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
+        text = io.StringIO()  # ExecuTorch's Python bindings write some of its log lines to sys.stderr instead
         try:
-            yield lines
+            with contextlib.redirect_stderr(text):
+                yield lines
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            lines.extend(ln.strip() for ln in sink.read().decode("utf-8", "replace").splitlines() if ln.strip())
+            both = sink.read().decode("utf-8", "replace") + "\n" + text.getvalue()
+            lines.extend(ln.strip() for ln in both.splitlines() if ln.strip())
 
 
 def _log_reason(lines: list[str], exc: BaseException) -> str:
-    useful = [ln for ln in lines if "cpuinfo" not in ln and "midr" not in ln.lower()]
+    useful = [ln for ln in lines if "cpuinfo" not in ln and "midr" not in ln.lower() and "threadpool" not in ln]
     return (useful[-1] if useful else _first_line(exc))[:300]
 
 
