@@ -52,13 +52,15 @@ def test_formats_table_rows():
     from edgeiqa.export.formats import FORMATS, backend_for_path
 
     assert list(FORMATS) == ["torch", "onnx", "onnx-fp16", "onnx-int8", "openvino", "openvino-int8", "coreml",
-                             "coreml-int8", "litert", "litert-fp16", "litert-int8", "tensorrt"]
+                             "coreml-int8", "litert", "litert-fp16", "litert-int8", "executorch", "executorch-int8",
+                             "tensorrt"]
     assert FORMATS["tensorrt"].suffix == ".engine" and FORMATS["tensorrt"].device == "GPU"
     assert backend_for_path("m.onnx") == "onnxruntime"
     assert backend_for_path("m.engine") == "tensorrt"
     assert backend_for_path("m.xml") == "openvino"
     assert backend_for_path("m.mlpackage") == "coreml"
     assert backend_for_path("m.tflite") == "litert"
+    assert backend_for_path("m.pte") == "executorch"
     assert backend_for_path("m.pt") == "torch"
     with pytest.raises(EdgeIQAError, match="suffix"):
         backend_for_path("m.mlmodel")

@@ -144,6 +144,7 @@ def test_the_walk_sees_the_package():
     assert "edgeiqa.export.openvino_export" in GRAPH["edgeiqa.runtime.backends"]
     assert "edgeiqa.export.coreml_export" in GRAPH["edgeiqa.runtime.backends"]  # the Core ML runner, likewise
     assert "edgeiqa.export.litert_export" in GRAPH["edgeiqa.runtime.backends"]  # LiteRT's runner, the same way
+    assert "edgeiqa.export.executorch_export" in GRAPH["edgeiqa.runtime.backends"]
 
 
 def test_no_import_cycle():

@@ -59,6 +59,9 @@ EXPORT_CASES = [
      r"weights\.bin exists and edgeiqa did not write it|edgeiqa\[openvino\]"),
     # Core ML's package is a folder: the suffix is checked like a file's (or the missing extra's line comes first)
     (lambda r: _export(r, "--format", "coreml", "--out", str(r / "model.onnx")), r"writes \.mlpackage files|edgeiqa\[coreml\]"),
+    (lambda r: _export(r, "--format", "executorch", "--out", str(r / "model.onnx")),
+     r"writes \.pte files|edgeiqa\[executorch\]"),
+    (lambda r: _export(r, "--format", "executorch-int8", "--dynamic-batch"), "does not take --dynamic-batch"),
     # item 8: opset and calibration data
     (lambda r: _export(r, "--opset", "-1"), "--opset must be"),
     (lambda r: _export(r, "--opset", "999"), "--opset 999 is more than"),

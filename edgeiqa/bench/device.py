@@ -39,7 +39,7 @@ def gpu_name() -> str | None:
 def library_versions() -> dict:
     from edgeiqa.provenance import package_versions
 
-    return package_versions(extra=("scipy", "psutil", "tensorrt", "openvino", "nncf", "coremltools"))
+    return package_versions(extra=("scipy", "psutil", "tensorrt", "openvino", "nncf", "coremltools", "executorch", "torchao"))
 
 
 def device_info(threads: int, device: str = "cpu") -> dict:

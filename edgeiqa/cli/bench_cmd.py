@@ -13,8 +13,8 @@ formats: {formats}, and teacher (same as --compare-teacher). Default: torch,onnx
 TensorRT and a GPU are present; asked for explicitly without them it gives a row `unavailable: <reason>`;
 openvino and openvino-int8 likewise without `pip install 'edgeiqa[openvino]'`, coreml and coreml-int8 without
 `pip install 'edgeiqa[coreml]'` (off macOS the Core ML rows are exported and sized but `unavailable: not runnable`),
-litert, litert-fp16 and litert-int8 without `pip install 'edgeiqa[litert]'` (no ceiling fraction: no LiteRT ceiling
-kernel here).
+litert, litert-fp16 and litert-int8 without `pip install 'edgeiqa[litert]'`, executorch and executorch-int8 without
+`pip install 'edgeiqa[executorch]'` (LiteRT and ExecuTorch rows have no ceiling fraction: no ceiling kernel for them)).
 
 method (stable numbers on a small, busy machine):
   - a fixed thread count for torch, onnxruntime and OpenVINO (--threads, default: all cores), recorded;

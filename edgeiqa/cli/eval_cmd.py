@@ -129,7 +129,7 @@ def register(sub) -> None:
                        "with scenes, the per-scene median and mean (PIQ23 protocol) and the worst distortion kind. "
                        "Exit code 1 when some images could not be scored (they are listed, and counted in n_failed).")
     p.add_argument("--model", required=True, help="run dir (student.pt), student.pt, .onnx, .xml (OpenVINO), .tflite (LiteRT), "
-                   ".mlpackage (Core ML, macOS only), .engine, or a teachers dir")
+                   ".pte (ExecuTorch), .mlpackage (Core ML, macOS only), .engine, or a teachers dir")
     p.add_argument("--data", required=True, help="dataset spec, e.g. sample, csv:val.csv, piq23:ROOT")
     p.add_argument("--split", default="auto", help="split(s) to evaluate: auto (test if present, else all), all, or e.g. val,test")
     p.add_argument("--teacher", action="store_true", help="with a run dir: evaluate its teacher ensemble instead of the student")

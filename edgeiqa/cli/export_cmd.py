@@ -29,6 +29,8 @@ coreml (float16) and coreml-int8 (int8 weights, float16 compute) write a Core ML
 metadata in its user_defined_metadata "edgeiqa" and the .json sidecar) and need `pip install 'edgeiqa[coreml]'`.
 Core ML runs only on macOS: elsewhere their parity is reported as not runnable (never as passed), while the
 spec, the metadata, the int8 weights and the size on disk are checked.
+executorch and executorch-int8 (.pte, XNNPACK, batch 1) need `pip install 'edgeiqa[executorch]'`; the program carries the runtime's metadata in a constant
+method `edgeiqa_metadata`, the full document is the sidecar's (docs/export-executorch.md).
 
 exit code: 0 exported and checked; 1 exported but parity is below the format's bar or the GMACs do not
 match the card; 2 a usage error (unknown format, a flag the format does not take, missing run, an --out
@@ -40,6 +42,7 @@ examples:
   edgeiqa export runs/sample --format openvino-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format coreml-int8
   edgeiqa export runs/sample --format litert-int8 --calib sample --imgs 128
+  edgeiqa export runs/sample --format executorch-int8 --calib sample --imgs 128
   edgeiqa export runs/sample --format tensorrt --fp16 --dynamic-batch --max-batch 16 --workspace 2
 """
 
@@ -68,7 +71,7 @@ def register(subparsers) -> None:
                    "Calibration prefers train/val images, parity prefers test/val images")
     p.add_argument("--imgs", type=int, metavar="N", default=None,
                    help="number of images for calibration and parity (default: 16 for parity; calibration "
-                   "128 for onnx-int8 and openvino-int8, 500 for tensorrt --int8; TensorRT warns under 300)")
+                   "128 for onnx-int8, openvino-int8 and executorch-int8, 500 for tensorrt --int8; TensorRT warns under 300)")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="artefact path (default: RUN_DIR/export/<format's file name>); the metadata sidecar "
                    "is written beside it with the suffix .json. An existing file there is replaced only when "

@@ -57,8 +57,8 @@ def register(subparsers) -> None:
         "score",
         help="score images (files and folders) with an exported model or a student run",
         description="Score image files and folders with an exported model (.onnx via onnxruntime, .xml via "
-        "OpenVINO, .tflite via LiteRT, .mlpackage via Core ML on macOS only, .engine via TensorRT) or a student checkpoint "
-        "(.pt or run folder, via torch). Preprocessing (views, "
+        "OpenVINO, .tflite via LiteRT, .pte via ExecuTorch, .mlpackage via Core ML on macOS only, .engine via TensorRT) or a "
+        "student checkpoint (.pt or run folder, via torch). Preprocessing (views, "
         "normalisation) is read from the model's metadata and is the same as in training.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
                    help="image files and/or folders (walked recursively; every entry gets a row)")
     p.add_argument("--model", "-m", required=True, metavar="M",
                    help="model: .onnx, .xml (OpenVINO IR + its .bin), .tflite (LiteRT), .mlpackage (Core ML, macOS only), "
-                   ".engine (+ its .json sidecar), student .pt, or a run "
+                   ".pte (ExecuTorch), .engine (+ its .json sidecar), student .pt, or a run "
                    "folder holding student.pt")
     p.add_argument("--out", "-o", metavar="FILE", default=None,
                    help="write the rows to FILE: .csv, .jsonl or .json (default: CSV on stdout)")

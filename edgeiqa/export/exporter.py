@@ -29,7 +29,7 @@ from edgeiqa.registry import Entry, Registry
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (the legacy format is a bare pickle: 0x80)
 
-DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "openvino-int8": 128, "litert-int8": 128, "tensorrt": 500}
+DEFAULT_CALIB_IMAGES = {"onnx-int8": 128, "openvino-int8": 128, "litert-int8": 128, "executorch-int8": 128, "tensorrt": 500}
 
 
 @dataclass
@@ -224,6 +224,48 @@ def export_litert_int8(job: ExportJob) -> Built:
     made = job.tmp / "int8.tflite"
     quant = quantize_int8(fp32, made, batches, [v.name for v in job.views], min_srcc=job.fmt.parity_min_srcc)
     return _litert_built(job, made, "int8", {"litert": facts, "quantization": {**quant, "calibration_source": src}})
+
+
+def _pte_metadata(job: ExportJob, precision: str) -> str:
+    """The metadata the runtime needs (views, normalisation, logistic mapping), for the program's constant method:
+    known before the parity check, so the full document (parity, GMACs, hashes) is the sidecar's."""
+    from edgeiqa.data.views import NORMALIZATION
+    from edgeiqa.export import metadata as md
+
+    payload = check_student_file(job.ckpt)
+    meta_in = dict(payload.get("meta") or {})
+    doc = {"edgeiqa_metadata": md.METADATA_VERSION, "format": job.fmt.name, "backend": job.fmt.backend,
+           "precision": precision, "profile": job.profile, "student": payload.get("student"),
+           "views": payload["views"], "input_order": [v.name for v in job.views],
+           "input_size": {v.name: list(v.size) for v in job.views}, "output": "score", "layout": "NCHW",
+           "color": "RGB", "pixel_scale": 1.0 / 255.0, "normalization": NORMALIZATION,
+           "logistic": meta_in.get("logistic"), "score_range": meta_in.get("score_range"), "dynamic_batch": False,
+           "full_metadata": "the .json sidecar (parity, GMACs, checkpoint sha256, versions)"}
+    return json.dumps(doc, sort_keys=True, default=_jsonable)
+
+
+@exports("executorch")
+def export_executorch(job: ExportJob) -> Built:
+    from edgeiqa.export.executorch_export import export_fp32
+
+    fp32 = job.tmp / "fp32.onnx"  # the GMAC recount and the size ratio read the float32 ONNX graph of the same model
+    info = _fp32_onnx(job, fp32)
+    facts = export_fp32(job.model, job.views, job.out, _pte_metadata(job, "fp32"))
+    return Built(graph_info={"inputs": info.get("inputs"), "exporter": facts["exporter"]},
+                 extra={"executorch": facts}, count_path=fp32, fp32_path=fp32)
+
+
+@exports("executorch-int8")
+def export_executorch_int8(job: ExportJob) -> Built:
+    from edgeiqa.export.executorch_export import quantize_int8
+
+    fp32 = job.tmp / "fp32.onnx"
+    info = _fp32_onnx(job, fp32)
+    batches, src = _calibration_batches(job)
+    quant = quantize_int8(job.model, job.views, job.out, batches, min_srcc=job.fmt.parity_min_srcc,
+                          metadata_doc=_pte_metadata(job, "int8"))
+    return Built("int8", {"inputs": info.get("inputs"), "exporter": quant["exporter"]},
+                 {"quantization": {**quant, "calibration_source": src}}, count_path=fp32, fp32_path=fp32)
 
 
 @exports("tensorrt")
@@ -477,6 +519,12 @@ def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profi
         runner = TFLiteRunner(out, input_order=[v.name for v in views])
         cand = par.run_all(runner.run, batches)
         device = f"LiteRT {runner.version} interpreter, XNNPACK ({runner.precision})"
+    elif f.backend == "executorch":
+        from edgeiqa.export.executorch_export import PTERunner
+
+        runner = PTERunner(out, input_order=[v.name for v in views])
+        cand = par.run_all(runner.run, batches)
+        device = f"ExecuTorch {runner.version} runtime (XNNPACK delegate)"
     else:
         from edgeiqa.export.tensorrt_export import EngineRunner
 
@@ -566,7 +614,8 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
         },
         "versions": package_versions({"tensorrt": ("tensorrt",), "openvino": ("openvino", "nncf"),
                                       "coreml": ("coremltools",),
-                                      "litert": ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")}.get(f.backend, ())),
+                                      "litert": ("litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+                                      "executorch": ("executorch", "torchao")}.get(f.backend, ())),
     }
     metadata = json.loads(json.dumps(metadata, default=_jsonable))
     if f.suffix == ".onnx":

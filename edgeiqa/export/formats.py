@@ -33,7 +33,7 @@ class Format:
     filename: str  # default artefact name inside RUN/export/
     device: str  # "CPU/GPU" or "GPU"
     flags: tuple[str, ...]  # keys of FLAGS this format accepts
-    backend: str  # runtime backend: torch | onnxruntime | openvino | litert | coreml | tensorrt
+    backend: str  # runtime backend: torch | onnxruntime | openvino | coreml | litert | executorch | tensorrt
     description: str
     # Parity bar against torch on real images: an absolute bound on |score diff| or a minimum SRCC.
     parity_max_abs: float | None = None
@@ -99,6 +99,18 @@ FORMATS.add(Format("litert-int8", ".tflite", "student-litert-int8.tflite", "CPU"
                    "LiteRT full-integer int8 (ai-edge-quantizer static, head and sensitive early layers kept in "
                    "float), calibrated on real images", parity_min_srcc=0.99,
                    requires=("litert_torch", "ai_edge_quantizer"), **_LITERT))
+# ExecuTorch program for phones (PyTorch's on-device runtime): torch.export lowered to the XNNPACK delegate; int8 through
+# PT2E with the XNNPACKQuantizer on the same calibration images as onnx-int8 (edgeiqa/export/executorch_export.py).
+# Batch 1 only: a dynamic batch would plan the program's memory for the largest batch.
+_PTE_FLAGS = ("calib", "imgs")
+FORMATS.add(Format("executorch", ".pte", "student-executorch.pte", "CPU", _PTE_FLAGS, "executorch",
+                   "ExecuTorch program (.pte), float32, XNNPACK delegate, batch 1; run by ExecuTorch's runtime",
+                   parity_max_abs=1e-4, requires=("executorch",), extra="executorch",
+                   runtime_requires=("executorch",)))
+FORMATS.add(Format("executorch-int8", ".pte", "student-executorch-int8.pte", "CPU", _PTE_FLAGS, "executorch",
+                   "ExecuTorch program int8 (PT2E, XNNPACKQuantizer per-channel; head and sensitive early convs kept "
+                   "in float), calibrated on real images", parity_min_srcc=0.99, requires=("executorch", "torchao"),
+                   extra="executorch", runtime_requires=("executorch",)))
 FORMATS.add(Format("tensorrt", ".engine", "student-trt.engine", "GPU",
                    _ONNX_FLAGS + ("fp16", "int8", "workspace", "max_batch"), "tensorrt",
                    "TensorRT 10 engine (fp32, --fp16 or --int8 with a calibration cache) + .json sidecar",

@@ -8,9 +8,12 @@
 - `CoreMLBackend` a Core ML package (`.mlpackage` folder); runs on macOS only (needs the `coreml` extra): elsewhere
                  it checks the package and refuses with one line.
 - `LiteRTBackend` a LiteRT `.tflite` on ai-edge-litert's interpreter (needs `ai-edge-litert`, in the `litert` extra).
+- `ExecuTorchBackend` an ExecuTorch program (`.pte`, XNNPACK delegate) with its `.json` sidecar, on ExecuTorch's
+                 runtime (needs the `executorch` extra; torch-based, as the format is).
 - `TensorRTBackend` a TensorRT 10 engine with its `.json` sidecar (needs `tensorrt` and a CUDA GPU).
 
-Only `TorchBackend` (and the TensorRT one, for device buffers) import torch, and only when constructed:
+Only `TorchBackend`, the ExecuTorch one (its runtime takes torch tensors) and the TensorRT one (device buffers)
+import torch, and only when constructed:
 scoring with an ONNX, OpenVINO or LiteRT model never loads torch, timm or the training code.
 """
 
@@ -284,6 +287,43 @@ class LiteRTBackend:
         return self.runner.run(feeds)
 
 
+class ExecuTorchBackend:
+    """An ExecuTorch program run by ExecuTorch's runtime on the CPU. Inputs of a `.pte` are positional: their names
+    come from the metadata (the sidecar, else the program's `edgeiqa_metadata` method). The runner is shared with
+    the export's parity check."""
+
+    name = "executorch"
+
+    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+        from edgeiqa.export.formats import get_format, require_modules
+
+        self.path = Path(path)
+        if (device or "cpu").lower() not in ("cpu", "auto"):
+            raise EdgeIQAError(f"{self.path.name} runs on ExecuTorch's CPU runtime (XNNPACK); --device {device} is not "
+                               "supported for ExecuTorch programs (use --device cpu)")
+        require_modules(get_format("executorch"), runtime=True, what=f"{self.path} is an ExecuTorch program, which")
+        from edgeiqa.export.executorch_export import PTERunner
+
+        side = _sidecar(self.path)
+        self.runner = PTERunner(self.path, threads=check_threads(threads) or usable_cores(),
+                                input_order=(side or {}).get("input_order"))
+        self.metadata = side if side is not None else self.runner.embedded_metadata()
+        if side is None and self.metadata is not None:  # the names come from the embedded document
+            self.runner.name_inputs(self.metadata.get("input_order"))
+        self.device = "cpu"
+        self.provider = f"ExecuTorch {self.runner.version} XNNPACK"
+        self.input_names = self.runner.input_names
+        self.input_shapes = self.runner.input_shapes
+        self.fixed_batch = self.runner.fixed_batch
+
+    @property
+    def threads(self) -> int:
+        return self.runner.threads  # XNNPACK's pool is one per process: the count a later load asked for
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.run(feeds)
+
+
 class TensorRTBackend:
     """A TensorRT engine + its `.json` sidecar; the engine runner lives with the TensorRT export code."""
 
@@ -332,4 +372,6 @@ def open_backend(path: str | Path, providers=None, device: str | None = None, th
         return CoreMLBackend(p, device=device, threads=threads)
     if backend == "litert":
         return LiteRTBackend(p, device=device, threads=threads)
+    if backend == "executorch":
+        return ExecuTorchBackend(p, device=device, threads=threads)
     return TorchBackend(p, device=device, threads=threads, precision=precision or "fp32")
