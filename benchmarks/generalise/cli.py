@@ -16,6 +16,7 @@ from edgeiqa.data.degradations.groups import kinds_in_group
 from edgeiqa.data.sample import PHOTOS
 from edgeiqa.errors import EdgeIQAError
 from edgeiqa.fileio import write_json_atomic
+from edgeiqa.provenance import measured
 from edgeiqa.profiles import load_profile
 from edgeiqa.teachers import create_teacher
 from edgeiqa.teachers.counting import count_teacher
@@ -47,6 +48,7 @@ def parse_args(argv=None):
     ap.add_argument("--profile", default="sample", help="profile whose student views and loss weights are used (default sample)")
     ap.add_argument("--features-only", action="store_true", help="only build the images and fill the feature cache, then stop")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results (idle or not)")
     args = ap.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         ap.error("--seeds must be >= 1")
@@ -123,8 +125,9 @@ def main(argv=None) -> int:
                      "ranking_photos": sorted({im.photo for im in imgs if im.split == "pool" and im.photo not in grey}),
                      "ranking_copies": ["photo", *RANK_COPIES]},
         "seconds": {"images_and_features": round(t_feats, 1), "total": round(time.time() - t0, 1)},
-        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
-        "command": "python benchmarks/generalise.py" + (" --quick" if args.quick else ""),
+        "platform": {"threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "command": "python benchmarks/generalise.py " + " ".join(sys.argv[1:]),
+        **measured(RESULTS.parents[1], args.machine),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, result)
