@@ -54,7 +54,7 @@ def test_backend_by_suffix(onnx_path, run_dir):
     assert Scorer.load(run_dir).backend.name == "torch"
     assert Scorer.load(run_dir / "student.pt").backend.name == "torch"
     with pytest.raises(EdgeIQAError, match="cannot tell the model format"):
-        bad = run_dir / "model.tflite"
+        bad = run_dir / "model.caffemodel"
         bad.write_bytes(b"x")
         Scorer.load(bad)
     with pytest.raises(EdgeIQAError, match="model not found"):
