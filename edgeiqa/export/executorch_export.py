@@ -34,7 +34,6 @@ import os
 import re
 import tempfile
 import threading
-import time
 import warnings
 import weakref
 from pathlib import Path
@@ -42,10 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.export.float_ladder import climb
 
 METHOD = "forward"
 METADATA_METHOD = "edgeiqa_metadata"
-MAX_FLOAT_FRACTION = 0.5  # the ladder stops before more than half of the backbone's convolutions are float
 PTE_MAGIC = b"ET"  # flatbuffer file identifier at bytes 4..8: "ET12" etc.
 
 
@@ -162,15 +161,6 @@ def _module_path(graph, name: str) -> str:
     return name
 
 
-def ladder(n_layers: int) -> list[int]:
-    top = int(n_layers * MAX_FLOAT_FRACTION)
-    steps, k = [0], 1
-    while k <= top:
-        steps.append(k)
-        k *= 2
-    return steps
-
-
 def _quantize(graph_module, views, batches, keep_float: set[str]):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
@@ -197,15 +187,6 @@ def _scores(module, views, batches) -> np.ndarray:
         return np.concatenate([np.asarray(module(*_example(views, b)), dtype=np.float64).reshape(-1) for b in batches])
 
 
-def _agreement(reference: np.ndarray, scores: np.ndarray, min_srcc: float) -> dict:
-    from scipy.stats import spearmanr
-
-    srcc = float(spearmanr(reference, scores)[0]) if len(reference) >= 2 and np.ptp(reference) > 0 else None
-    diff = np.abs(reference - scores)
-    return {"srcc_vs_fp32": srcc, "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-            "passed": bool(np.all(np.isfinite(scores))) and srcc is not None and srcc >= min_srcc}
-
-
 def _count_quantized_convs(module) -> int:
     """Convolutions fed by a dequantised weight: the ones that run in int8 once lowered."""
     n = 0
@@ -229,27 +210,13 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
     head = head_nodes(graph)
     convs = conv_nodes(graph, head)
     reference = _scores(model, views, batches)
-    trials, best = [], None
-    for k in ladder(len(convs)):
-        t0 = time.perf_counter()
-        quantized = _quantize(graph_module, views, batches, set(head) | set(convs[:k]))
-        t1 = time.perf_counter()
-        trial = {"float_backbone_layers": k, **_agreement(reference, _scores(quantized, views, batches), min_srcc),
-                 "int8_convolutions": _count_quantized_convs(quantized), "quantize_s": round(t1 - t0, 2),
-                 "check_s": round(time.perf_counter() - t1, 2)}
-        trials.append(trial)
-        if best is None or trial["passed"] or (trial["srcc_vs_fp32"] or -1.0) > (best[1]["srcc_vs_fp32"] or -1.0):
-            best = (quantized, trial)
-        if trial["passed"]:
-            break
-    quantized, chosen = best
+    quantized, chosen, trials = climb(
+        len(convs), lambda k: _quantize(graph_module, views, batches, set(head) | set(convs[:k])),
+        lambda q: _scores(q, views, batches), reference, min_srcc, "executorch-int8",
+        facts=lambda q: {"int8_convolutions": _count_quantized_convs(q)}, unit="convolutions")
     if not chosen["int8_convolutions"]:
         raise EdgeIQAError(f"int8 quantisation produced no int8 convolutions for {out}")
     k = chosen["float_backbone_layers"]
-    if not chosen["passed"]:
-        warnings.warn(f"edgeiqa: executorch-int8: SRCC vs float32 on the calibration images stayed below {min_srcc} "
-                      f"with up to {trials[-1]['float_backbone_layers']} of {len(convs)} convolutions in float; "
-                      f"kept the best try ({k} in float, SRCC {chosen['srcc_vs_fp32']})")
     exported = torch.export.export(quantized, _example(views))
     data, lowered = _lower(exported, metadata_doc)
     _write(data, out)

@@ -47,11 +47,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.export.float_ladder import climb
 
 METADATA_KEY = "edgeiqa"
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier at bytes 4..8 of every .tflite
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-MAX_FLOAT_FRACTION = 0.5  # the ladder stops before more than half of the backbone's layers are float
 SIGNATURE = "serving_default"
 
 
@@ -179,16 +179,6 @@ def _layer_name(ops, tensors, weight: int) -> str:
     return f'{op["op_name"]} {tensors[op["outputs"][0]]["name"]}'
 
 
-def ladder(n_layers: int) -> list[int]:
-    """How many of the first backbone layers stay float at each try: 0, 1, 2, 4, ... up to half of them."""
-    top = int(n_layers * MAX_FLOAT_FRACTION)
-    steps, k = [0], 1
-    while k <= top:
-        steps.append(k)
-        k *= 2
-    return steps
-
-
 def with_ancestors(ops, chosen: list[dict]) -> list[dict]:
     """`chosen` and every op between the graph's inputs and them (the NCHW -> NHWC transpose, pads, earlier layers):
     a float layer fed by an int8 tensor would still see the input's quantisation noise."""
@@ -208,15 +198,6 @@ def _names_regex(ops, tensors) -> str:
     """A regex matching exactly these ops (the quantizer matches an op's scope: its output tensor names, each followed
     by ';')."""
     return "^(" + "|".join(re.escape(tensors[o["outputs"][0]]["name"]) for o in ops) + ");$"
-
-
-def _agreement(reference: np.ndarray, scores: np.ndarray, min_srcc: float) -> dict:
-    from scipy.stats import spearmanr
-
-    srcc = float(spearmanr(reference, scores)[0]) if len(reference) >= 2 and np.ptp(reference) > 0 else None
-    diff = np.abs(reference - scores)
-    return {"srcc_vs_fp32": srcc, "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-            "passed": bool(np.all(np.isfinite(scores))) and srcc is not None and srcc >= min_srcc}
 
 
 def _scores(path: str | Path, batches, input_order: list[str]) -> np.ndarray:
@@ -255,30 +236,19 @@ def quantize_int8(fp32: str | Path, out: str | Path, batches: list[dict[str, np.
         calib = recipe(0).calibrate({SIGNATURE: [{key: b[name] for key, name in zip(keys, input_order)}
                                                  for b in batches]}, num_threads=1)
     calib_s = round(time.perf_counter() - t0, 1)
-    trials, best = [], None
     tmp = Path(out).with_name(f".{Path(out).stem}.try.tflite")
-    try:
-        for k in ladder(len(layers)):
-            t1 = time.perf_counter()
-            with _quiet():
-                recipe(k).quantize(calib, enable_progress_report=False).export_model(str(tmp), overwrite=True)
-            t2 = time.perf_counter()
-            trial = {"float_backbone_layers": k, **_agreement(reference, _scores(tmp, batches, input_order), min_srcc),
-                     "bytes": tmp.stat().st_size, "quantize_s": round(t2 - t1, 2),
-                     "check_s": round(time.perf_counter() - t2, 2)}
-            trials.append(trial)
-            if best is None or trial["passed"] or (trial["srcc_vs_fp32"] or -1.0) > (best[1]["srcc_vs_fp32"] or -1.0):
-                best = (tmp.read_bytes(), trial)
-            if trial["passed"]:
-                break
+
+    def quantize(k: int) -> bytes:
+        with _quiet():
+            recipe(k).quantize(calib, enable_progress_report=False).export_model(str(tmp), overwrite=True)
+        return tmp.read_bytes()
+
+    try:  # each try's bytes are scored from `tmp`, which holds them until the next try
+        data, chosen, trials = climb(len(layers), quantize, lambda _: _scores(tmp, batches, input_order), reference,
+                                     min_srcc, "litert-int8", facts=lambda made: {"bytes": len(made)})
     finally:
         tmp.unlink(missing_ok=True)
-    data, chosen = best
     k = chosen["float_backbone_layers"]
-    if not chosen["passed"]:
-        warnings.warn(f"edgeiqa: litert-int8: SRCC vs float32 on the calibration images stayed below {min_srcc} "
-                      f"with up to {trials[-1]['float_backbone_layers']} of {len(layers)} backbone layers in float; "
-                      f"kept the best try ({k} in float, SRCC {chosen['srcc_vs_fp32']})")
     Path(out).write_bytes(data)
     first = "" if trials[0]["srcc_vs_fp32"] is None else f"{trials[0]['srcc_vs_fp32']:.4f}"
     return {

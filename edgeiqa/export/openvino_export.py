@@ -33,19 +33,18 @@ import os
 import sys
 import tempfile
 import threading
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from edgeiqa.errors import EdgeIQAError
+from edgeiqa.export.float_ladder import climb
 
 METADATA_KEY = "edgeiqa"
 DEVICE = "CPU"
 # Ops whose weights NNCF quantises; the ladder keeps the first of them (from the input) in float.
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
-MAX_FLOAT_FRACTION = 0.5  # the ladder stops before more than half of the backbone's layers are float
 
 
 # ----------------------------------------------------------------------------------------------- saving
@@ -149,16 +148,6 @@ def backbone_layers(model, head: list[str]) -> list[str]:
             if op.get_type_name() in WEIGHTED_OPS and op.get_friendly_name() not in skip]
 
 
-def ladder(n_layers: int) -> list[int]:
-    """How many of the first backbone layers stay float at each try: 0, 1, 2, 4, ... up to half of them."""
-    top = int(n_layers * MAX_FLOAT_FRACTION)
-    steps, k = [0], 1
-    while k <= top:
-        steps.append(k)
-        k *= 2
-    return steps
-
-
 def _scores(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
     ov = import_openvino()
 
@@ -198,17 +187,6 @@ def _quantize(model, batches, ignored: list[str]):
         )
 
 
-def _agreement(reference: np.ndarray, scores: np.ndarray, min_srcc: float) -> dict:
-    """How the int8 scores follow the float32 ones (SRCC, |diff|). scipy is imported here, on the export side
-    only (this module's runtime half must not need it)."""
-    from scipy.stats import spearmanr
-
-    srcc = float(spearmanr(reference, scores)[0]) if len(reference) >= 2 and np.ptp(reference) > 0 else None
-    diff = np.abs(reference - scores)
-    return {"srcc_vs_fp32": srcc, "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-            "passed": bool(np.all(np.isfinite(scores))) and srcc is not None and srcc >= min_srcc}
-
-
 def count_fake_quantize(model) -> int:
     return sum(1 for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
 
@@ -226,27 +204,12 @@ def quantize_int8(onnx_path: str | Path, out_xml: str | Path, batches: list[dict
     head = head_ops(model)
     layers = backbone_layers(model, head)
     reference = _scores(model, batches)
-    trials, best = [], None
-    for k in ladder(len(layers)):
-        t0 = time.perf_counter()
-        quantized = _quantize(model, batches, head + layers[:k])
-        t1 = time.perf_counter()
-        trial = {"float_backbone_layers": k, **_agreement(reference, _scores(quantized, batches), min_srcc),
-                 "fake_quantize_nodes": count_fake_quantize(quantized), "quantize_s": round(t1 - t0, 2),
-                 "check_s": round(time.perf_counter() - t1, 2)}
-        trials.append(trial)
-        if best is None or trial["passed"] or (trial["srcc_vs_fp32"] or -1.0) > (best[1]["srcc_vs_fp32"] or -1.0):
-            best = (quantized, trial)
-        if trial["passed"]:
-            break
-    quantized, chosen = best
+    quantized, chosen, trials = climb(len(layers), lambda k: _quantize(model, batches, head + layers[:k]),
+                                      lambda q: _scores(q, batches), reference, min_srcc, "openvino-int8",
+                                      facts=lambda q: {"fake_quantize_nodes": count_fake_quantize(q)})
     if not chosen["fake_quantize_nodes"]:
         raise EdgeIQAError(f"int8 quantisation produced no quantised nodes in {out_xml}")
     k = chosen["float_backbone_layers"]
-    if not chosen["passed"]:
-        warnings.warn(f"edgeiqa: openvino-int8: SRCC vs float32 on the calibration images stayed below {min_srcc} "
-                      f"with up to {trials[-1]['float_backbone_layers']} of {len(layers)} backbone layers in float; "
-                      f"kept the best try ({k} in float, SRCC {chosen['srcc_vs_fp32']})")
     save_ir(quantized, out_xml)
     first = "" if not trials[0]["srcc_vs_fp32"] else f"{trials[0]['srcc_vs_fp32']:.4f}"
     return {
