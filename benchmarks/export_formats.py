@@ -1,0 +1,110 @@
+"""Every format of the formats table exported from one student, with what each export measured about itself.
+
+    python benchmarks/export_formats.py RUN_DIR [--formats LIST] [--collect] [--machine TEXT]
+
+Runs `edgeiqa export RUN_DIR --format F --json` for every format whose extra is installed here (TensorRT and any
+format missing its extra are listed as not run, with the install command), one process each, then reads what each
+export wrote into its `.json` sidecar: size on disk (and vs the float32 ONNX graph), the GMAC recount against the
+card, parity against torch on real images (the export's own check: its images, bar and verdict), and for int8 rows
+the float-layer ladder (which layers stayed float, and every try). `--collect` runs nothing and reads the sidecars
+already in RUN_DIR/export (from exports you ran yourself). Writes benchmarks/results/export_formats_sample.json
+(`--out` to change), with the commit, date and machine state. Latency is not measured here: `edgeiqa bench` does that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results" / "export_formats_sample.json"
+
+
+def sidecar_row(fmt, artefact: Path) -> dict:
+    """The numbers of one export, as its sidecar holds them, and the artefact's size on disk (with its companion
+    files; the sidecar's own count is taken before the metadata is embedded)."""
+    from edgeiqa.export.formats import artefact_bytes
+
+    doc = json.loads(artefact.with_suffix(fmt.sidecar_suffix).read_text())
+    parity, quant = doc.get("parity") or {}, doc.get("quantization") or {}
+    floats = quant.get("float_layers") or {}
+    backbone = floats.get("backbone") or floats.get("kept_for_accuracy") or {}
+    return {"format": fmt.name, "artefact": doc.get("artifact"), "precision": doc.get("precision"),
+            "size_bytes": artefact_bytes(artefact), "size_vs_fp32_onnx": (doc.get("size") or {}).get("ratio_to_fp32"),
+            "gmacs_match": (doc.get("gmacs") or {}).get("match"),
+            "parity": {k: parity.get(k) for k in ("ok", "skipped", "n_images", "srcc", "max_abs_diff", "mean_abs_diff", "bar")},
+            "float_backbone_layers": backbone.get("names") if quant else None,
+            "ladder": [{k: t.get(k) for k in ("float_backbone_layers", "srcc_vs_fp32", "passed")}
+                       for t in (quant.get("ladder") or {}).get("tries", [])] or None,
+            "versions": doc.get("versions")}
+
+
+def export_one(run_dir: Path, name: str) -> tuple[int, float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "edgeiqa", "export", str(run_dir), "--format", name, "--json"],
+                          capture_output=True, text=True)
+    last = (proc.stderr.strip().splitlines() or [""])[-1]
+    return proc.returncode, round(time.perf_counter() - t0, 1), last
+
+
+def main(argv=None) -> int:
+    from edgeiqa.export.formats import FORMATS, extra_command, missing_modules
+    from edgeiqa.fileio import write_json_atomic
+    from edgeiqa.provenance import measured
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path, help="a student run folder (student.pt + card.json), e.g. the main job's student/")
+    ap.add_argument("--formats", default=",".join(n for n in FORMATS if n != "torch"),
+                    help="comma-separated formats (default: every row but torch)")
+    ap.add_argument("--collect", action="store_true", help="export nothing: read the sidecars already in RUN_DIR/export")
+    ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.formats.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        ap.error(f"unknown format(s) {', '.join(unknown)} (formats: {', '.join(FORMATS)})")
+    if not (args.run_dir / "student.pt").is_file():
+        ap.error(f"{args.run_dir}: no student.pt (a run folder from `distill`)")
+
+    rows = []
+    for name in names:
+        fmt = FORMATS[name]
+        missing = missing_modules(fmt.requires)
+        if missing:
+            rows.append({"format": name, "not_run": f"needs {', '.join(missing)}"
+                         + (f": {extra_command(fmt)}" if fmt.extra else "")})
+            continue
+        run = None
+        if not args.collect:
+            rc, seconds, last = export_one(args.run_dir, name)
+            run = {"rc": rc, "export_s": seconds, **({"last_line": last} if rc else {})}
+            print(f"{name}: rc {rc}, {seconds} s", file=sys.stderr)
+        artefact = args.run_dir / "export" / fmt.filename
+        sidecar = artefact.with_suffix(fmt.sidecar_suffix)
+        if not (sidecar.is_file() and artefact.exists()):
+            rows.append({"format": name, "not_run": f"no export at {artefact}", **({"export": run} if run else {})})
+            continue
+        rows.append({**sidecar_row(fmt, artefact), **({"export": run} if run else {})})
+    doc = {"what": "every format exported from one student: size, GMAC recount, the export's own parity check vs torch "
+                   "and the int8 float-layer ladders", "command": "python benchmarks/export_formats.py "
+                   + " ".join(argv if argv is not None else sys.argv[1:]),
+           **measured(ROOT, args.machine), "run_dir": str(args.run_dir), "rows": rows}
+    write_json_atomic(args.out, doc, indent=1)
+    for r in rows:
+        p = r.get("parity") or {}
+        verdict = r.get("not_run") or f"SRCC {p.get('srcc')}, max |diff| {p.get('max_abs_diff')}, ok {p.get('ok')}"
+        print(f"{r['format']:16s} {verdict}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""benchmarks/export_formats.py: what it reads from the exports' sidecars, how it lists a format it cannot run, and
+that a bad argument is refused before any export."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeiqa.data.views import ViewSpec
+from helpers import make_run, skimage_photos
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("export_formats", ROOT / "benchmarks" / "export_formats.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_collect_reads_each_exports_sidecar_and_names_a_missing_extra(tmp_path, monkeypatch):
+    import sys
+
+    from edgeiqa.export import export_model
+
+    run = make_run(tmp_path / "run", [ViewSpec("resize", (64, 64))])
+    photos = skimage_photos(8, ("*.png",))
+    export_model(run, "onnx", calib=photos[:4], imgs=4, exporter="torchscript")
+    export_model(run, "onnx-int8", calib=photos[:4], imgs=4, exporter="torchscript")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on this machine: not importable
+    out = tmp_path / "formats.json"
+    assert _script().main([str(run), "--formats", "onnx,onnx-int8,onnx-fp16,tensorrt", "--collect", "--out", str(out),
+                           "--machine", "test"]) == 0
+    doc = json.loads(out.read_text())
+    rows = {r["format"]: r for r in doc["rows"]}
+    assert doc["machine"] == "test" and doc["commit"] and doc["date"]
+    onnx = json.loads((run / "export" / "student.json").read_text())
+    assert rows["onnx"]["parity"]["max_abs_diff"] == onnx["parity"]["max_abs_diff"] <= 1e-4
+    assert rows["onnx"]["size_bytes"] == (run / "export" / "student.onnx").stat().st_size
+    assert rows["onnx-int8"]["precision"] == "int8" and rows["onnx-int8"]["parity"]["n_images"] == 4
+    assert rows["onnx-fp16"]["not_run"].startswith("no export at")  # not exported: said, not invented
+    assert rows["tensorrt"]["not_run"] == "needs tensorrt"
+
+
+def test_bad_arguments_are_refused_before_any_export(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _script().main([str(tmp_path), "--formats", "onnx,onnxx"])
+    assert e.value.code == 2 and "unknown format(s) onnxx" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        _script().main([str(tmp_path)])
+    assert e.value.code == 2 and "no student.pt" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists()
