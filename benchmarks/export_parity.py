@@ -8,6 +8,11 @@ and the int8 ONNX, and reports:
 - each model's SRCC against the ground truth (per-scene median/mean, `edgeiqa.metrics.evaluate`);
 - onnxruntime CPU latency at batch 1 (p50 / p95 over the test images) for fp32 and int8, and the speed-up.
 
+`--formats onnx,openvino-int8,litert-int8,...` compares any rows of the formats table the same way, each run by the
+runtime's own backend for its suffix (`edgeiqa.runtime.backends.open_backend`), against its row's parity bar;
+`--reuse` takes an artefact already in RUN_DIR/export instead of exporting it again. A row this machine cannot run
+(Core ML off macOS, TensorRT without a GPU, a missing extra) is listed with the reason, never as a pass.
+
 Not a test: it takes minutes on a 2-core machine. Exit code 1 when a bar is missed.
 """
 
@@ -22,6 +27,79 @@ from pathlib import Path
 import numpy as np
 
 
+def _per_scene_srcc(ref, scores, scenes) -> dict:
+    from scipy.stats import spearmanr
+
+    values = []
+    for sc in sorted(set(scenes)):
+        idx = [i for i, s in enumerate(scenes) if s == sc]
+        if len(idx) >= 3 and np.ptp(ref[idx]) > 0:
+            values.append(float(spearmanr(ref[idx], scores[idx])[0]))
+    return {"median": float(np.median(values)) if values else None, "mean": float(np.mean(values)) if values else None,
+            "worst": float(np.min(values)) if values else None}
+
+
+def not_runnable(fmt) -> str | None:
+    """Why this machine cannot run a row's artefact, or None."""
+    import platform
+
+    from edgeiqa.export.formats import extra_command, missing_modules
+
+    if fmt.backend == "tensorrt":
+        return "TensorRT is not verified here (no TensorRT wheel, no GPU)"
+    if fmt.backend == "coreml" and platform.system() != "Darwin":
+        return "not runnable on Linux: Core ML models run only on macOS"
+    missing = missing_modules(fmt.requires) or missing_modules(fmt.runtime_requires)
+    if missing:
+        return f"needs {', '.join(missing)}" + (f": {extra_command(fmt)}" if fmt.extra else "")
+    return None
+
+
+def compare_formats(args, run, spec, batches, ref, scenes, kinds, target) -> dict:
+    """Each asked-for row of the formats table on the same images, run by the runtime's backend for its suffix."""
+    from edgeiqa.export import export_model
+    from edgeiqa.export.formats import artefact_bytes, get_format
+    from edgeiqa.metrics import evaluate
+    from edgeiqa.runtime.backends import open_backend
+    from scipy.stats import spearmanr
+
+    rows = {}
+    for name in [n.strip() for n in args.formats.split(",") if n.strip()]:
+        fmt = get_format(name)
+        reason = not_runnable(fmt)
+        if reason:
+            rows[name] = {"not_run": reason}
+            continue
+        path = Path(run) / "export" / fmt.filename
+        reused = bool(args.reuse and path.exists())
+        if not reused:
+            path = export_model(run, name, calib=args.calib or spec,
+                                imgs=args.calib_imgs if name.endswith("int8") else None).path
+        backend = open_backend(path, threads=args.threads)
+        backend.run(batches[0])  # warm-up
+        out, lat = [], []
+        for b in batches:
+            t = time.perf_counter()
+            out.append(float(np.asarray(backend.run(b)).reshape(-1)[0]))
+            lat.append((time.perf_counter() - t) * 1000)
+        scores, lat = np.array(out), np.array(lat)
+        diff = np.abs(scores - ref)
+        srcc = float(spearmanr(ref, scores)[0])
+        bar = {"max_abs_diff": fmt.parity_max_abs, "min_srcc": fmt.parity_min_srcc}
+        met = (fmt.parity_max_abs is None or float(diff.max()) <= fmt.parity_max_abs) and \
+              (fmt.parity_min_srcc is None or srcc >= fmt.parity_min_srcc)
+        rows[name] = {"path": str(path), "reused": reused, "backend": backend.name,
+                      "size_bytes": artefact_bytes(path),
+                      "max_abs_diff_vs_torch": float(diff.max()), "mean_abs_diff_vs_torch": float(diff.mean()),
+                      "srcc_vs_torch": srcc, "per_scene_srcc_vs_torch": _per_scene_srcc(ref, scores, scenes),
+                      "bar": bar, "bar_met": bool(met), "vs_truth": evaluate(scores, target, scenes=scenes, kinds=kinds),
+                      "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p95": float(np.percentile(lat, 95)),
+                      "threads": args.threads}
+        print(f"{name}: SRCC vs torch {srcc:.4f}, max |diff| {diff.max():.3g}, bar {'met' if met else 'MISSED'}",
+              file=sys.stderr)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="run folder with student.pt and card.json")
@@ -31,6 +109,10 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-imgs", type=int, default=128, help="int8 calibration images (default 128)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime / torch threads for the timing (default 1)")
     ap.add_argument("--fp16", action="store_true", help="also export and compare onnx-fp16")
+    ap.add_argument("--formats", default=None,
+                    help="rows of the formats table to compare, each through the runtime's backend for it (default: "
+                    "onnx,onnx-int8 through plain onnxruntime sessions, as before)")
+    ap.add_argument("--reuse", action="store_true", help="use the artefacts already in RUN_DIR/export when present")
     ap.add_argument("--out", default=None, help="write the results JSON here")
     ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
     args = ap.parse_args(argv)
@@ -68,9 +150,10 @@ def main(argv=None) -> int:
     print(f"{len(test)} {args.split} images from {spec}; exporting...", file=sys.stderr)
 
     t0 = time.time()
-    fp32 = export_model(run, "onnx", calib=args.calib or spec)
-    int8 = export_model(run, "onnx-int8", calib=args.calib or spec, imgs=args.calib_imgs)
-    extra = {"onnx-fp16": export_model(run, "onnx-fp16", calib=args.calib or spec)} if args.fp16 else {}
+    if not args.formats:
+        fp32 = export_model(run, "onnx", calib=args.calib or spec)
+        int8 = export_model(run, "onnx-int8", calib=args.calib or spec, imgs=args.calib_imgs)
+        extra = {"onnx-fp16": export_model(run, "onnx-fp16", calib=args.calib or spec)} if args.fp16 else {}
     export_s = time.time() - t0
 
     images = [(str(r.path), load_image(r.path)) for r in test]
@@ -99,6 +182,15 @@ def main(argv=None) -> int:
     results = {"run": str(run), "data": spec, "split": args.split, "n_images": len(test), "threads": args.threads,
                "views": payload["views"], "export_seconds": round(export_s, 1),
                "torch_vs_truth": evaluate(ref, target, scenes=scenes, kinds=kinds)}
+    if args.formats:
+        rows = compare_formats(args, run, spec, batches, ref, scenes, kinds, target)
+        results["formats"] = rows
+        results = {**measured(Path(__file__).resolve().parents[1], args.machine), **results}
+        text = json.dumps(results, indent=2, default=str)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return 0 if all(r.get("bar_met") is not False for r in rows.values()) else 1
     lat_fp32 = None
     for name, res in [("onnx", fp32), ("onnx-int8", int8), *extra.items()]:
         scores, lat = run_timed(res.path)

@@ -37,6 +37,10 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "speedup.onnx_p50_ms", "speedup.teacher_p50_ms", "speedup.speedup_vs_teacher", "speedup.gmacs_ratio"]),
     "ONNX session speed": ("onnx_speed.json", [
         "rows.runtime.p50_ms", "rows.runtime.pct_ceiling", "rows.ort_default.p50_ms", "rows.no_spinning.p50_ms"]),
+    "Every format, sample student": ("export_parity_formats_sample.json", [
+        "n_images", "formats.openvino-int8.srcc_vs_torch", "formats.litert-int8.srcc_vs_torch",
+        "formats.onnx-int8.srcc_vs_torch", "formats.openvino-int8.bar.min_srcc", "formats.litert-int8.bar.min_srcc",
+        "formats.onnx-int8.bar.min_srcc"]),
     "BIQ2021 student": ("real_biq2021.json", [
         "rows[student_distilled].srcc", "rows[student_distilled].plcc", "rows[student_distilled].gmacs",
         "rows[teacher_ensemble].srcc", "rows[teacher_ensemble].gmacs",
