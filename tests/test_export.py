@@ -416,3 +416,32 @@ def test_tensorrt_engine_parity(run_dir, photos, tmp_path, precision):
     assert res.parity["ok"], res.parity
     scores = Scorer.load(res.path, device="cuda").score(photos[:5], batch_size=4)
     assert all(r.ok for r in scores)
+
+
+def test_a_failed_check_leaves_no_artefact_without_its_sidecar(tmp_path, photos, monkeypatch):
+    """An export that wrote its artefact and then failed (here: the parity check cannot run it) removes what it wrote;
+    one that failed before writing leaves an earlier artefact at --out as it was."""
+    from edgeiqa.export import exporter, export_model
+
+    run = make_run(tmp_path / "run", [ViewSpec("resize", (64, 64))])
+    out = tmp_path / "m.onnx"
+
+    def cannot_run(*a, **k):
+        raise EdgeIQAError(f"{out}: not a model this runtime can load")
+
+    monkeypatch.setattr(exporter, "_parity", cannot_run)
+    with pytest.raises(EdgeIQAError, match="this runtime can load"):
+        export_model(run, "onnx", calib=photos[:2], imgs=2, out=out, exporter="torchscript")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    monkeypatch.undo()
+
+    first = export_model(run, "onnx", calib=photos[:2], imgs=2, out=out, exporter="torchscript")
+    kept = out.read_bytes()
+
+    def fails_before_writing(job, path):
+        raise EdgeIQAError("the student has an operator ONNX cannot express")
+
+    monkeypatch.setattr(exporter, "_fp32_onnx", fails_before_writing)
+    with pytest.raises(EdgeIQAError, match="cannot express"):
+        export_model(run, "onnx", calib=photos[:2], imgs=2, out=out, exporter="torchscript", force=True)
+    assert out.read_bytes() == kept and first.sidecar.exists()

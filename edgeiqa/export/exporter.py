@@ -551,6 +551,23 @@ def _size(out: Path, fp32: Path | None) -> dict | None:
     return {"bytes": size, "fp32_onnx_bytes": base, "ratio_to_fp32": round(size / base, 4) if base else None}
 
 
+def _stamp(out: Path):
+    """What is at `out` now (None: nothing), to tell an artefact this export wrote from one it found there."""
+    try:
+        st = out.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _remove_artefact(out: Path) -> None:
+    for p in artefact_files(out):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink(missing_ok=True)
+
+
 def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, *, dynamic_batch: bool, calib,
             imgs: int | None, flags: dict) -> ExportResult:
     import torch
@@ -569,12 +586,18 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
         with torch.no_grad():
             return model(*[torch.from_numpy(batch[v.name]) for v in views]).numpy()
 
+    before = _stamp(out)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         job = ExportJob(f, model, views, ckpt, out, Path(tmp), profile, dynamic_batch, calib, imgs, flags)
-        built = EXPORTERS.create(f.name, job)
-        gmacs = _recount_gmacs(model, views, built.count_path, card_gmacs)
-        size = _size(out, built.fp32_path)
-        parity = _parity(f, built.precision, out, torch_run, views, calib, profile, imgs)
+        try:
+            built = EXPORTERS.create(f.name, job)
+            gmacs = _recount_gmacs(model, views, built.count_path, card_gmacs)
+            size = _size(out, built.fp32_path)
+            parity = _parity(f, built.precision, out, torch_run, views, calib, profile, imgs)
+        except BaseException:
+            if _stamp(out) != before:  # written by this export, unchecked: never left without its sidecar
+                _remove_artefact(out)
+            raise
 
     names = [v.name for v in views]
     batch_dim = "batch" if dynamic_batch else 1
