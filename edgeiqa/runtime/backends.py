@@ -198,7 +198,27 @@ class TorchBackend:
         return out.float().cpu().numpy().reshape(-1)
 
 
-class OpenVINOBackend:
+def _cpu_only(path: Path, device: str | None, runs_on: str, kind: str) -> None:
+    """One line when a device other than the CPU is asked of a CPU-only format."""
+    if (device or "cpu").lower() not in ("cpu", "auto"):
+        raise EdgeIQAError(f"{path.name} runs on {runs_on}; --device {device} is not supported for {kind} "
+                           "(use --device cpu)")
+
+
+class _RunnerBackend:
+    """A backend whose runner (shared with the export's parity check) holds the inputs and runs the model."""
+
+    def _adopt(self, runner) -> None:
+        self.runner = runner
+        self.input_names = runner.input_names
+        self.input_shapes = runner.input_shapes
+        self.fixed_batch = runner.fixed_batch
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.run(feeds)
+
+
+class OpenVINOBackend(_RunnerBackend):
     """An OpenVINO IR on the CPU plugin, fed the float32 NCHW views the runtime builds for every backend. The runner
     (shared with the export's parity check) lives with the OpenVINO export code and imports only openvino."""
 
@@ -208,23 +228,15 @@ class OpenVINOBackend:
         from edgeiqa.export.formats import get_format, require_modules
 
         self.path = Path(path)
-        if (device or "cpu").lower() not in ("cpu", "auto"):
-            raise EdgeIQAError(f"{self.path.name} runs on OpenVINO's CPU plugin; --device {device} is not supported "
-                               "for OpenVINO models (use --device cpu)")
+        _cpu_only(self.path, device, "OpenVINO's CPU plugin", "OpenVINO models")
         require_modules(get_format("openvino"), runtime=True, what=f"{self.path} is an OpenVINO model, which")
         from edgeiqa.export.openvino_export import IRRunner
 
-        self.runner = IRRunner(self.path, threads=check_threads(threads) or usable_cores())
+        self._adopt(IRRunner(self.path, threads=check_threads(threads) or usable_cores()))
         self.metadata = self.runner.metadata if self.runner.metadata is not None else _sidecar(self.path)
         self.device = "cpu"
         self.provider = f"OpenVINO {self.runner.version} CPU"
         self.threads = self.runner.threads
-        self.input_names = self.runner.input_names
-        self.input_shapes = self.runner.input_shapes
-        self.fixed_batch = self.runner.fixed_batch
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.runner.run(feeds)
 
 
 class CoreMLBackend:
@@ -255,7 +267,7 @@ class CoreMLBackend:
         return self.runner.run(feeds)
 
 
-class LiteRTBackend:
+class LiteRTBackend(_RunnerBackend):
     """A LiteRT .tflite on the CPU interpreter (XNNPACK), explicit thread count, fed the float32 NCHW views the runtime
     builds for every backend (the graph's inputs are NCHW; int8 inputs are quantised inside the runner). The runner
     (shared with the export's parity check) lives with the LiteRT export code and imports only ai-edge-litert."""
@@ -266,28 +278,21 @@ class LiteRTBackend:
         from edgeiqa.export.formats import get_format, require_modules
 
         self.path = Path(path)
-        if (device or "cpu").lower() not in ("cpu", "auto"):
-            raise EdgeIQAError(f"{self.path.name} runs on LiteRT's CPU interpreter; --device {device} is not supported "
-                               "for LiteRT models (use --device cpu)")
+        _cpu_only(self.path, device, "LiteRT's CPU interpreter", "LiteRT models")
         require_modules(get_format("litert"), runtime=True, what=f"{self.path} is a LiteRT model, which")
         from edgeiqa.export.litert_export import TFLiteRunner
 
-        self.runner = TFLiteRunner(self.path, threads=check_threads(threads) or usable_cores())
-        self.metadata = self.runner.metadata if self.runner.metadata is not None else _sidecar(self.path)
-        if self.runner.metadata is None and self.metadata:  # names from the sidecar when the file carries none
-            self.runner = TFLiteRunner(self.path, threads=self.runner.threads, input_order=self.metadata.get("input_order"))
+        runner = TFLiteRunner(self.path, threads=check_threads(threads) or usable_cores())
+        self.metadata = runner.metadata if runner.metadata is not None else _sidecar(self.path)
+        if runner.metadata is None and self.metadata:  # names from the sidecar when the file carries none
+            runner = TFLiteRunner(self.path, threads=runner.threads, input_order=self.metadata.get("input_order"))
+        self._adopt(runner)
         self.device = "cpu"
         self.provider = f"LiteRT {self.runner.version} CPU (XNNPACK)"
         self.threads = self.runner.threads
-        self.input_names = self.runner.input_names
-        self.input_shapes = self.runner.input_shapes
-        self.fixed_batch = self.runner.fixed_batch
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.runner.run(feeds)
 
 
-class ExecuTorchBackend:
+class ExecuTorchBackend(_RunnerBackend):
     """An ExecuTorch program run by ExecuTorch's runtime on the CPU. Inputs of a `.pte` are positional: their names
     come from the metadata (the sidecar, else the program's `edgeiqa_metadata` method). The runner is shared with
     the export's parity check."""
@@ -298,30 +303,23 @@ class ExecuTorchBackend:
         from edgeiqa.export.formats import get_format, require_modules
 
         self.path = Path(path)
-        if (device or "cpu").lower() not in ("cpu", "auto"):
-            raise EdgeIQAError(f"{self.path.name} runs on ExecuTorch's CPU runtime (XNNPACK); --device {device} is not "
-                               "supported for ExecuTorch programs (use --device cpu)")
+        _cpu_only(self.path, device, "ExecuTorch's CPU runtime (XNNPACK)", "ExecuTorch programs")
         require_modules(get_format("executorch"), runtime=True, what=f"{self.path} is an ExecuTorch program, which")
         from edgeiqa.export.executorch_export import PTERunner
 
         side = _sidecar(self.path)
-        self.runner = PTERunner(self.path, threads=check_threads(threads) or usable_cores(),
-                                input_order=(side or {}).get("input_order"))
-        self.metadata = side if side is not None else self.runner.embedded_metadata()
+        runner = PTERunner(self.path, threads=check_threads(threads) or usable_cores(),
+                           input_order=(side or {}).get("input_order"))
+        self.metadata = side if side is not None else runner.embedded_metadata()
         if side is None and self.metadata is not None:  # the names come from the embedded document
-            self.runner.name_inputs(self.metadata.get("input_order"))
+            runner.name_inputs(self.metadata.get("input_order"))
+        self._adopt(runner)
         self.device = "cpu"
         self.provider = f"ExecuTorch {self.runner.version} XNNPACK"
-        self.input_names = self.runner.input_names
-        self.input_shapes = self.runner.input_shapes
-        self.fixed_batch = self.runner.fixed_batch
 
     @property
     def threads(self) -> int:
         return self.runner.threads  # XNNPACK's pool is one per process: the count a later load asked for
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.runner.run(feeds)
 
 
 class TensorRTBackend:
