@@ -41,14 +41,13 @@ def _per_scene_srcc(ref, scores, scenes) -> dict:
 
 def not_runnable(fmt) -> str | None:
     """Why this machine cannot run a row's artefact, or None."""
-    import platform
-
+    from edgeiqa.export.coreml_export import is_macos, not_runnable_reason
     from edgeiqa.export.formats import extra_command, missing_modules
 
     if fmt.backend == "tensorrt":
         return "TensorRT is not verified here (no TensorRT wheel, no GPU)"
-    if fmt.backend == "coreml" and platform.system() != "Darwin":
-        return "not runnable on Linux: Core ML models run only on macOS"
+    if fmt.backend == "coreml" and not is_macos():
+        return not_runnable_reason()  # the export's own wording of the same fact
     missing = missing_modules(fmt.requires) or missing_modules(fmt.runtime_requires)
     if missing:
         return f"needs {', '.join(missing)}" + (f": {extra_command(fmt)}" if fmt.extra else "")
