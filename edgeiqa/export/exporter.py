@@ -229,19 +229,23 @@ def export_litert_int8(job: ExportJob) -> Built:
 def _pte_metadata(job: ExportJob, precision: str) -> str:
     """The metadata the runtime needs (views, normalisation, logistic mapping), for the program's constant method:
     known before the parity check, so the full document (parity, GMACs, hashes) is the sidecar's."""
+    doc = {**runtime_metadata(job.fmt, precision, job.profile, check_student_file(job.ckpt), job.views),
+           "dynamic_batch": False, "full_metadata": "the .json sidecar (parity, GMACs, checkpoint sha256, versions)"}
+    return json.dumps(doc, sort_keys=True, default=_jsonable)
+
+
+def runtime_metadata(f: Format, precision: str, profile, payload: dict, views) -> dict:
+    """What the runtime reads to feed and map a model (views, normalisation, logistic mapping): the part of the
+    metadata every format carries, in its sidecar and, where it has room, inside the artefact."""
     from edgeiqa.data.views import NORMALIZATION
     from edgeiqa.export import metadata as md
 
-    payload = check_student_file(job.ckpt)
     meta_in = dict(payload.get("meta") or {})
-    doc = {"edgeiqa_metadata": md.METADATA_VERSION, "format": job.fmt.name, "backend": job.fmt.backend,
-           "precision": precision, "profile": job.profile, "student": payload.get("student"),
-           "views": payload["views"], "input_order": [v.name for v in job.views],
-           "input_size": {v.name: list(v.size) for v in job.views}, "output": "score", "layout": "NCHW",
-           "color": "RGB", "pixel_scale": 1.0 / 255.0, "normalization": NORMALIZATION,
-           "logistic": meta_in.get("logistic"), "score_range": meta_in.get("score_range"), "dynamic_batch": False,
-           "full_metadata": "the .json sidecar (parity, GMACs, checkpoint sha256, versions)"}
-    return json.dumps(doc, sort_keys=True, default=_jsonable)
+    return {"edgeiqa_metadata": md.METADATA_VERSION, "format": f.name, "backend": f.backend, "device": f.device,
+            "precision": precision, "profile": profile, "student": payload.get("student"), "views": payload["views"],
+            "input_order": [v.name for v in views], "input_size": {v.name: list(v.size) for v in views},
+            "output": "score", "layout": "NCHW", "color": "RGB", "pixel_scale": 1.0 / 255.0,
+            "normalization": NORMALIZATION, "logistic": meta_in.get("logistic"), "score_range": meta_in.get("score_range")}
 
 
 @exports("executorch")
@@ -572,7 +576,7 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
             imgs: int | None, flags: dict) -> ExportResult:
     import torch
 
-    from edgeiqa.data.views import NORMALIZATION, ViewSpec
+    from edgeiqa.data.views import ViewSpec
     from edgeiqa.export import metadata as md
 
     model, payload = loaded
@@ -599,28 +603,11 @@ def _export(f: Format, loaded: tuple, ckpt: Path, card: dict | None, out: Path, 
                 _remove_artefact(out)
             raise
 
-    names = [v.name for v in views]
     batch_dim = "batch" if dynamic_batch else 1
     graph_info = built.graph_info
     metadata = {
-        "edgeiqa_metadata": md.METADATA_VERSION,
-        "format": f.name,
-        "backend": f.backend,
-        "device": f.device,
-        "precision": built.precision,
-        "profile": profile,
-        "student": payload.get("student"),
-        "views": payload["views"],
-        "input_order": names,
+        **runtime_metadata(f, built.precision, profile, payload, views),
         "inputs": graph_info.get("inputs") or [{"name": v.name, "shape": [batch_dim, 3, *v.size]} for v in views],
-        "input_size": {v.name: list(v.size) for v in views},
-        "output": "score",
-        "layout": "NCHW",
-        "color": "RGB",
-        "pixel_scale": 1.0 / 255.0,
-        "normalization": NORMALIZATION,
-        "logistic": meta_in.get("logistic"),
-        "score_range": meta_in.get("score_range"),
         "dynamic_batch": dynamic_batch,
         "export": {k: v for k, v in graph_info.items() if k != "inputs"} or None,
         **built.extra,
