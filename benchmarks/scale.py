@@ -140,10 +140,15 @@ def main() -> int:
     ap.add_argument("--train-images", type=int, default=128, help="training images for the epoch timing (default 128)")
     ap.add_argument("--out", default="runs/bench-scale")
     ap.add_argument("--quick", action="store_true", help="smoke run: 16 images each")
+    ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results (say if it was idle)")
     args = ap.parse_args()
     if args.quick:
         args.images, args.train_images = 16, 32
     out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not (out / "scale.json").exists():
+        # Only a folder this script made (it holds scale.json) is replaced: never wipe a user's folder.
+        print(f"scale.py: --out {out} exists and was not made by this benchmark; choose another folder", file=sys.stderr)
+        return 2
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     import torch
@@ -157,20 +162,24 @@ def main() -> int:
         gpu = {"name": torch.cuda.get_device_name(0),
                "label": [bench_label(teachers, pool, out, 1, "cuda", p) for p in ("fp32", "bf16")],
                "train": [bench_train(out, 1, args.train_images, "cuda", p) for p in ("fp32", "bf16")]}
+    from edgeiqa.provenance import measured
+
     result = {
+        **measured(ROOT, args.machine),
         "label": label, "train": train,
         "label_speedup_2_over_1": round(label[1]["images_per_s"] / label[0]["images_per_s"], 3),
         "train_speedup_2_over_1": round(train[1]["images_per_s"] / train[0]["images_per_s"], 3),
         "target": "2 processes at 1 thread each label >= 1.8x the images/s of one process at 1 thread",
         "gpu": gpu, "quick": args.quick, "seconds": round(time.time() - t0, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "platform": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
     }
     result["target_met"] = result["label_speedup_2_over_1"] >= 1.8
-    text = json.dumps(result, indent=2)
-    (out / "scale.json").write_text(text + "\n")
+    from edgeiqa.fileio import write_json_atomic
+
+    write_json_atomic(out / "scale.json", result)
     if not args.quick:
-        (ROOT / "benchmarks" / "results" / "scale.json").write_text(text + "\n")
-    print(text)
+        write_json_atomic(ROOT / "benchmarks" / "results" / "scale.json", result)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -158,6 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=("mixed", "512", "large"), default=None,
                     help="run one section only (e.g. `--only large` to compare 12 MP preprocessing before/after)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "score_folder.json"))
+    ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results (say if it was idle)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -168,8 +169,10 @@ def main(argv=None) -> int:
     cores = usable_cores()
     k = 4 if args.quick else 1
     args.images = args.images or (120 if args.quick else 1000)
-    res: dict = {"machine": {"platform": platform.platform(), "cores": cores, "load_avg_start": os.getloadavg(),
-                             "note": "shared 2-core machine, other jobs running: compare ratios within this run"},
+    from edgeiqa.provenance import measured
+
+    res: dict = {**measured(ROOT, args.machine),
+                 "platform": {"platform": platform.platform(), "cores": cores, "load_avg_start": os.getloadavg()},
                  "quick": args.quick, "argv": sys.argv[1:]}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
