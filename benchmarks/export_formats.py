@@ -8,7 +8,9 @@ export wrote into its `.json` sidecar: size on disk (and vs the float32 ONNX gra
 card, parity against torch on real images (the export's own check: its images, bar and verdict), and for int8 rows
 the float-layer ladder (which layers stayed float, and every try). `--collect` runs nothing and reads the sidecars
 already in RUN_DIR/export (from exports you ran yourself). Writes benchmarks/results/export_formats_sample.json
-(`--out` to change), with the commit, date and machine state. Latency is not measured here: `edgeiqa bench` does that.
+(`--out` to change), with the commit, date and machine state. Latency is not measured here: `edgeiqa bench` does
+that, and `--bench BENCH_JSON` adds the rows of its bench.json (latency p50/p95 per batch, images/s, SRCC on its
+data) to each format, e.g. after `edgeiqa bench RUN_DIR --formats ... --threads 1 --batch 1,8 --out OUT`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,19 @@ def sidecar_row(fmt, artefact: Path) -> dict:
             "versions": doc.get("versions")}
 
 
+BENCH_KEYS = ("status", "reason", "threads", "p50_ms", "p95_ms", "images_per_s", "peak_rss_mb", "srcc", "plcc",
+              "n_eval", "parity_max_abs", "other_cpu_pct")
+
+
+def bench_rows(bench_json: Path) -> dict[str, list[dict]]:
+    """The `edgeiqa bench` rows of each format (one per batch size), with the numbers a latency table needs."""
+    doc = json.loads(bench_json.read_text())
+    out: dict[str, list[dict]] = {}
+    for row in doc.get("rows", []):
+        out.setdefault(row["format"], []).append({"batch": row.get("batch"), **{k: row.get(k) for k in BENCH_KEYS}})
+    return out
+
+
 def export_one(run_dir: Path, name: str) -> tuple[int, float, str]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "edgeiqa", "export", str(run_dir), "--format", name, "--json"],
@@ -54,7 +69,7 @@ def export_one(run_dir: Path, name: str) -> tuple[int, float, str]:
 
 
 def main(argv=None) -> int:
-    from edgeiqa.export.formats import FORMATS, extra_command, missing_modules
+    from edgeiqa.export.formats import FORMATS, missing_extra
     from edgeiqa.fileio import write_json_atomic
     from edgeiqa.provenance import measured
 
@@ -65,6 +80,8 @@ def main(argv=None) -> int:
                     help="comma-separated formats (default: every row but torch)")
     ap.add_argument("--collect", action="store_true", help="export nothing: read the sidecars already in RUN_DIR/export")
     ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
+    ap.add_argument("--bench", type=Path, default=None, metavar="BENCH_JSON",
+                    help="a bench.json from `edgeiqa bench` on the same run folder: its latency rows join each format")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.formats.split(",") if n.strip()]
@@ -73,14 +90,16 @@ def main(argv=None) -> int:
         ap.error(f"unknown format(s) {', '.join(unknown)} (formats: {', '.join(FORMATS)})")
     if not (args.run_dir / "student.pt").is_file():
         ap.error(f"{args.run_dir}: no student.pt (a run folder from `distill`)")
+    if args.bench is not None and not args.bench.is_file():
+        ap.error(f"--bench {args.bench}: no such file (the bench.json that `edgeiqa bench --out DIR` writes)")
+    latency = bench_rows(args.bench) if args.bench else {}
 
     rows = []
     for name in names:
         fmt = FORMATS[name]
-        missing = missing_modules(fmt.requires)
+        missing = missing_extra(fmt)
         if missing:
-            rows.append({"format": name, "not_run": f"needs {', '.join(missing)}"
-                         + (f": {extra_command(fmt)}" if fmt.extra else "")})
+            rows.append({"format": name, "not_run": missing})
             continue
         run = None
         if not args.collect:
@@ -92,16 +111,20 @@ def main(argv=None) -> int:
         if not (sidecar.is_file() and artefact.exists()):
             rows.append({"format": name, "not_run": f"no export at {artefact}", **({"export": run} if run else {})})
             continue
-        rows.append({**sidecar_row(fmt, artefact), **({"export": run} if run else {})})
+        rows.append({**sidecar_row(fmt, artefact), **({"export": run} if run else {}),
+                     **({"bench": latency[name]} if name in latency else {})})
     doc = {"what": "every format exported from one student: size, GMAC recount, the export's own parity check vs torch "
                    "and the int8 float-layer ladders", "command": "python benchmarks/export_formats.py "
                    + " ".join(argv if argv is not None else sys.argv[1:]),
-           **measured(ROOT, args.machine), "run_dir": str(args.run_dir), "rows": rows}
+           **measured(ROOT, args.machine), "run_dir": str(args.run_dir),
+           **({"bench": {"file": str(args.bench), "device": json.loads(args.bench.read_text()).get("device")}}
+              if args.bench else {}), "rows": rows}
     write_json_atomic(args.out, doc, indent=1)
     for r in rows:
         p = r.get("parity") or {}
         verdict = r.get("not_run") or f"SRCC {p.get('srcc')}, max |diff| {p.get('max_abs_diff')}, ok {p.get('ok')}"
-        print(f"{r['format']:16s} {verdict}")
+        b1 = next((b for b in r.get("bench", []) if b["batch"] == 1 and b.get("p50_ms")), None)
+        print(f"{r['format']:16s} {verdict}" + (f", p50 {b1['p50_ms']:.1f} ms at batch 1" if b1 else ""))
     print(f"wrote {args.out}")
     return 0
 

@@ -42,16 +42,13 @@ def _per_scene_srcc(ref, scores, scenes) -> dict:
 def not_runnable(fmt) -> str | None:
     """Why this machine cannot run a row's artefact, or None."""
     from edgeiqa.export.coreml_export import is_macos, not_runnable_reason
-    from edgeiqa.export.formats import extra_command, missing_modules
+    from edgeiqa.export.formats import missing_extra
 
     if fmt.backend == "tensorrt":
         return "TensorRT is not verified here (no TensorRT wheel, no GPU)"
     if fmt.backend == "coreml" and not is_macos():
         return not_runnable_reason()  # the export's own wording of the same fact
-    missing = missing_modules(fmt.requires) or missing_modules(fmt.runtime_requires)
-    if missing:
-        return f"needs {', '.join(missing)}" + (f": {extra_command(fmt)}" if fmt.extra else "")
-    return None
+    return missing_extra(fmt, runtime=True)
 
 
 def compare_formats(args, run, spec, batches, ref, scenes, kinds, target) -> dict:

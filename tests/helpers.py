@@ -146,3 +146,53 @@ def assert_refused(argv: list[str], capsys, watch: Path, match: str, seconds: fl
     assert snapshot() == before, (argv, "wrote files")
     assert took < seconds, (argv, f"refused after {took:.1f} s")
     return err[0]
+
+
+def format_fixtures(float_format: str, int8_format: str, *, float_name: str = "fp32", float_kwargs=None,
+                    int8_kwargs=None):
+    """The module fixtures each export format's tests share: `photos` (16 wheel photos), `run_dir` (a 64 px
+    EfficientNet-Lite0 run) and its two exports, named `float_name` and `int8`. Assign them at module level:
+    `photos, run_dir, fp32, int8 = format_fixtures("litert", "litert-int8")`."""
+
+    @pytest.fixture(scope="module", name="photos")
+    def photos_():
+        return skimage_photos(16)
+
+    @pytest.fixture(scope="module", name="run_dir")
+    def run_dir_(tmp_path_factory):
+        return make_run(tmp_path_factory.mktemp(float_format), [ViewSpec("resize", (64, 64))])
+
+    @pytest.fixture(scope="module", name=float_name)
+    def float_(run_dir, photos):
+        from edgeiqa.export import export_model
+
+        return export_model(run_dir, float_format, calib=photos, imgs=16, **(float_kwargs or {}))
+
+    @pytest.fixture(scope="module", name="int8")
+    def int8_(run_dir, photos):
+        from edgeiqa.export import export_model
+
+        return export_model(run_dir, int8_format, calib=photos, imgs=16, **(int8_kwargs or {}))
+
+    return photos_, run_dir_, float_, int8_
+
+
+def score_folder_with(artefact: Path, photos: list[Path], tmp_path: Path, capsys, backend: str) -> tuple[Path, Path]:
+    """`edgeiqa score` of a folder of 5 photos with an exported artefact at --threads 1: every file gets an ok row
+    and the summary names the backend. Returns the folder and the scores CSV."""
+    from PIL import Image
+
+    from edgeiqa.cli.main import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in photos[:5]:
+        Image.open(p).save(folder / p.name)
+    out = tmp_path / "scores.csv"
+    rc = main(["score", str(folder), "--model", str(artefact), "--out", str(out), "--threads", "1", "--json",
+               "--no-progress"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0 and summary["scored"] == 5 and summary["backend"] == backend and summary["threads"] == 1
+    rows = out.read_text().splitlines()
+    assert len(rows) == 6 and all(",ok," in r for r in rows[1:])
+    return folder, out

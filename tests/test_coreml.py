@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from edgeiqa.data.views import ViewSpec
-from edgeiqa.export.formats import missing_modules
-from helpers import assert_refused, make_run, skimage_photos, write_photo_csv
+from edgeiqa.export.formats import FORMATS, missing_extra
+from helpers import assert_refused, format_fixtures, write_photo_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MISSING = missing_modules(("coremltools",))
-needs_coremltools = pytest.mark.skipif(bool(MISSING), reason="needs coremltools: pip install 'edgeiqa[coreml]'")
+MISSING = missing_extra(FORMATS["coreml"], runtime=True)
+needs_coremltools = pytest.mark.skipif(bool(MISSING), reason=str(MISSING))
 MACOS = sys.platform == "darwin"
 needs_macos = pytest.mark.skipif(not MACOS, reason="not runnable on Linux: Core ML models run only on macOS")
 off_macos = pytest.mark.skipif(MACOS, reason="checks the refusal Core ML gives off macOS")
@@ -30,28 +30,7 @@ EXTRA = r"pip install 'edgeiqa\[coreml\]'"
 SIZE = (64, 64)
 
 
-@pytest.fixture(scope="module")
-def photos():
-    return skimage_photos(16)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("cmlrun"), [ViewSpec("resize", SIZE)])
-
-
-@pytest.fixture(scope="module")
-def fp16(run_dir, photos):
-    from edgeiqa.export import export_model
-
-    return export_model(run_dir, "coreml", calib=photos, imgs=16)
-
-
-@pytest.fixture(scope="module")
-def int8(run_dir, photos):
-    from edgeiqa.export import export_model
-
-    return export_model(run_dir, "coreml-int8", calib=photos, imgs=16)
+photos, run_dir, fp16, int8 = format_fixtures("coreml", "coreml-int8", float_name="fp16")
 
 
 def _tree(folder):

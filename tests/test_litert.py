@@ -16,40 +16,19 @@ import numpy as np
 import pytest
 
 from edgeiqa.data.views import ViewSpec
-from edgeiqa.export.formats import missing_modules
-from helpers import assert_refused, make_run, skimage_photos, write_photo_csv
+from edgeiqa.export.formats import FORMATS, missing_extra
+from helpers import assert_refused, format_fixtures, make_run, score_folder_with, write_photo_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MISSING = missing_modules(("litert_torch", "ai_edge_quantizer", "ai_edge_litert"))
-needs_litert = pytest.mark.skipif(bool(MISSING), reason=f"needs {' and '.join(MISSING)}: pip install 'edgeiqa[litert]'")
-RUNTIME_MISSING = missing_modules(("ai_edge_litert",))
-needs_runtime = pytest.mark.skipif(bool(RUNTIME_MISSING), reason="needs ai_edge_litert: pip install 'edgeiqa[litert]'")
+MISSING = missing_extra(FORMATS["litert-int8"], runtime=True)
+needs_litert = pytest.mark.skipif(bool(MISSING), reason=str(MISSING))
+RUNTIME_MISSING = missing_extra(FORMATS["litert"], export=False, runtime=True)
+needs_runtime = pytest.mark.skipif(bool(RUNTIME_MISSING), reason=str(RUNTIME_MISSING))
 EXTRA = r"pip install 'edgeiqa\[litert\]'"
 
 
-@pytest.fixture(scope="module")
-def photos():
-    return skimage_photos(16)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("ltrun"), [ViewSpec("resize", (64, 64))])
-
-
-@pytest.fixture(scope="module")
-def fp32(run_dir, photos):
-    from edgeiqa.export import export_model
-
-    return export_model(run_dir, "litert", calib=photos, imgs=16)
-
-
-@pytest.fixture(scope="module")
-def int8(run_dir, photos):
-    from edgeiqa.export import export_model
-
-    return export_model(run_dir, "litert-int8", calib=photos, imgs=16)
+photos, run_dir, fp32, int8 = format_fixtures("litert", "litert-int8")
 
 
 # ------------------------------------------------------------------------------------------ the table rows
@@ -164,22 +143,9 @@ def test_fp16_meets_the_bar(run_dir, photos, tmp_path):
 @pytest.mark.timeout(2400)
 @needs_litert
 def test_score_cli_threads_and_no_torch(fp32, photos, tmp_path, capsys):
-    from PIL import Image
-
-    from edgeiqa.cli.main import main
     from edgeiqa.runtime import Scorer
 
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for p in photos[:5]:
-        Image.open(p).save(folder / p.name)
-    out = tmp_path / "scores.csv"
-    rc = main(["score", str(folder), "--model", str(fp32.path), "--out", str(out), "--threads", "1", "--json",
-               "--no-progress"])
-    summary = json.loads(capsys.readouterr().out)
-    assert rc == 0 and summary["scored"] == 5 and summary["backend"] == "litert" and summary["threads"] == 1
-    rows = out.read_text().splitlines()
-    assert len(rows) == 6 and all(",ok," in r for r in rows[1:])
+    folder, out = score_folder_with(fp32.path, photos, tmp_path, capsys, "litert")
     assert Scorer.load(fp32.path, threads=2).backend.threads == 2
     code = (
         "import sys\n"

@@ -13,39 +13,19 @@ import sys
 import numpy as np
 import pytest
 
-from edgeiqa.data.views import ViewSpec
-from edgeiqa.export.formats import missing_modules
-from helpers import assert_refused, make_run, skimage_photos, write_photo_csv
+from edgeiqa.export.formats import FORMATS, missing_extra
+from helpers import assert_refused, format_fixtures, score_folder_with, write_photo_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MISSING = missing_modules(("openvino", "nncf"))
-needs_openvino = pytest.mark.skipif(bool(MISSING), reason=f"needs {' and '.join(MISSING)}: pip install 'edgeiqa[openvino]'")
+MISSING = missing_extra(FORMATS["openvino-int8"], runtime=True)
+needs_openvino = pytest.mark.skipif(bool(MISSING), reason=str(MISSING))
 EXTRA = r"pip install 'edgeiqa\[openvino\]'"
 
 
-@pytest.fixture(scope="module")
-def photos():
-    return skimage_photos(16)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("ovrun"), [ViewSpec("resize", (64, 64))])
-
-
-@pytest.fixture(scope="module")
-def fp32(run_dir, photos):
-    from edgeiqa.export import export_model
-
-    return export_model(run_dir, "openvino", calib=photos, imgs=16, dynamic_batch=True, exporter="torchscript")
-
-
-@pytest.fixture(scope="module")
-def int8(run_dir, photos):
-    from edgeiqa.export import export_model
-
-    return export_model(run_dir, "openvino-int8", calib=photos, imgs=16, exporter="torchscript")
+photos, run_dir, fp32, int8 = format_fixtures(
+    "openvino", "openvino-int8", float_kwargs={"dynamic_batch": True, "exporter": "torchscript"},
+    int8_kwargs={"exporter": "torchscript"})
 
 
 # ------------------------------------------------------------------------------------------ the table rows
@@ -149,21 +129,9 @@ def test_own_ir_is_replaced_a_foreign_bin_is_kept(fp32, run_dir, tmp_path, capsy
 
 @needs_openvino
 def test_score_cli_with_the_xml(fp32, photos, tmp_path, capsys):
-    from PIL import Image
-
     from edgeiqa.cli.main import main
 
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for p in photos[:5]:
-        Image.open(p).save(folder / p.name)
-    out = tmp_path / "scores.csv"
-    rc = main(["score", str(folder), "--model", str(fp32.path), "--out", str(out), "--threads", "1", "--json",
-               "--no-progress"])
-    summary = json.loads(capsys.readouterr().out)
-    assert rc == 0 and summary["scored"] == 5 and summary["backend"] == "openvino" and summary["threads"] == 1
-    rows = out.read_text().splitlines()
-    assert len(rows) == 6 and all(",ok," in r for r in rows[1:])
+    folder, out = score_folder_with(fp32.path, photos, tmp_path, capsys, "openvino")
     again = tmp_path / "again.csv"  # the same bytes for another --batch / --workers
     assert main(["score", str(folder), "--model", str(fp32.path), "--out", str(again), "--batch", "1", "--workers", "2",
                  "--no-progress"]) == 0

@@ -167,13 +167,21 @@ def extra_command(fmt: Format) -> str:
     return f"pip install 'edgeiqa[{fmt.extra}]'"
 
 
+def missing_extra(fmt: Format, *, export: bool = True, runtime: bool = False) -> str | None:
+    """What a row lacks here to export (and/or, with `runtime`, to run) its artefact, as one phrase naming the
+    modules and the install command ("needs X and Y, not installed here: pip install ..."), or None."""
+    missing = missing_modules((fmt.requires if export else ()) + (fmt.runtime_requires if runtime else ()))
+    if not missing:
+        return None
+    return f"needs {' and '.join(dict.fromkeys(missing))}, not installed here" + (f": {extra_command(fmt)}" if fmt.extra else "")
+
+
 def require_modules(fmt: Format, *, runtime: bool = False, what: str | None = None) -> None:
     """One line naming the install command when a module the format needs (to export, or with `runtime` to run)
     is missing. TensorRT has its own gate (it needs a GPU as well)."""
-    missing = missing_modules(fmt.runtime_requires if runtime else fmt.requires)
-    if missing and fmt.extra:
-        raise EdgeIQAError(f"{what or f'the {fmt.name} format'} needs {' and '.join(missing)}, not installed here: "
-                           f"{extra_command(fmt)}")
+    reason = missing_extra(fmt, export=not runtime, runtime=runtime)
+    if reason and fmt.extra:
+        raise EdgeIQAError(f"{what or f'the {fmt.name} format'} {reason}")
 
 
 def artefact_files(path: str | Path) -> list[Path]:
