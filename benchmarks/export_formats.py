@@ -119,6 +119,8 @@ def main(argv=None) -> int:
            **measured(ROOT, args.machine), "run_dir": str(args.run_dir),
            **({"bench": {"file": str(args.bench), "device": json.loads(args.bench.read_text()).get("device")}}
               if args.bench else {}), "rows": rows}
+    doc["p50_ms_batch1"] = {r["format"]: round(b["p50_ms"], 2) for r in rows for b in r.get("bench", [])
+                            if b["batch"] == 1 and b.get("p50_ms") is not None}  # the README's one-line summary
     write_json_atomic(args.out, doc, indent=1)
     for r in rows:
         p = r.get("parity") or {}

@@ -60,6 +60,8 @@ def test_collect_reads_each_exports_sidecar_and_names_a_missing_extra(tmp_path, 
     for name in ("onnx", "onnx-int8"):
         want = {(r["batch"], r["p50_ms"]) for r in bench["rows"] if r["format"] == name}
         assert {(b["batch"], b["p50_ms"]) for b in rows[name]["bench"]} == want and len(want) == 2
+    summary = json.loads(out.read_text())["p50_ms_batch1"]
+    assert set(summary) == {"onnx", "onnx-int8"} and all(v > 0 for v in summary.values())
 
 
 def test_bad_arguments_are_refused_before_any_export(tmp_path, capsys):
