@@ -41,6 +41,10 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "n_images", "formats.openvino-int8.srcc_vs_torch", "formats.litert-int8.srcc_vs_torch",
         "formats.onnx-int8.srcc_vs_torch", "formats.openvino-int8.bar.min_srcc", "formats.litert-int8.bar.min_srcc",
         "formats.onnx-int8.bar.min_srcc"]),
+    "Every format's latency, sample student": ("export_formats_sample.json", [
+        "p50_ms_batch1.onnx", "p50_ms_batch1.openvino", "p50_ms_batch1.litert", "p50_ms_batch1.executorch",
+        "p50_ms_batch1.onnx-int8", "p50_ms_batch1.openvino-int8", "p50_ms_batch1.litert-int8",
+        "p50_ms_batch1.onnx-fp16", "p50_ms_batch1.litert-fp16"]),
     "BIQ2021 student": ("real_biq2021.json", [
         "rows[student_distilled].srcc", "rows[student_distilled].plcc", "rows[student_distilled].gmacs",
         "rows[teacher_ensemble].srcc", "rows[teacher_ensemble].gmacs",
