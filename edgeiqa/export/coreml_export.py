@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 import tempfile
 from pathlib import Path

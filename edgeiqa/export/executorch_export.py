@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeiqa.errors import EdgeIQAError
-from edgeiqa.export.float_ladder import climb
+from edgeiqa.export.float_ladder import climb, float_layers_report
 
 METHOD = "forward"
 METADATA_METHOD = "edgeiqa_metadata"
@@ -220,7 +220,6 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
     exported = torch.export.export(quantized, _example(views))
     data, lowered = _lower(exported, metadata_doc)
     _write(data, out)
-    first = "" if not trials[0]["srcc_vs_fp32"] else f"{trials[0]['srcc_vs_fp32']:.4f}"
     import torchao
 
     return {
@@ -231,18 +230,11 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
         "torchao": torchao.__version__,
         "int8_convolutions": chosen["int8_convolutions"],
         "float_nodes": len(head) + k,
-        "float_layers": {
-            "head": {"nodes": len(head), "why": "the pooled mean/std statistics, LayerNorm and MLP after the spatial "
-                     "pooling stay float, as in onnx-int8: a variance computed in int8 flattens the texture energy "
-                     "the score depends on"},
-            "backbone": {"names": [_module_path(graph, n) for n in convs[:k]], "nodes": convs[:k], "of": len(convs),
-                         "why": ("none needed: all-int8 backbone met the bar" if k == 0 else
-                                 f"the first {k} convolutions from the input: with fewer in float the SRCC vs float32 "
-                                 f"on the calibration images was below {min_srcc} (all-int8 backbone: {first}); "
-                                 "quantisation noise in the early high-resolution maps reads as texture")},
-        },
-        "ladder": {"bar_min_srcc_vs_fp32": min_srcc, "judged_on": "calibration images (the PT2E reference model in "
-                   "torch; the .pte itself is judged by the parity check)", "tries": trials},
+        **float_layers_report({"nodes": len(head)},
+                              {"names": [_module_path(graph, n) for n in convs[:k]], "nodes": convs[:k], "of": len(convs)},
+                              k, trials, min_srcc, unit="convolutions",
+                              judged_on="calibration images (the PT2E reference model in torch; the .pte itself is "
+                              "judged by the parity check)"),
     }
 
 

@@ -64,3 +64,21 @@ def climb(n_layers: int, quantize: Callable[[int], Made], score: Callable[[Made]
                       f"{trials[-1]['float_backbone_layers']} of {n_layers} {unit} in float; kept the best try "
                       f"({chosen['float_backbone_layers']} in float, SRCC {chosen['srcc_vs_fp32']})")
     return made, chosen, trials
+
+
+HEAD_WHY = ("the pooled mean/std statistics, LayerNorm and MLP after the spatial pooling stay float, as in onnx-int8: "
+            "a variance computed in int8 flattens the texture energy the score depends on")
+
+
+def float_layers_report(head: dict, backbone: dict, n_float: int, trials: list[dict], min_srcc: float, *,
+                        unit: str = "layers", judged_on: str = "calibration images") -> dict:
+    """The `float_layers` and `ladder` entries of an int8 artefact's quantization metadata: what stayed float
+    (`head` and `backbone` are the format's own counts and names; `n_float` backbone layers were kept) and why."""
+    first = trials[0]["srcc_vs_fp32"]
+    first = "" if first is None else f"{first:.4f}"
+    why = ("none needed: all-int8 backbone met the bar" if n_float == 0 else
+           f"the first {n_float} {unit} from the input: with fewer in float the SRCC vs float32 on the calibration "
+           f"images was below {min_srcc} (all-int8 backbone: {first}); quantisation noise in the early "
+           "high-resolution maps reads as texture")
+    return {"float_layers": {"head": {**head, "why": HEAD_WHY}, "backbone": {**backbone, "why": why}},
+            "ladder": {"bar_min_srcc_vs_fp32": min_srcc, "judged_on": judged_on, "tries": trials}}

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeiqa.errors import EdgeIQAError
-from edgeiqa.export.float_ladder import climb
+from edgeiqa.export.float_ladder import climb, float_layers_report
 
 METADATA_KEY = "edgeiqa"
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier at bytes 4..8 of every .tflite
@@ -250,25 +250,16 @@ def quantize_int8(fp32: str | Path, out: str | Path, batches: list[dict[str, np.
         tmp.unlink(missing_ok=True)
     k = chosen["float_backbone_layers"]
     Path(out).write_bytes(data)
-    first = "" if trials[0]["srcc_vs_fp32"] is None else f"{trials[0]['srcc_vs_fp32']:.4f}"
     return {
         "scheme": "ai-edge-quantizer static int8 (full-integer: int8 inputs, quantised by the runner)",
         "weights": "int8 symmetric per output channel", "activations": "int8 asymmetric per tensor",
         "calibration": "min/max over all calibration images", "calibration_batches": len(batches),
         "calibration_s": calib_s, "ai_edge_quantizer": _version("ai-edge-quantizer"),
-        "float_layers": {
-            "head": {"ops": len(head), "types": sorted({o["op_name"] for o in head}),
-                     "why": "the pooled mean/std statistics, LayerNorm and MLP after the spatial pooling stay float, as "
-                     "in onnx-int8: a variance computed in int8 flattens the texture energy the score depends on"},
-            "backbone": {"names": [_layer_name(ops, tensors, w) for w in layers[:k]], "of": len(layers),
-                         "with": "the input views and the ops between them and these layers (NCHW -> NHWC transpose)"
-                         if k else None,
-                         "why": ("none needed: all-int8 backbone met the bar" if k == 0 else
-                                 f"the first {k} layers from the input: with fewer in float the SRCC vs float32 on the "
-                                 f"calibration images was below {min_srcc} (all-int8 backbone: {first}); quantisation "
-                                 "noise in the early high-resolution maps reads as texture")},
-        },
-        "ladder": {"bar_min_srcc_vs_fp32": min_srcc, "judged_on": "calibration images", "tries": trials},
+        **float_layers_report(
+            {"ops": len(head), "types": sorted({o["op_name"] for o in head})},
+            {"names": [_layer_name(ops, tensors, w) for w in layers[:k]], "of": len(layers),
+             "with": "the input views and the ops between them and these layers (NCHW -> NHWC transpose)" if k else None},
+            k, trials, min_srcc),
     }
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeiqa.errors import EdgeIQAError
-from edgeiqa.export.float_ladder import climb
+from edgeiqa.export.float_ladder import climb, float_layers_report
 
 METADATA_KEY = "edgeiqa"
 DEVICE = "CPU"
@@ -211,7 +211,6 @@ def quantize_int8(onnx_path: str | Path, out_xml: str | Path, batches: list[dict
         raise EdgeIQAError(f"int8 quantisation produced no quantised nodes in {out_xml}")
     k = chosen["float_backbone_layers"]
     save_ir(quantized, out_xml)
-    first = "" if not trials[0]["srcc_vs_fp32"] else f"{trials[0]['srcc_vs_fp32']:.4f}"
     return {
         "scheme": "NNCF post-training quantisation (FakeQuantize), preset MIXED",
         "weights": "int8 symmetric per output channel", "activations": "int8 asymmetric (uint8 range)",
@@ -219,17 +218,7 @@ def quantize_int8(onnx_path: str | Path, out_xml: str | Path, batches: list[dict
         "nncf": nncf.__version__, "openvino": ov.__version__,
         "quantized_nodes": chosen["fake_quantize_nodes"],
         "float_nodes": len(head) + k,
-        "float_layers": {
-            "head": {"ops": len(head), "why": "the pooled mean/std statistics, LayerNorm and MLP after the spatial "
-                     "pooling stay float, as in onnx-int8: a variance computed in int8 flattens the texture energy "
-                     "the score depends on"},
-            "backbone": {"names": layers[:k], "of": len(layers),
-                         "why": ("none needed: all-int8 backbone met the bar" if k == 0 else
-                                 f"the first {k} layers from the input: with fewer in float the SRCC vs float32 on the "
-                                 f"calibration images was below {min_srcc} (all-int8 backbone: {first}); quantisation "
-                                 "noise in the early high-resolution maps reads as texture")},
-        },
-        "ladder": {"bar_min_srcc_vs_fp32": min_srcc, "judged_on": "calibration images", "tries": trials},
+        **float_layers_report({"ops": len(head)}, {"names": layers[:k], "of": len(layers)}, k, trials, min_srcc),
     }
 
 
