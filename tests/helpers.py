@@ -196,3 +196,27 @@ def score_folder_with(artefact: Path, photos: list[Path], tmp_path: Path, capsys
     rows = out.read_text().splitlines()
     assert len(rows) == 6 and all(",ok," in r for r in rows[1:])
     return folder, out
+
+
+def bench_reused_exports(run_dir: Path, fp32, photos: list[Path], tmp_path: Path, capsys, float_format: str,
+                         int8_format: str, provider: str) -> tuple[dict, dict]:
+    """`edgeiqa bench` of torch and a format's two exports on 9 photos: both exports reused, one ok row each at
+    batch 1 and one thread, the float row within 1e-4 of torch, the int8 row's parity SRCC >= 0.9; then `eval`
+    takes the float artefact and names `float_format`'s backend. Returns the report and its rows by format."""
+    from edgeiqa.cli.main import main
+
+    data = write_photo_csv(tmp_path / "data.csv", photos[:9], scenes=3)
+    rc = main(["bench", str(run_dir), "--formats", f"torch,{float_format},{int8_format}", "--data", f"csv:{data}",
+               "--json", "--runs", "3", "--warmup", "1", "--threads", "1"])
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["format"]: r for r in doc["rows"]}
+    assert rc == 0 and list(rows) == ["torch", float_format, int8_format], doc["rows"]
+    for name in (float_format, int8_format):
+        r = rows[name]
+        assert r["status"] == "ok" and r["reused"] is True and r["threads"] == 1 and r["batch"] == 1, r
+        assert r["p50_ms"] > 0 and r["p95_ms"] >= r["p50_ms"] and r["srcc"] is not None
+        assert r["provider"].startswith(provider)
+    assert rows[float_format]["parity_max_abs"] <= 1e-4 and rows[int8_format]["parity_srcc"] >= 0.9
+    assert main(["eval", "--model", str(fp32.path), "--data", f"csv:{data}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["compute"]["backend"] == float_format  # the float row names its backend
+    return doc, rows

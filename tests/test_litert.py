@@ -17,7 +17,7 @@ import pytest
 
 from edgeiqa.data.views import ViewSpec
 from edgeiqa.export.formats import FORMATS, missing_extra
-from helpers import assert_refused, format_fixtures, make_run, score_folder_with, write_photo_csv
+from helpers import assert_refused, bench_reused_exports, format_fixtures, make_run, score_folder_with, write_photo_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -166,23 +166,8 @@ def test_score_cli_threads_and_no_torch(fp32, photos, tmp_path, capsys):
 @needs_litert
 def test_bench_rows_and_eval(fp32, int8, run_dir, photos, tmp_path, capsys):
     """bench reuses both exports (same code path as every format) and eval takes the .tflite."""
-    from edgeiqa.cli.main import main
-
-    data = write_photo_csv(tmp_path / "data.csv", photos[:9], scenes=3)
-    rc = main(["bench", str(run_dir), "--formats", "torch,litert,litert-int8", "--data", f"csv:{data}", "--json",
-               "--runs", "3", "--warmup", "1", "--threads", "1"])
-    doc = json.loads(capsys.readouterr().out)
-    rows = {r["format"]: r for r in doc["rows"]}
-    assert rc == 0 and list(rows) == ["torch", "litert", "litert-int8"], doc["rows"]
-    for name in ("litert", "litert-int8"):
-        r = rows[name]
-        assert r["status"] == "ok" and r["reused"] is True and r["threads"] == 1 and r["batch"] == 1, r
-        assert r["p50_ms"] > 0 and r["p95_ms"] >= r["p50_ms"] and r["srcc"] is not None
-        assert r["provider"].startswith("LiteRT")
-    assert rows["litert"]["parity_max_abs"] <= 1e-4 and rows["litert-int8"]["parity_srcc"] >= 0.9
+    doc, rows = bench_reused_exports(run_dir, fp32, photos, tmp_path, capsys, "litert", "litert-int8", "LiteRT")
     assert rows["litert"]["size_mb"] == pytest.approx(fp32.path.stat().st_size / 1e6, abs=1e-3)
-    assert main(["eval", "--model", str(fp32.path), "--data", f"csv:{data}", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["compute"]["backend"] == "litert"
 
 
 # ------------------------------------------------------------------------------------------ refusals
