@@ -109,9 +109,13 @@ def main(argv=None) -> int:
                     help="rows of the formats table to compare, each through the runtime's backend for it (default: "
                     "onnx,onnx-int8 through plain onnxruntime sessions, as before)")
     ap.add_argument("--reuse", action="store_true", help="use the artefacts already in RUN_DIR/export when present")
+    ap.add_argument("--max-images", type=int, default=None, metavar="N",
+                    help="compare on at most N images of the split, spread evenly over it (default: all)")
     ap.add_argument("--out", default=None, help="write the results JSON here")
     ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
     args = ap.parse_args(argv)
+    if args.max_images is not None and args.max_images < 2:
+        ap.error(f"--max-images must be >= 2 (an SRCC needs two images), got {args.max_images}")
 
     import onnxruntime as ort
     import torch
@@ -143,6 +147,8 @@ def main(argv=None) -> int:
     if not test:
         print(f"no {args.split!r} images in {spec}", file=sys.stderr)
         return 2
+    if args.max_images and len(test) > args.max_images:  # evenly spread, so every part of the split is represented
+        test = [test[int(i)] for i in np.linspace(0, len(test) - 1, args.max_images).round()]
     print(f"{len(test)} {args.split} images from {spec}; exporting...", file=sys.stderr)
 
     t0 = time.time()
@@ -185,7 +191,9 @@ def main(argv=None) -> int:
         text = json.dumps(results, indent=2, default=str)
         print(text)
         if args.out:
-            Path(args.out).write_text(text + "\n")
+            from edgeiqa.fileio import write_json_atomic
+
+            write_json_atomic(args.out, json.loads(text), indent=2)
         return 0 if all(r.get("bar_met") is not False for r in rows.values()) else 1
     lat_fp32 = None
     for name, res in [("onnx", fp32), ("onnx-int8", int8), *extra.items()]:
