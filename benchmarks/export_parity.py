@@ -69,8 +69,15 @@ def compare_formats(args, run, spec, batches, ref, scenes, kinds, target) -> dic
         path = Path(run) / "export" / fmt.filename
         reused = bool(args.reuse and path.exists())
         if not reused:
-            path = export_model(run, name, calib=args.calib or spec,
-                                imgs=args.calib_imgs if name.endswith("int8") else None).path
+            from edgeiqa.errors import EdgeIQAError
+
+            try:
+                path = export_model(run, name, calib=args.calib or spec,
+                                    imgs=args.calib_imgs if name.endswith("int8") else None).path
+            except EdgeIQAError as e:  # a row that cannot be exported is reported with the reason; the others go on
+                rows[name] = {"export_failed": str(e), "bar_met": False}
+                print(f"{name}: export failed: {e}", file=sys.stderr)
+                continue
         backend = open_backend(path, threads=args.threads)
         backend.run(batches[0])  # warm-up
         out, lat = [], []

@@ -42,6 +42,22 @@ def test_formats_rows_on_at_most_n_images(tmp_path, monkeypatch):
     assert "not_run" in doc["formats"]["tensorrt"] and "bar_met" not in doc["formats"]["tensorrt"]
 
 
+def test_a_row_that_cannot_be_exported_is_reported_and_the_others_go_on(tmp_path):
+    run = make_run(tmp_path / "run", [ViewSpec("resize", (64, 64))])
+    photos = skimage_photos(4, ("*.png",))
+    data = write_photo_csv(tmp_path / "data.csv", photos, scenes=1)
+    from edgeiqa.export import export_model
+
+    export_model(run, "onnx", calib=photos, imgs=4)  # reused below; the int8 row must export with the bad calib
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "parity.json"
+    rc = _script().main([str(run), "--data", f"csv:{data}", "--formats", "onnx-int8,onnx", "--reuse", "--calib",
+                         f"folder:{tmp_path / 'empty'}", "--out", str(out)])
+    rows = json.loads(out.read_text())["formats"]
+    assert rc == 1 and rows["onnx-int8"]["bar_met"] is False and "empty" in rows["onnx-int8"]["export_failed"]
+    assert rows["onnx"]["bar_met"] is True
+
+
 def test_max_images_below_two_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _script().main([str(tmp_path), "--max-images", "1"])
