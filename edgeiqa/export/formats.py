@@ -173,7 +173,8 @@ def missing_extra(fmt: Format, *, export: bool = True, runtime: bool = False) ->
     missing = missing_modules((fmt.requires if export else ()) + (fmt.runtime_requires if runtime else ()))
     if not missing:
         return None
-    return f"needs {' and '.join(dict.fromkeys(missing))}, not installed here" + (f": {extra_command(fmt)}" if fmt.extra else "")
+    reason = f"needs {' and '.join(dict.fromkeys(missing))}, not installed here"
+    return reason + (f": {extra_command(fmt)}" if fmt.extra else "")
 
 
 def require_modules(fmt: Format, *, runtime: bool = False, what: str | None = None) -> None:
