@@ -147,6 +147,22 @@ def test_int8_program_meets_the_bar_and_records_its_float_layers(int8, photos, t
     assert out.read_text().count(",ok,") == 3
 
 
+@pytest.mark.slow
+@LONG
+@needs_executorch
+def test_int8_of_a_two_view_student_loads_and_scores(photos, tmp_path):
+    """Two views through one backbone: the int8 program holds one backbone per view (XNNPACK's int8 delegate refused
+    to load convolutions sharing a quantised weight, `Init failed ... 0x1`), and scores within the bar."""
+    from edgeiqa.data.views import ViewSpec
+    from edgeiqa.export import export_model
+    from helpers import make_run
+
+    run = make_run(tmp_path / "two", [ViewSpec("resize", (64, 64)), ViewSpec("fragments", (56, 56), grid=7)])
+    made = export_model(run, "executorch-int8", calib=photos, imgs=16)
+    assert made.parity["ok"] and made.parity["srcc"] >= 0.99, made.parity
+    assert made.metadata["quantization"]["int8_convolutions"] > 10
+
+
 # ------------------------------------------------------------------------------------------ runtime
 
 

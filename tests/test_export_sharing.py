@@ -105,3 +105,23 @@ def test_identical_initializers_are_shared_on_a_hand_built_graph():
     assert np.array_equal(before, after)
     assert share_identical_initializers(model) == 0  # nothing left to share
     assert collections.Counter(n.op_type for n in model.graph.node)["Conv"] == 3
+
+
+def test_untied_views_score_the_same_with_one_backbone_per_view():
+    """untie_views() (for ExecuTorch int8, whose XNNPACK delegate will not load a quantised weight shared by two
+    views): the same scores to the bit, one backbone module per view, the first view keeping the original."""
+    import copy
+
+    from edgeiqa.students import create_student
+
+    torch.manual_seed(0)
+    student = create_student("efficientnet_lite0", TWO_VIEWS).drop_training_heads().eval()
+    views = (torch.rand(2, 3, 64, 64), torch.rand(2, 3, 56, 56))
+    untied = copy.deepcopy(student).untie_views()
+    with torch.no_grad():
+        assert torch.equal(student(*views), untied(*views))
+    first, second = untied.view_backbones
+    assert first is untied.backbone and second is not first
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(first.parameters(), second.parameters()))
+    one = create_student("efficientnet_lite0", TWO_VIEWS[:1]).untie_views()
+    assert one.view_backbones is None  # one view: nothing to untie

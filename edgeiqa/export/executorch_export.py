@@ -28,6 +28,7 @@ the training code.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -165,7 +166,6 @@ def _quantize(graph_module, views, batches, keep_float: set[str]):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    import copy
 
     import torch
 
@@ -205,6 +205,7 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
 
     if not batches:
         raise EdgeIQAError("int8 calibration needs at least one image")
+    model = copy.deepcopy(model).untie_views()  # XNNPACK's int8 delegate will not load weights shared by two views
     graph_module = _export(model, views).module()
     graph = graph_module.graph
     head = head_nodes(graph)

@@ -9,6 +9,8 @@ used only in training and is not part of the exported graph.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -21,6 +23,7 @@ class IQAStudent(nn.Module):
     def __init__(self, backbone: nn.Module, channels: list[int], views: list[ViewSpec], hidden: int = 256, feature_dim: int | None = None):
         super().__init__()
         self.backbone = backbone
+        self.view_backbones: nn.ModuleList | None = None  # set by untie_views() for export only
         self.view_names = [v.name for v in views]
         in_dim = 2 * sum(channels) * len(views)
         self.embed = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU())
@@ -50,8 +53,18 @@ class IQAStudent(nn.Module):
         return self
 
     def embedding(self, *views: torch.Tensor) -> torch.Tensor:
-        pooled = [pool_mean_std(f) for x in views for f in self.backbone(x)]
+        backbones = self.view_backbones or [self.backbone] * len(views)
+        pooled = [pool_mean_std(f) for bb, x in zip(backbones, views) for f in bb(x)]
         return self.embed(torch.cat(pooled, dim=1))
+
+    def untie_views(self) -> "IQAStudent":
+        """One copy of the backbone per view (the same weights, so the same scores): for a converter whose int8
+        program cannot share one quantised weight between two views' convolutions (ExecuTorch's XNNPACK delegate
+        refuses to load it). The artefact then holds the backbone's weights once per view."""
+        if len(self.view_names) > 1:
+            rest = [copy.deepcopy(self.backbone) for _ in self.view_names[1:]]
+            self.view_backbones = nn.ModuleList([self.backbone, *rest])
+        return self
 
     def forward(self, *views: torch.Tensor) -> torch.Tensor:
         """Scores (N,) for one batch per view, in the order of `view_names`."""
