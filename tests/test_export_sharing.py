@@ -125,3 +125,21 @@ def test_untied_views_score_the_same_with_one_backbone_per_view():
     assert all(a.data_ptr() != b.data_ptr() for a, b in zip(first.parameters(), second.parameters()))
     one = create_student("efficientnet_lite0", TWO_VIEWS[:1]).untie_views()
     assert one.view_backbones is None  # one view: nothing to untie
+
+
+def test_executorch_ladder_groups_each_backbone_layer_across_views():
+    """The int8 ladder keeps the first k backbone layers float in every view: the exported graph of an untied
+    two-view student has each convolution twice, grouped into one layer per backbone convolution, input first."""
+    import copy
+
+    from edgeiqa.export.executorch_export import _export, conv_layers, conv_nodes, head_nodes
+    from edgeiqa.students import create_student
+
+    student = create_student("efficientnet_lite0", TWO_VIEWS).drop_training_heads().eval()
+    graph = _export(copy.deepcopy(student).untie_views(), TWO_VIEWS).module().graph
+    convs = conv_nodes(graph, head_nodes(graph))
+    layers = conv_layers(graph, convs)
+    assert len(layers) * 2 == len(convs) and all(len(layer) == 2 for layer in layers)
+    assert sorted(n for layer in layers for n in layer) == sorted(convs)
+    one = _export(create_student("efficientnet_lite0", TWO_VIEWS[:1]).drop_training_heads().eval(), TWO_VIEWS[:1])
+    assert len(conv_layers(one.module().graph, conv_nodes(one.module().graph, head_nodes(one.module().graph)))) == len(layers)

@@ -12,7 +12,7 @@ the export's parity check share.
   * the head: every op after the spatial pooling (the pooled mean/std, LayerNorm, the MLP): a variance computed in
     int8 flattens the texture energy the score depends on;
   * the first backbone convolutions, only as many as the bar needs: starting from none, the first 1, 2, 4, 8 ...
-    convolutions (graph order from the input) are kept float until the SRCC of the quantised model against the float
+    convolutions from the input (each in every view: `conv_layers`) are kept float until the SRCC of the quantised model against the float
     one on the *calibration* images reaches the row's bar (the parity images judge the result afterwards), at most
     half of them. `XNNPACKQuantizer.set_module_name(name, None)` asserts in this release, so the layers are kept
     float through the quantizer's filter function, by graph node. Every try is recorded.
@@ -151,6 +151,21 @@ def conv_nodes(graph, head: list[str]) -> list[str]:
     return [n.name for n in graph.nodes if n.op == "call_function" and "conv" in str(n.target) and n.name not in skip]
 
 
+def conv_layers(graph, convs: list[str]) -> list[list[str]]:
+    """The convolution nodes grouped by the backbone layer they run, in order from the input: one group holds that
+    layer's node in every view (each view runs the backbone again), so keeping the first k layers float keeps them
+    float for every view, not only for the view the graph happens to run first."""
+    layers: dict[str, list[str]] = {}
+    for name in convs:
+        layers.setdefault(_layer_key(_module_path(graph, name)), []).append(name)
+    return list(layers.values())
+
+
+def _layer_key(path: str) -> str:
+    """A module path with the view's copy of the backbone (`view_backbones.N.`, see untie_views) named `backbone.`."""
+    return re.sub(r"^view_backbones\.\d+\.", "backbone.", path)
+
+
 def _module_path(graph, name: str) -> str:
     """The student's module a node came from (e.g. backbone.conv_stem), for the metadata."""
     for n in graph.nodes:
@@ -209,10 +224,14 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
     graph_module = _export(model, views).module()
     graph = graph_module.graph
     head = head_nodes(graph)
-    convs = conv_nodes(graph, head)
+    layers = conv_layers(graph, conv_nodes(graph, head))
+
+    def first(k: int) -> list[str]:  # the nodes of the first k layers, in every view
+        return [n for layer in layers[:k] for n in layer]
+
     reference = _scores(model, views, batches)
     quantized, chosen, trials = climb(
-        len(convs), lambda k: _quantize(graph_module, views, batches, set(head) | set(convs[:k])),
+        len(layers), lambda k: _quantize(graph_module, views, batches, set(head) | set(first(k))),
         lambda q: _scores(q, views, batches), reference, min_srcc, "executorch-int8",
         facts=lambda q: {"int8_convolutions": _count_quantized_convs(q)}, unit="convolutions")
     if not chosen["int8_convolutions"]:
@@ -232,7 +251,8 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
         "int8_convolutions": chosen["int8_convolutions"],
         "float_nodes": len(head) + k,
         **float_layers_report({"nodes": len(head)},
-                              {"names": [_module_path(graph, n) for n in convs[:k]], "nodes": convs[:k], "of": len(convs)},
+                              {"names": [_layer_key(_module_path(graph, layer[0])) for layer in layers[:k]],
+                               "nodes": first(k), "of": len(layers)},
                               k, trials, min_srcc, unit="convolutions",
                               judged_on="calibration images (the PT2E reference model in torch; the .pte itself is "
                               "judged by the parity check)"),
