@@ -39,8 +39,8 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "rows.runtime.p50_ms", "rows.runtime.pct_ceiling", "rows.ort_default.p50_ms", "rows.no_spinning.p50_ms"]),
     "Every format, sample student": ("export_parity_formats_sample.json", [
         "n_images", "formats.openvino-int8.srcc_vs_torch", "formats.litert-int8.srcc_vs_torch",
-        "formats.onnx-int8.srcc_vs_torch", "formats.openvino-int8.bar.min_srcc", "formats.litert-int8.bar.min_srcc",
-        "formats.onnx-int8.bar.min_srcc"]),
+        "formats.executorch-int8.srcc_vs_torch", "formats.onnx-int8.srcc_vs_torch", "formats.openvino-int8.bar.min_srcc",
+        "formats.litert-int8.bar.min_srcc", "formats.executorch-int8.bar.min_srcc", "formats.onnx-int8.bar.min_srcc"]),
     "Every format's latency, sample student": ("export_formats_sample.json", [
         "p50_ms_batch1.onnx", "p50_ms_batch1.openvino", "p50_ms_batch1.litert", "p50_ms_batch1.executorch",
         "p50_ms_batch1.onnx-int8", "p50_ms_batch1.openvino-int8", "p50_ms_batch1.litert-int8",
