@@ -50,6 +50,10 @@ ROWS: dict[str, tuple[str, list[str]]] = {
         "rows[teacher_ensemble].srcc", "rows[teacher_ensemble].gmacs",
         "rows[student_distilled].srcc_per_subset.ss02", "rows[teacher_ensemble].srcc_per_subset.ss02",
         "published[published_DeepEns].srcc"]),
+    "Every format, BIQ2021 student": ("export_parity_formats_biq2021.json", [
+        "n_images", "formats.onnx-int8.srcc_vs_torch", "formats.openvino-int8.srcc_vs_torch",
+        "formats.litert-int8.srcc_vs_torch", "formats.executorch-int8.srcc_vs_torch", "torch_vs_truth.srcc",
+        "formats.executorch-int8.vs_truth.srcc"]),
     "BIQ2021 export parity and speed": ("real_biq2021_runtime.json", [
         "rows[onnx].srcc", "rows[onnx].p50_ms_batch1", "rows[onnx-int8].srcc", "int8_srcc_over_fp32",
         "rows[onnx-int8].p50_ms_batch1"]),
