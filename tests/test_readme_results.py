@@ -44,7 +44,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "Every format's latency, sample student": ("export_formats_sample.json", [
         "p50_ms_batch1.onnx", "p50_ms_batch1.openvino", "p50_ms_batch1.litert", "p50_ms_batch1.executorch",
         "p50_ms_batch1.onnx-int8", "p50_ms_batch1.openvino-int8", "p50_ms_batch1.litert-int8",
-        "p50_ms_batch1.onnx-fp16", "p50_ms_batch1.litert-fp16"]),
+        "p50_ms_batch1.executorch-int8", "p50_ms_batch1.onnx-fp16", "p50_ms_batch1.litert-fp16"]),
     "BIQ2021 student": ("real_biq2021.json", [
         "rows[student_distilled].srcc", "rows[student_distilled].plcc", "rows[student_distilled].gmacs",
         "rows[teacher_ensemble].srcc", "rows[teacher_ensemble].gmacs",
