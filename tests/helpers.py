@@ -220,3 +220,14 @@ def bench_reused_exports(run_dir: Path, fp32, photos: list[Path], tmp_path: Path
     assert main(["eval", "--model", str(fp32.path), "--data", f"csv:{data}", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["compute"]["backend"] == float_format  # the float row names its backend
     return doc, rows
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ (not a package) as a module, e.g. load_benchmark("real").main([...])."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", Path(__file__).resolve().parents[1] / "benchmarks"
+                                                  / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,25 +3,17 @@ that a bad argument is refused before any export."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from edgeiqa.data.views import ViewSpec
-from helpers import make_run, skimage_photos, write_photo_csv
+from helpers import load_benchmark, make_run, skimage_photos, write_photo_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def _script():
-    spec = importlib.util.spec_from_file_location("export_formats", ROOT / "benchmarks" / "export_formats.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("export_formats")
 
 
 def test_collect_reads_each_exports_sidecar_and_names_a_missing_extra(tmp_path, monkeypatch):

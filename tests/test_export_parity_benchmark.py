@@ -4,26 +4,18 @@ refused before any export."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from edgeiqa.data.views import ViewSpec
-from helpers import make_run, skimage_photos, write_photo_csv
+from helpers import load_benchmark, make_run, skimage_photos, write_photo_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def _script():
-    spec = importlib.util.spec_from_file_location("export_parity", ROOT / "benchmarks" / "export_parity.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("export_parity")
 
 
 def test_formats_rows_on_at_most_n_images(tmp_path, monkeypatch):

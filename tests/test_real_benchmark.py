@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
@@ -10,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from edgeiqa.data.datasets import load_dataset
+from helpers import load_benchmark
 from test_biq2021 import TEST, TRAIN, make_biq2021
 
-SPEC = importlib.util.spec_from_file_location("real_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "real.py")
-real = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(real)
+real = load_benchmark("real")
 
 
 @pytest.mark.parametrize("argv, message", [

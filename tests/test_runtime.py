@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,7 +320,6 @@ def test_fast_path_keeps_the_decoded_jpeg_as_a_pil_image(photos, tmp_path):
 def test_onnx_session_spins_and_the_speed_benchmark_measures_it(onnx_path, tmp_path):
     """The runtime's session keeps onnxruntime's spinning on (off cost the bench row ~15 % on a VM), and
     benchmarks/onnx_speed.py, the check that would have caught that, times it beside plain sessions."""
-    import importlib.util
     import json
 
     from edgeiqa.runtime.backends import OnnxBackend
@@ -329,9 +327,9 @@ def test_onnx_session_spins_and_the_speed_benchmark_measures_it(onnx_path, tmp_p
     opts = OnnxBackend(onnx_path, threads=1).session.get_session_options()
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
-    spec = importlib.util.spec_from_file_location("onnx_speed", Path(__file__).parents[1] / "benchmarks" / "onnx_speed.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from helpers import load_benchmark
+
+    bench = load_benchmark("onnx_speed")
     out = tmp_path / "speed.json"
     bench.main([str(onnx_path), "--threads", "1", "--rounds", "2", "--runs", "3", "--out", str(out)])
     doc = json.loads(out.read_text())

@@ -4,7 +4,6 @@ one fold held out as `test`, arguments are refused before any work, and a real f
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,12 +11,10 @@ import pytest
 
 from edgeiqa.data.datasets import load_dataset
 import test_biq2021
+from helpers import load_benchmark
 from test_biq2021 import TEST, make_biq2021
 
-SPEC = importlib.util.spec_from_file_location("subset_finetune",
-                                              Path(__file__).resolve().parents[1] / "benchmarks" / "subset_finetune.py")
-bench = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(bench)
+bench = load_benchmark("subset_finetune")
 
 
 @pytest.mark.parametrize("argv, message", [
