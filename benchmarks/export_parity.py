@@ -53,6 +53,7 @@ def not_runnable(fmt) -> str | None:
 
 def compare_formats(args, run, spec, batches, ref, scenes, kinds, target) -> dict:
     """Each asked-for row of the formats table on the same images, run by the runtime's backend for its suffix."""
+    from edgeiqa.errors import EdgeIQAError
     from edgeiqa.export import export_model
     from edgeiqa.export.formats import artefact_bytes, get_format
     from edgeiqa.metrics import evaluate
@@ -69,8 +70,6 @@ def compare_formats(args, run, spec, batches, ref, scenes, kinds, target) -> dic
         path = Path(run) / "export" / fmt.filename
         reused = bool(args.reuse and path.exists())
         if not reused:
-            from edgeiqa.errors import EdgeIQAError
-
             try:
                 path = export_model(run, name, calib=args.calib or spec,
                                     imgs=args.calib_imgs if name.endswith("int8") else None).path
