@@ -257,6 +257,20 @@ def test_int8_is_quantised_runs_and_stays_correlated(int8_export, photos):
 
 
 @pytest.mark.slow
+def test_parity_asks_64_images_for_an_srcc_bar_and_16_for_a_max_diff_bar(run_dir, tmp_path):
+    """Without --imgs, a row judged by SRCC (fp16, int8) asks its parity check for 64 images (on 16, each swapped
+    pair of near-tied photos moves the SRCC by 0.003); a row judged by max |diff| asks for 16."""
+    from edgeiqa.export import export_model
+    from edgeiqa.export.parity import default_parity_images
+
+    assert default_parity_images(0.99) == 64 and default_parity_images(None) == 16
+    photos = skimage_photos(20)
+    fp16 = export_model(run_dir, "onnx-fp16", calib=photos, out=tmp_path / "m-fp16.onnx")
+    fp32 = export_model(run_dir, "onnx", calib=photos, out=tmp_path / "m.onnx")
+    assert fp16.parity["images"]["requested"] == 64 and fp16.parity["n_images"] == 20  # all 20 given, fewer than 64
+    assert fp32.parity["images"]["requested"] == 16 and fp32.parity["n_images"] == 16
+
+
 def test_int8_writes_nothing_into_the_working_directory(photos, tmp_path, monkeypatch):
     """onnxruntime's symbolic shape inference fails on the TorchScript fragments graph and used to leave
     sym_shape_infer_temp.onnx and a 14 MB .data file in the user's current directory."""

@@ -70,7 +70,8 @@ def register(subparsers) -> None:
                    "(sample, csv:PATH, folder:DIR, ...; default: the run profile's data, else sample). "
                    "Calibration prefers train/val images, parity prefers test/val images")
     p.add_argument("--imgs", type=int, metavar="N", default=None,
-                   help="number of images for calibration and parity (default: 16 for parity; calibration "
+                   help="number of images for calibration and parity (default for parity: 16, 64 for the fp16 and int8 rows "
+                   "judged by SRCC; calibration "
                    "128 for onnx-int8, openvino-int8 and executorch-int8, 500 for tensorrt --int8; TensorRT warns under 300)")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="artefact path (default: RUN_DIR/export/<format's file name>); the metadata sidecar "

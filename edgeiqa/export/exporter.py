@@ -413,8 +413,8 @@ def export_model(run_dir: str | Path, fmt: str, *, dynamic_batch: bool = False, 
     """Export the student of `run_dir` to format `fmt` (see FORMATS).
 
     calib: dataset spec (or list of image paths) for calibration and parity; default: the run profile's
-    data, else the sample set. imgs: number of images for calibration and parity (default 16 for parity,
-    128 for onnx-int8 calibration, 500 for TensorRT int8). out: artefact path (default RUN/export/<name>);
+    data, else the sample set. imgs: number of images for calibration and parity (default for parity: 16 for
+    rows judged by max |diff|, 64 for rows judged by SRCC; 128 for onnx-int8 calibration, 500 for TensorRT int8). out: artefact path (default RUN/export/<name>);
     an existing file there (or at its .json sidecar) is replaced only when edgeiqa wrote it, or with force.
     flags: opset, exporter, fp16, int8, workspace, max_batch (only those the format takes; others are an
     error: see FLAGS in edgeiqa.export.formats). Every argument is checked before anything is loaded or written.
@@ -493,7 +493,7 @@ def _parity(f: Format, precision: str, out: Path, torch_run, views, calib, profi
 
     if f.backend == "torch":
         return {"skipped": "the torch format is the checkpoint itself"}
-    images, src = par.load_images(calib, profile, imgs or par.DEFAULT_PARITY_IMAGES, par.PARITY_SPLITS)
+    images, src = par.load_images(calib, profile, imgs or par.default_parity_images(f.parity_min_srcc), par.PARITY_SPLITS)
     batches = par.view_batches(images, views)
     ref = par.run_all(torch_run, batches)
     if f.backend == "onnxruntime":

@@ -24,7 +24,15 @@ from edgeiqa.errors import EdgeIQAError, ImageLoadError
 
 CALIB_SPLITS = ("train", "pool", "val")
 PARITY_SPLITS = ("test", "val")
-DEFAULT_PARITY_IMAGES = 16
+DEFAULT_PARITY_IMAGES = 16  # rows judged by max |diff|: any image shows a difference
+# Rows judged by SRCC (fp16, int8): on 16 images each swapped pair of near-tied photos moves the SRCC by 0.003, a
+# third of a 0.99 bar's room, so the check needs more images to judge the artefact rather than the ties.
+DEFAULT_SRCC_PARITY_IMAGES = 64
+
+
+def default_parity_images(min_srcc: float | None) -> int:
+    """How many images the export's parity check uses when --imgs is not given, by the row's kind of bar."""
+    return DEFAULT_SRCC_PARITY_IMAGES if min_srcc is not None else DEFAULT_PARITY_IMAGES
 
 
 def check_spec(flag: str, spec) -> None:
