@@ -133,9 +133,9 @@ def _check_paths(paths: list[str]) -> None:
 def _read_paths(args) -> tuple[list[str], list[str]]:
     """(files the command reads, folders it scans), each also through its symlinks."""
     inputs = list(args.paths) + [args.model]
-    from edgeiqa.export.formats import formats_for_suffix
+    from edgeiqa.export.formats import is_folder_artefact
 
-    folder_model = Path(args.model).is_dir() and any(f.folder for f in formats_for_suffix(Path(args.model).suffix))
+    folder_model = is_folder_artefact(args.model)
     if Path(args.model).is_file() or folder_model:  # a Core ML .mlpackage is a folder with a sidecar too
         from edgeiqa.export.formats import artefact_files
 

@@ -184,6 +184,8 @@ def export_coreml(job: ExportJob) -> Built:
 @exports("coreml-int8")
 def export_coreml_int8(job: ExportJob) -> Built:
     return _coreml(job, int8=True)
+
+
 def _litert_fp32(job: ExportJob) -> tuple[Path, dict]:
     """The float32 .tflite (litert-torch, from the student itself) in the scratch folder and, for the GMAC recount and
     the size ratio, the float32 ONNX graph of the same student beside it."""

@@ -209,11 +209,17 @@ def formats_for_suffix(suffix: str) -> list[Format]:
     return [f for f in FORMATS.values() if f.suffix == suffix.lower()]
 
 
+def is_folder_artefact(path: str | Path) -> bool:
+    """A folder whose suffix is a folder format's (a Core ML .mlpackage), not a run folder."""
+    p = Path(path)
+    return p.is_dir() and any(f.folder for f in formats_for_suffix(p.suffix))
+
+
 def backend_for_path(path: str | Path) -> str:
     """The runtime backend for a model path: by suffix from the table; a folder is a run dir (torch) unless its
     suffix is a folder format's (a Core ML .mlpackage)."""
     p = Path(path)
-    if p.is_dir() and not any(f.folder for f in formats_for_suffix(p.suffix)):
+    if p.is_dir() and not is_folder_artefact(p):
         return "torch"
     found = formats_for_suffix(p.suffix)
     if not found:

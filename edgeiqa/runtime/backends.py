@@ -239,7 +239,7 @@ class OpenVINOBackend(_RunnerBackend):
         self.threads = self.runner.threads
 
 
-class CoreMLBackend:
+class CoreMLBackend(_RunnerBackend):
     """A Core ML ML program (`.mlpackage`), fed the float32 NCHW views the runtime builds for every backend. The
     runner (shared with the export's parity check) lives with the Core ML export code; off macOS it raises one line
     after checking the package (a corrupt or foreign package is named as such first)."""
@@ -254,17 +254,11 @@ class CoreMLBackend:
         check_threads(threads)  # Core ML has no thread setting: a valid count is accepted, and threads reads None
         from edgeiqa.export.coreml_export import PackageRunner
 
-        self.runner = PackageRunner(self.path)  # pragma: no cover - below runs on macOS only
+        self._adopt(PackageRunner(self.path))  # pragma: no cover - below runs on macOS only
         self.metadata = self.runner.metadata  # pragma: no cover
         self.device = "coreml"  # pragma: no cover
         self.provider = f"Core ML (coremltools {self.runner.version}, {self.runner.compute_units})"  # pragma: no cover
         self.threads = None  # pragma: no cover
-        self.input_names = self.runner.input_names  # pragma: no cover
-        self.input_shapes = self.runner.input_shapes  # pragma: no cover
-        self.fixed_batch = self.runner.fixed_batch  # pragma: no cover
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - macOS only
-        return self.runner.run(feeds)
 
 
 class LiteRTBackend(_RunnerBackend):
