@@ -10,7 +10,11 @@ on
 - native-resolution image statistics that follow what the subset varies (focus, noise, exposure): Laplacian
   energy (whole image, 90th and 50th percentile of 32-px blocks), Immerkaer's noise estimate, gradient energy,
   luminance mean / std / 5th and 95th percentiles / clipped fractions, colourfulness, JPEG bytes;
-- the features with the statistics appended.
+- the features with the statistics appended;
+and, on same-scene pairs (two photos that are each other's nearest neighbour by the cosine of both members'
+standardised features, above a threshold), how far their opinion scores lie apart and how often the out-of-fold
+ridge head, or each statistic (signed as it correlates with the scores inside the subset), puts the better-rated
+photo of a pair first, over the pairs whose scores differ by more than 0.1 (a coin reads 0.5).
 It tells a head that cannot learn a subset (the information is not in the features) from one that does not
 (the recipe): docs/biq2021.md reads it. Results: benchmarks/results/biq2021_subset_probe.json.
 """
@@ -72,19 +76,58 @@ def member_features(member_dir: Path, paths: list[str]) -> np.ndarray:
 
 
 def cv_srcc(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> float:
-    """SRCC of out-of-fold ridge predictions (features standardised inside each training fold)."""
+    """SRCC of out-of-fold ridge predictions."""
+    from edgeiqa.metrics import srcc
+
+    return round(float(srcc(cv_predictions(x, y, folds, seed), y)), 4)
+
+
+PAIR_COSINES = (0.6, 0.7, 0.8)
+PAIR_MIN_GAP = 0.1  # a pair counts only when its scores differ by more: the order of near-equal scores says little
+
+
+def cv_predictions(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Out-of-fold ridge predictions (features standardised inside each training fold)."""
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from edgeiqa.metrics import srcc
-
     pred = np.zeros(len(y))
     for tr, te in KFold(folds, shuffle=True, random_state=seed).split(x):
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 5, 15)))
         pred[te] = model.fit(x[tr], y[tr]).predict(x[te])
-    return round(float(srcc(pred, y)), 4)
+    return pred
+
+
+def scene_pairs(x: np.ndarray, y: np.ndarray, pred: np.ndarray, stats: np.ndarray) -> dict:
+    """Same-scene pairs (mutual nearest neighbours by feature cosine): their score gaps, and the share of pairs with a
+    gap above PAIR_MIN_GAP that the head's predictions and each statistic order as the observers did."""
+    from edgeiqa.metrics import srcc
+
+    z = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -1.0)
+    nearest, cosine = sim.argmax(1), sim.max(1)
+    signs = np.where(np.array([srcc(stats[:, i], y) for i in range(stats.shape[1])]) < 0, -1.0, 1.0)
+    out = {}
+    for threshold in PAIR_COSINES:
+        pairs = np.array([(i, j) for i, j in enumerate(nearest) if nearest[j] == i and i < j and cosine[i] > threshold])
+        if not len(pairs):
+            out[str(threshold)] = {"pairs": 0}
+            continue
+        gap = y[pairs[:, 0]] - y[pairs[:, 1]]
+        far = pairs[np.abs(gap) > PAIR_MIN_GAP]
+        truth = np.sign(y[far[:, 0]] - y[far[:, 1]])
+
+        def ordered(v: np.ndarray) -> float:
+            return round(float(np.mean(np.sign(v[far[:, 0]] - v[far[:, 1]]) == truth)), 3) if len(far) else None
+
+        out[str(threshold)] = {"pairs": len(pairs), "median_score_gap": round(float(np.median(np.abs(gap))), 4),
+                               f"pairs_gap_over_{PAIR_MIN_GAP}": len(far), "head_ordered": ordered(pred),
+                               "stat_ordered": {n: ordered(signs[i] * stats[:, i]) for i, n in enumerate(STAT_NAMES)}}
+    return out
 
 
 def probe_subset(subset: str, records, members: list[Path], folds: int, seed: int) -> dict:
@@ -103,9 +146,10 @@ def probe_subset(subset: str, records, members: list[Path], folds: int, seed: in
     both = np.hstack(list(feats.values()))
     rows = {name: {"features": cv_srcc(x, y, folds, seed), "features+stats": cv_srcc(np.hstack([x, stats]), y, folds, seed)}
             for name, x in {**feats, "+".join(feats): both}.items()}
+    pairs = scene_pairs(both, y, cv_predictions(both, y, folds, seed), stats)
     return {"photos": len(y), "mos_std": round(float(y.std()), 4), "stats_only": cv_srcc(stats, y, folds, seed),
             "stat_srcc": {n: round(float(srcc(stats[:, i], y)), 4) for i, n in enumerate(STAT_NAMES)},
-            "ridge_cv_srcc": rows, "stats_seconds": round(stats_s, 1)}
+            "ridge_cv_srcc": rows, "scene_pairs": pairs, "stats_seconds": round(stats_s, 1)}
 
 
 def main(argv=None) -> int:
@@ -139,6 +183,7 @@ def main(argv=None) -> int:
     write_json_atomic(args.out, doc, indent=1)
     for s, r in results.items():
         print(s, "stats only", r["stats_only"], {k: v for k, v in r["ridge_cv_srcc"].items()})
+        print(s, "same-scene pairs", {t: (p["pairs"], p.get("head_ordered")) for t, p in r["scene_pairs"].items()})
     print(f"wrote {args.out}")
     return 0
 
