@@ -69,6 +69,8 @@ def export_one(run_dir: Path, name: str) -> tuple[int, float, str]:
 
 
 def main(argv=None) -> int:
+    from edgeiqa.bench.runner import parse_formats
+    from edgeiqa.errors import EdgeIQAError
     from edgeiqa.export.formats import FORMATS, missing_extra
     from edgeiqa.fileio import write_json_atomic
     from edgeiqa.provenance import measured
@@ -84,10 +86,10 @@ def main(argv=None) -> int:
                     help="a bench.json from `edgeiqa bench` on the same run folder: its latency rows join each format")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    names = [n.strip() for n in args.formats.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown:
-        ap.error(f"unknown format(s) {', '.join(unknown)} (formats: {', '.join(FORMATS)})")
+    try:
+        names = parse_formats(args.formats, teacher=False)
+    except EdgeIQAError as e:
+        ap.error(str(e))
     if not (args.run_dir / "student.pt").is_file():
         ap.error(f"{args.run_dir}: no student.pt (a run folder from `distill`)")
     if args.bench is not None and not args.bench.is_file():

@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    from edgeiqa.bench.runner import parse_formats
+    from edgeiqa.errors import EdgeIQAError
     from edgeiqa.export.formats import FORMATS
 
     try:
@@ -42,10 +44,10 @@ def main(argv=None) -> int:
         ap.error(f"--counts must be whole numbers, got {args.counts!r}")
     if not counts or counts[0] < 3:
         ap.error("--counts must be whole numbers >= 3 (an SRCC over fewer images says nothing)")
-    names = [n.strip() for n in args.formats.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown:
-        ap.error(f"unknown format(s) {', '.join(unknown)}")
+    try:
+        names = parse_formats(args.formats, teacher=False)
+    except EdgeIQAError as e:
+        ap.error(str(e))
     if not (args.run_dir / "student.pt").is_file():
         ap.error(f"{args.run_dir}: no student.pt (a run folder from `distill`)")
 

@@ -59,7 +59,7 @@ def test_collect_reads_each_exports_sidecar_and_names_a_missing_extra(tmp_path, 
 def test_bad_arguments_are_refused_before_any_export(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _script().main([str(tmp_path), "--formats", "onnx,onnxx"])
-    assert e.value.code == 2 and "unknown format(s) onnxx" in capsys.readouterr().err
+    assert e.value.code == 2 and "unknown format 'onnxx'; did you mean 'onnx'?" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         _script().main([str(tmp_path)])
     assert e.value.code == 2 and "no student.pt" in capsys.readouterr().err

@@ -32,7 +32,8 @@ def test_srcc_per_image_count_and_a_row_not_exported(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [(["--counts", "2,16"], "--counts must be whole numbers >= 3"),
                                            (["--counts", "a"], "--counts must be whole numbers"),
-                                           (["--formats", "onnx-int9"], "unknown format(s) onnx-int9")])
+                                           (["--formats", "onnx-int9"], "unknown format 'onnx-int9'; did you mean 'onnx-int8'?"),
+                                           (["--formats", "teacher"], "unknown format 'teacher'")])
 def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
         load_benchmark("parity_images").main([str(tmp_path), *argv, "--out", str(tmp_path / "r.json")])

@@ -58,9 +58,10 @@ def default_formats() -> list[str]:
     return list(DEFAULT_FORMATS) + ([] if tensorrt_missing() else ["tensorrt"])
 
 
-def parse_formats(spec) -> list[str]:
+def parse_formats(spec, teacher: bool = True) -> list[str]:
     """'onnx,onnx-int8' or a list -> canonical names (table order kept as given, duplicates dropped).
-    `teacher` is accepted too. A misspelt name is an error that suggests the closest one."""
+    `teacher` is accepted too unless `teacher=False` (export formats only). A misspelt name is an error that suggests
+    the closest one."""
     if spec is None:
         return default_formats()
     items = spec.split(",") if isinstance(spec, str) else list(spec)
@@ -69,13 +70,13 @@ def parse_formats(spec) -> list[str]:
         name = str(raw).strip().lower()
         if not name:
             continue
-        if name == TEACHER:
+        if name == TEACHER and teacher:
             canon = TEACHER
         else:
             try:
                 canon = get_format(name).name
             except EdgeIQAError:
-                choices = [*FORMATS, TEACHER]
+                choices = [*FORMATS, TEACHER] if teacher else list(FORMATS)
                 raise EdgeIQAError(f"unknown format {raw.strip()!r}{did_you_mean(name, choices, cutoff=0.4)} "
                                    f"(formats: {', '.join(choices)})") from None
         if canon not in out:
