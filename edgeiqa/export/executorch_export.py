@@ -155,9 +155,10 @@ def conv_layers(graph, convs: list[str]) -> list[list[str]]:
     """The convolution nodes grouped by the backbone layer they run, in order from the input: one group holds that
     layer's node in every view (each view runs the backbone again), so keeping the first k layers float keeps them
     float for every view, not only for the view the graph happens to run first."""
+    paths = _module_paths(graph)
     layers: dict[str, list[str]] = {}
     for name in convs:
-        layers.setdefault(_layer_key(_module_path(graph, name)), []).append(name)
+        layers.setdefault(_layer_key(paths.get(name, name)), []).append(name)
     return list(layers.values())
 
 
@@ -166,15 +167,14 @@ def _layer_key(path: str) -> str:
     return re.sub(r"^view_backbones\.\d+\.", "backbone.", path)
 
 
-def _module_path(graph, name: str) -> str:
-    """The student's module a node came from (e.g. backbone.conv_stem), for the metadata."""
+def _module_paths(graph) -> dict[str, str]:
+    """Node name -> the student's module it came from (e.g. backbone.conv_stem), for nodes that record one."""
+    paths = {}
     for n in graph.nodes:
-        if n.name == name:
-            stack = n.meta.get("nn_module_stack") or {}
-            if stack:
-                path = list(stack.values())[-1][0]
-                return path.replace("L['self'].", "").replace("L__self___", "")
-    return name
+        stack = n.meta.get("nn_module_stack") or {}
+        if stack:
+            paths[n.name] = list(stack.values())[-1][0].replace("L['self'].", "").replace("L__self___", "")
+    return paths
 
 
 def _quantize(graph_module, views, batches, keep_float: set[str]):
@@ -225,6 +225,7 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
     graph = graph_module.graph
     head = head_nodes(graph)
     layers = conv_layers(graph, conv_nodes(graph, head))
+    paths = _module_paths(graph)
 
     def first(k: int) -> list[str]:  # the nodes of the first k layers, in every view
         return [n for layer in layers[:k] for n in layer]
@@ -251,7 +252,7 @@ def quantize_int8(model, views, out: Path, batches: list[dict[str, np.ndarray]],
         "int8_convolutions": chosen["int8_convolutions"],
         "float_nodes": len(head) + k,
         **float_layers_report({"nodes": len(head)},
-                              {"names": [_layer_key(_module_path(graph, layer[0])) for layer in layers[:k]],
+                              {"names": [_layer_key(paths.get(layer[0], layer[0])) for layer in layers[:k]],
                                "nodes": first(k), "of": len(layers)},
                               k, trials, min_srcc, unit="convolutions",
                               judged_on="calibration images (the PT2E reference model in torch; the .pte itself is "
