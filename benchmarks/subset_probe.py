@@ -121,7 +121,7 @@ def scene_pairs(x: np.ndarray, y: np.ndarray, pred: np.ndarray, stats: np.ndarra
         far = pairs[np.abs(gap) > PAIR_MIN_GAP]
         truth = np.sign(y[far[:, 0]] - y[far[:, 1]])
 
-        def ordered(v: np.ndarray) -> float:
+        def ordered(v: np.ndarray) -> float | None:
             return round(float(np.mean(np.sign(v[far[:, 0]] - v[far[:, 1]]) == truth)), 3) if len(far) else None
 
         out[str(threshold)] = {"pairs": len(pairs), "median_score_gap": round(float(np.median(np.abs(gap))), 4),
