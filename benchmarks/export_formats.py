@@ -69,8 +69,7 @@ def export_one(run_dir: Path, name: str) -> tuple[int, float, str]:
 
 
 def main(argv=None) -> int:
-    from edgeiqa.bench.runner import parse_formats
-    from edgeiqa.errors import EdgeIQAError
+    from edgeiqa.bench.runner import export_formats_arg
     from edgeiqa.export.formats import FORMATS, missing_extra
     from edgeiqa.fileio import write_json_atomic
     from edgeiqa.provenance import measured
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path, help="a student run folder (student.pt + card.json), e.g. the main job's student/")
-    ap.add_argument("--formats", default=",".join(n for n in FORMATS if n != "torch"),
+    ap.add_argument("--formats", type=export_formats_arg, default=",".join(n for n in FORMATS if n != "torch"),
                     help="comma-separated formats (default: every row but torch)")
     ap.add_argument("--collect", action="store_true", help="export nothing: read the sidecars already in RUN_DIR/export")
     ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
@@ -86,10 +85,7 @@ def main(argv=None) -> int:
                     help="a bench.json from `edgeiqa bench` on the same run folder: its latency rows join each format")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    try:
-        names = parse_formats(args.formats, teacher=False)
-    except EdgeIQAError as e:
-        ap.error(str(e))
+    names = args.formats
     if not (args.run_dir / "student.pt").is_file():
         ap.error(f"{args.run_dir}: no student.pt (a run folder from `distill`)")
     if args.bench is not None and not args.bench.is_file():

@@ -25,17 +25,18 @@ SRCC_ROWS = "onnx-fp16,onnx-int8,openvino-int8,litert-fp16,litert-int8,executorc
 
 
 def main(argv=None) -> int:
+    from edgeiqa.bench.runner import export_formats_arg
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path, help="a student run folder whose export/ holds the artefacts")
-    ap.add_argument("--formats", default=SRCC_ROWS, help=f"rows to read (default {SRCC_ROWS}); a row not exported is skipped")
+    ap.add_argument("--formats", type=export_formats_arg, default=SRCC_ROWS,
+                    help=f"rows to read (default {SRCC_ROWS}); a row not exported is skipped")
     ap.add_argument("--counts", default="16,32,48,64", help="image counts to compare (default 16,32,48,64)")
     ap.add_argument("--data", default=None, help="dataset spec of the images (default: the run's data, as export uses)")
     ap.add_argument("--machine", default="2 CPU cores, no GPU", help="machine state recorded in the results")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    from edgeiqa.bench.runner import parse_formats
-    from edgeiqa.errors import EdgeIQAError
     from edgeiqa.export.formats import FORMATS
 
     try:
@@ -44,10 +45,7 @@ def main(argv=None) -> int:
         ap.error(f"--counts must be whole numbers, got {args.counts!r}")
     if not counts or counts[0] < 3:
         ap.error("--counts must be whole numbers >= 3 (an SRCC over fewer images says nothing)")
-    try:
-        names = parse_formats(args.formats, teacher=False)
-    except EdgeIQAError as e:
-        ap.error(str(e))
+    names = args.formats
     if not (args.run_dir / "student.pt").is_file():
         ap.error(f"{args.run_dir}: no student.pt (a run folder from `distill`)")
 

@@ -86,6 +86,16 @@ def parse_formats(spec, teacher: bool = True) -> list[str]:
     return out
 
 
+def export_formats_arg(spec: str) -> list[str]:
+    """argparse `type=` for a --formats of export formats only: parse_formats(teacher=False), its error argparse's."""
+    import argparse
+
+    try:
+        return parse_formats(spec, teacher=False)
+    except EdgeIQAError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parse_batches(spec) -> tuple[int, ...]:
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out = []
