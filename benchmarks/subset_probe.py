@@ -144,13 +144,11 @@ def probe_subset(subset: str, records, members: list[Path], folds: int, seed: in
     stats_s = time.time() - t0
     feats = {m.name: member_features(m, paths) for m in members}
     both = np.hstack(list(feats.values()))
-    both_pred = cv_predictions(both, y, folds, seed)  # fitted once: its SRCC row and the pair analysis share it
-    rows = {}
-    for name, x in {**feats, "+".join(feats): both}.items():
-        pred = both_pred if x is both else cv_predictions(x, y, folds, seed)
-        rows[name] = {"features": round(float(srcc(pred, y)), 4),
-                      "features+stats": cv_srcc(np.hstack([x, stats]), y, folds, seed)}
-    pairs = scene_pairs(both, y, both_pred, stats)
+    inputs = {**feats, "+".join(feats): both}
+    preds = {name: cv_predictions(x, y, folds, seed) for name, x in inputs.items()}  # the pair analysis reuses both's
+    rows = {name: {"features": round(float(srcc(preds[name], y)), 4),
+                   "features+stats": cv_srcc(np.hstack([x, stats]), y, folds, seed)} for name, x in inputs.items()}
+    pairs = scene_pairs(both, y, preds["+".join(feats)], stats)
     return {"photos": len(y), "mos_std": round(float(y.std()), 4), "stats_only": cv_srcc(stats, y, folds, seed),
             "stat_srcc": {n: round(float(srcc(stats[:, i], y)), 4) for i, n in enumerate(STAT_NAMES)},
             "ridge_cv_srcc": rows, "scene_pairs": pairs, "stats_seconds": round(stats_s, 1)}
